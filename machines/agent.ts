@@ -88,6 +88,7 @@ export const agentMachine = setup({
     permitPending: ({ context }) => context.permitPending,
     closePending: ({ context }) => context.pendingClose !== null,
     pinned: ({ context }) => context.pinned,
+    stopping: ({ event }) => event.type === 'close' && event.reason === 'stop',
     corrupt: ({ event }) => event.type === 'load.failed' && event.corrupt === true,
   },
   actions: {
@@ -180,6 +181,8 @@ export const agentMachine = setup({
         waitingForSlot: {
           on: {
             'slot.granted': { target: '#agent.loading', actions: 'startLoad' },
+            // A grant may already be on its way: if it lands after stop(), flush at once.
+            close: { guard: 'stopping', actions: 'rememberClose' },
           },
         },
         /** The last load failed (not corruption); the runtime sends `retry` after a backoff. */

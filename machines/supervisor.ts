@@ -329,7 +329,10 @@ export const supervisorMachine = setup({
       },
       always: { guard: 'allReleased', target: 'stopped' },
     },
-    stopped: { type: 'final' },
+    /** Everything is back. Late news (an agent flushed after stop asking for a slot) is ignored. */
+    stopped: {
+      on: { '*': {} },
+    },
   },
   on: {
     stop: { target: '.stopping', actions: 'dropQueues' },

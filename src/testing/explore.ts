@@ -22,6 +22,11 @@ export interface Model<W, E> {
   key(world: W): string;
   /** Throws when an invariant does not hold. Called after every step. */
   check?(world: W, path: readonly E[]): void;
+  /**
+   * A copy of the world that can go its own way. Optional: without it, states are
+   * reached again by replay. With it, the search keeps one world per frontier state.
+   */
+  clone?(world: W): W;
   /** A readable name for an event, for counterexamples. */
   describe?(event: E): string;
 }
@@ -51,7 +56,7 @@ export class ModelViolation extends Error {
   override readonly name = 'ModelViolation';
   constructor(
     readonly path: readonly string[],
-    readonly cause: unknown,
+    override readonly cause: unknown,
   ) {
     super(
       `${cause instanceof Error ? cause.message : String(cause)}\n  after ${path.length} steps:\n    ${path.join('\n    ')}`,
@@ -59,15 +64,17 @@ export class ModelViolation extends Error {
   }
 }
 
-interface Node<E> {
-  parent: Node<E> | null;
+interface Node<W, E> {
+  parent: Node<W, E> | null;
   event: E | null;
   depth: number;
+  /** The world in this state, kept when the model can clone. */
+  world: W | null;
 }
 
-function pathOf<E>(node: Node<E>): E[] {
+function pathOf<W, E>(node: Node<W, E>): E[] {
   const out: E[] = [];
-  for (let n: Node<E> | null = node; n && n.event !== null; n = n.parent) out.push(n.event);
+  for (let n: Node<W, E> | null = node; n && n.event !== null; n = n.parent) out.push(n.event);
   return out.reverse();
 }
 
@@ -90,18 +97,22 @@ export function explore<W, E>(model: Model<W, E>, options: ExploreOptions): Expl
   const root = model.init();
   step([], root);
   const seen = new Set<string>([model.key(root)]);
-  let frontier: Node<E>[] = [{ parent: null, event: null, depth: 0 }];
+  const clone = model.clone?.bind(model);
+  let frontier: Node<W, E>[] = [{ parent: null, event: null, depth: 0, world: clone ? root : null }];
   const report: ExploreReport = { states: 1, edges: 0, depth: 0, frontier: 0, truncated: false };
 
   while (frontier.length > 0) {
-    const next: Node<E>[] = [];
+    const next: Node<W, E>[] = [];
     for (const node of frontier) {
       const path = pathOf(node);
-      let world: W | null = replay(path);
-      const events = model.events(world);
-      for (const event of events) {
-        const w = world ?? replay(path);
-        world = null;
+      const base = node.world ?? replay(path);
+      node.world = null;
+      const events = model.events(base);
+      let fresh: W | null = clone ? null : base;
+      for (const [i, event] of events.entries()) {
+        // The last event may consume the base world; the others get a copy (or a replay).
+        const w = clone ? (i === events.length - 1 ? base : clone(base)) : (fresh ?? replay(path));
+        fresh = null;
         const childPath = [...path, event];
         try {
           model.apply(w, event);
@@ -119,7 +130,7 @@ export function explore<W, E>(model: Model<W, E>, options: ExploreOptions): Expl
           report.truncated = true;
           return report;
         }
-        if (node.depth + 1 < maxDepth) next.push({ parent: node, event, depth: node.depth + 1 });
+        if (node.depth + 1 < maxDepth) next.push({ parent: node, event, depth: node.depth + 1, world: clone ? w : null });
         else report.frontier++;
       }
     }

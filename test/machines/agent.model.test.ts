@@ -85,7 +85,7 @@ function runPath(path: Path, run: Run, extra?: AgentEvent): void {
   const steps = extra ? [...path.steps, { event: extra, state: null }] : path.steps;
   const where = (i: number) => `step ${i} of [${steps.map((s) => s.event.type).join(', ')}]`;
   steps.forEach((step, i) => {
-    if (step.event.type === 'xstate.init') return; // the path's start, not an event to send
+    if ((step.event.type as string) === 'xstate.init') return; // the path's start, not an event to send
     const before = actor.getSnapshot();
     log.length = 0;
     actor.send(step.event);

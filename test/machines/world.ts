@@ -18,7 +18,8 @@ import {
   type SupervisorEvent,
   type SupervisorEffects,
 } from '../../machines/supervisor.js';
-import type { PolicyFactory } from '../../machines/policy.js';
+import { lru, type PolicyFactory } from '../../machines/policy.js';
+import { LinkedSet } from '../../machines/LinkedSet.js';
 import type { Model } from '../../src/testing/explore.js';
 
 export interface Budget {
@@ -52,7 +53,8 @@ export interface WorldConfig {
 export type EnvEvent =
   | { kind: 'msg' | 'loadOk' | 'loadFail' | 'loadCorrupt' | 'turnDone' | 'interrupt' | 'flushOk' | 'flushFail'; agent: number }
   | { kind: 'close' | 'destroy' | 'retry' | 'pin' | 'deliverSup' | 'deliverAgent'; agent: number }
-  | { kind: 'idleSweep' | 'stop' };
+  | { kind: 'idleSweep' }
+  | { kind: 'stop' };
 
 const NAMES = 'abcdefgh';
 const ZERO: Budget = {
@@ -155,15 +157,24 @@ export class World {
   clock = 0;
   stopped = false;
 
+  /** A new world, or a copy of `from` that can go its own way. */
   constructor(
     readonly config: WorldConfig,
     readonly observed: Observed | null = null,
+    from?: World,
   ) {
     current = this;
     this.budget = { ...ZERO, ...config.budget };
     this.ids = Array.from({ length: config.agents }, (_, i) => NAMES[i]!);
-    this.inboxSup = this.ids.map(() => []);
-    this.inboxAgent = this.ids.map(() => []);
+    this.inboxSup = from ? from.inboxSup.map((q) => [...q]) : this.ids.map(() => []);
+    this.inboxAgent = from ? from.inboxAgent.map((q) => [...q]) : this.ids.map(() => []);
+    if (from) {
+      Object.assign(this.used, from.used);
+      this.violations.push(...from.violations);
+      this.refLru.push(...from.refLru);
+      this.clock = from.clock;
+      this.stopped = from.stopped;
+    }
     const inspect = observed
       ? (set: Set<unknown>) => (ev: { type: string; _transitions?: unknown[] }) => {
           if (ev.type === '@xstate.microstep') for (const t of ev._transitions ?? []) set.add(t);
@@ -171,17 +182,24 @@ export class World {
       : null;
     const sup = provideOnce(config.supervisorLogic ?? supervisorMachine, supervisorActions);
     const caps = config.supervisorCaps ?? { residentCap: config.residentCap, runningCap: config.runningCap };
+    const input = { ...caps, policy: config.policy, idleTimeout: config.idleTimeout ?? null };
     this.supervisor = createActor(sup, {
-      input: { ...caps, policy: config.policy, idleTimeout: config.idleTimeout ?? null },
+      input,
+      ...(from ? { snapshot: cloneSupervisor(from.supervisor, input.policy) } : {}),
       ...(inspect ? { inspect: inspect(observed!.supervisorTransitions) } : {}),
     }).start();
     const agent = provideOnce(config.agentLogic ?? agentMachine, agentActions);
     this.agents = this.ids.map((id, i) =>
       createActor(agent, {
         input: { id, pinned: config.pinned?.includes(i) ?? false },
+        ...(from ? { snapshot: from.agents[i]!.getPersistedSnapshot() } : {}),
         ...(inspect ? { inspect: inspect(observed!.agentTransitions) } : {}),
       }).start(),
     );
+  }
+
+  clone(): World {
+    return new World(this.config, this.observed, this);
   }
 
   // --- routing -------------------------------------------------------------
@@ -252,10 +270,10 @@ export class World {
       if (used.closes < budget.closes && !this.stopped) out.push({ kind: 'close', agent });
       if (used.destroys < budget.destroys) out.push({ kind: 'destroy', agent });
       if (JSON.stringify(snap.value) === '{"unloaded":"backoff"}' || st === 'failed') out.push({ kind: 'retry', agent });
-      if (used.pins < budget.pins && !snap.context.pinned) out.push({ kind: 'pin', agent });
+      if (used.pins < budget.pins) out.push({ kind: 'pin', agent });
     });
     if (used.idleSweeps < budget.idleSweeps && this.config.idleTimeout !== undefined) out.push({ kind: 'idleSweep' });
-    if (used.stops < budget.stops && !this.stopped) out.push({ kind: 'stop' });
+    if (used.stops < budget.stops) out.push({ kind: 'stop' });
     return out;
   }
 
@@ -440,6 +458,36 @@ export class World {
   }
 }
 
+/**
+ * A persisted snapshot of the supervisor with its books copied, so a clone can diverge.
+ * The policy is rebuilt from its order, which holds for the LRU and the test mutants.
+ */
+function cloneSupervisor(actor: Actor<typeof supervisorMachine>, policy: PolicyFactory = lru) {
+  const snap = actor.getPersistedSnapshot() as unknown as { context: SupervisorContext };
+  const c = snap.context;
+  const p = policy();
+  for (const id of c.policy.order()) p.evictable(id, c.idleSince?.get(id) ?? 0);
+  const copy = <V>(s: LinkedSet<V>) => {
+    const out = new LinkedSet<V>();
+    for (const [k, v] of s.entries()) out.push(k, v);
+    return out;
+  };
+  const context: SupervisorContext = {
+    ...c,
+    policy: p,
+    phase: new Map(c.phase),
+    pinned: new Set(c.pinned),
+    evicting: new Map(c.evicting),
+    slotQueue: copy(c.slotQueue),
+    permitQueue: copy(c.permitQueue),
+    running: new Set(c.running),
+    idleSince: c.idleSince ? copy(c.idleSince) : null,
+    count: { ...c.count },
+    totals: { ...c.totals },
+  };
+  return { ...snap, context } as never;
+}
+
 function canEvict(c: AgentContext): boolean {
   return c.mailbox === 0 && !c.permitPending && !c.pinned;
 }
@@ -456,6 +504,7 @@ export const describeEnv = (e: EnvEvent): string =>
 export function worldModel(config: WorldConfig, observed: Observed | null = null): Model<World, EnvEvent> {
   return {
     init: () => new World(config, observed),
+    clone: (w) => w.clone(),
     events: (w) => w.enabled(),
     apply: (w, e) => w.apply(e),
     key: (w) => w.key(),
