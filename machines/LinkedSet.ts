@@ -9,17 +9,18 @@
  * Used for the LRU of evictable agents, the idle-time order and the FIFO admission
  * queues of the supervisor. A leaf structure: imports nothing.
  */
-interface Node<V> {
+/** @internal */
+export interface LinkedNode<V> {
   key: string;
   value: V;
-  prev: Node<V> | null;
-  next: Node<V> | null;
+  prev: LinkedNode<V> | null;
+  next: LinkedNode<V> | null;
 }
 
 export class LinkedSet<V = undefined> {
-  readonly #nodes = new Map<string, Node<V>>();
-  #head: Node<V> | null = null;
-  #tail: Node<V> | null = null;
+  readonly #nodes = new Map<string, LinkedNode<V>>();
+  #head: LinkedNode<V> | null = null;
+  #tail: LinkedNode<V> | null = null;
 
   get size(): number {
     return this.#nodes.size;
@@ -44,7 +45,7 @@ export class LinkedSet<V = undefined> {
       }
       return;
     }
-    const node: Node<V> = { key, value, prev: null, next: null };
+    const node: LinkedNode<V> = { key, value, prev: null, next: null };
     this.#nodes.set(key, node);
     this.#linkBack(node);
   }
@@ -109,7 +110,7 @@ export class LinkedSet<V = undefined> {
   unsafeCheckLinks(): string[] {
     const problems: string[] = [];
     const seen = new Set<string>();
-    let prev: Node<V> | null = null;
+    let prev: LinkedNode<V> | null = null;
     let count = 0;
     for (let n = this.#head; n; n = n.next) {
       if (n.prev !== prev) problems.push(`node ${n.key}: prev link does not point back`);
@@ -129,7 +130,14 @@ export class LinkedSet<V = undefined> {
     return problems;
   }
 
-  #linkBack(node: Node<V>): void {
+  /**
+   * @internal The raw nodes, for tests that check (or deliberately break) the links.
+   */
+  unsafeInternals(): { head: LinkedNode<V> | null; tail: LinkedNode<V> | null; nodes: Map<string, LinkedNode<V>> } {
+    return { head: this.#head, tail: this.#tail, nodes: this.#nodes };
+  }
+
+  #linkBack(node: LinkedNode<V>): void {
     node.prev = this.#tail;
     node.next = null;
     if (this.#tail) this.#tail.next = node;
@@ -137,7 +145,7 @@ export class LinkedSet<V = undefined> {
     this.#tail = node;
   }
 
-  #unlink(node: Node<V>): void {
+  #unlink(node: LinkedNode<V>): void {
     if (node.prev) node.prev.next = node.next;
     else this.#head = node.next;
     if (node.next) node.next.prev = node.prev;

@@ -46,6 +46,8 @@ export interface WorldConfig {
   /** The machines under test (mutants are passed here). */
   agentLogic?: typeof agentMachine;
   supervisorLogic?: typeof supervisorMachine;
+  /** Offer `stop` only once every message of the budget was sent (long random walks). */
+  stopLate?: boolean;
   /** The supervisor's caps, when a test wants them to differ from the checked ones. */
   supervisorCaps?: { residentCap: number; runningCap: number };
 }
@@ -273,7 +275,7 @@ export class World {
       if (used.pins < budget.pins) out.push({ kind: 'pin', agent });
     });
     if (used.idleSweeps < budget.idleSweeps && this.config.idleTimeout !== undefined) out.push({ kind: 'idleSweep' });
-    if (used.stops < budget.stops) out.push({ kind: 'stop' });
+    if (used.stops < budget.stops && (!this.config.stopLate || used.messages >= budget.messages)) out.push({ kind: 'stop' });
     return out;
   }
 
@@ -425,9 +427,14 @@ export class World {
         if (sc.running.has(id) !== (st === 'running')) problems.push(`books: ${id} is ${st}, supervisor running=${sc.running.has(id)}`);
         if (sc.pinned.has(id) !== (pinned && holding(st))) problems.push(`books: ${id} pinned=${pinned} ${st}, supervisor pinned=${sc.pinned.has(id)}`);
       });
-      const ioPending = states.some((s) => s === 'loading' || s === 'running' || s === 'flushing');
-      if (this.stopped && !ioPending && this.supervisor.getSnapshot().value !== 'stopped') {
-        problems.push(`stop: everything is released but the supervisor is ${JSON.stringify(this.supervisor.getSnapshot().value)}`);
+      // Stop ends once every agent is out of memory. (One whose flush failed during stop
+      // stays resident: the runtime reports it and stops anyway; its state is durable.)
+      const allOut = states.every((s) => !holding(s));
+      if (this.stopped && allOut && this.supervisor.getSnapshot().value !== 'stopped') {
+        problems.push(`stop: every agent is out of memory but the supervisor is ${JSON.stringify(this.supervisor.getSnapshot().value)}`);
+      }
+      if (this.stopped && !allOut && this.supervisor.getSnapshot().value === 'stopped') {
+        problems.push('stop: the supervisor stopped while agents are still in memory');
       }
     }
     if (problems.length) throw new Error(problems.join('\n'));

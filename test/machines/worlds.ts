@@ -17,7 +17,7 @@ export const worlds: { name: string; config: WorldConfig }[] = [
   { name: 'close and a failed flush racing eviction', config: { ...two, budget: { messages: 3, closes: 1, flushFailures: 1 } } },
   { name: 'destroy racing eviction', config: { ...two, budget: { messages: 3, destroys: 1 } } },
   { name: 'load and flush failures', config: { ...two, budget: { messages: 3, loadFailures: 1, flushFailures: 1 } } },
-  { name: 'pinned from the start, and pinned later', config: { ...three, pinned: [0], budget: { messages: 2, pins: 2 } } },
+  { name: 'pinned from the start, and pinned while evicted', config: { agents: 3, residentCap: 1, runningCap: 1, pinned: [0], budget: { messages: 3, pins: 1 } } },
   { name: 'idle timeout', config: { ...three, idleTimeout: 10, budget: { messages: 3, idleSweeps: 1 } } },
   { name: 'stop (twice)', config: { ...three, budget: { messages: 2, stops: 2 } } },
 ];
