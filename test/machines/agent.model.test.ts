@@ -55,9 +55,9 @@ interface Run {
 
 /** Effects of the current step, recorded by the provided actions (one machine for all paths). */
 const log: string[] = [];
-const recorded = agentMachine.provide({
-  actions: Object.fromEntries(EFFECTS.map((n) => [n, () => void log.push(n)])),
-});
+const recording = (machine: typeof agentMachine) =>
+  machine.provide({ actions: Object.fromEntries(EFFECTS.map((n) => [n, () => void log.push(n)])) });
+const recorded = recording(agentMachine);
 
 function ensure(ok: boolean, what: string): void {
   if (!ok) throw new Error(what);
@@ -71,8 +71,8 @@ function ensure(ok: boolean, what: string): void {
  * - a turn starts only with mail; a permit is pending only while idle; mailbox ≥ 0;
  * - an unloaded agent with mail always waits for a slot (nothing is forgotten), unless backing off.
  */
-function runPath(path: Path, run: Run, extra?: AgentEvent): void {
-  const actor = createActor(recorded, {
+function runPath(path: Path, run: Run, extra?: AgentEvent, machine = recorded): void {
+  const actor = createActor(machine, {
     input: { id: 'a' },
     inspect: (ev) => {
       if (ev.type === '@xstate.microstep') {
@@ -151,6 +151,23 @@ describe('agent lifecycle (model-based, xstate/graph)', () => {
     );
     expect(missed).toEqual([]);
     expect(shortest.length).toBeGreaterThan(50);
+  });
+
+  it('its path checks fail against a copy with the evict guard removed (mutation check)', () => {
+    const mutant = recording(agentMachine.provide({ guards: { canEvict: () => true } }));
+    const shortest = getShortestPaths(agentMachine, { events: agentEvents, serializeState: fineKey, input: { id: 'a' } });
+    const run: Run = { taken: new Set(), steps: 0 };
+    let caught: Error | null = null;
+    for (const p of shortest) {
+      for (const e of [undefined, ...agentEvents]) {
+        try {
+          runPath(p, run, e, mutant);
+        } catch (err) {
+          caught ??= err as Error;
+        }
+      }
+    }
+    expect(caught?.message).toMatch(/evict guard broken/);
   });
 
   it('refuses eviction when the mailbox is not empty, a permit is pending, or it is pinned', () => {

@@ -154,6 +154,8 @@ export class World {
   readonly used: Budget = { ...ZERO };
   readonly budget: Budget;
   readonly violations: string[] = [];
+  /** Agents asked to close (or stopped) while in memory, that have not flushed since. */
+  readonly closeOwed: boolean[] = [];
   /** Reference LRU: agents the supervisor was told are evictable, least recent first. */
   readonly refLru: string[] = [];
   clock = 0;
@@ -174,6 +176,7 @@ export class World {
       Object.assign(this.used, from.used);
       this.violations.push(...from.violations);
       this.refLru.push(...from.refLru);
+      this.closeOwed.push(...from.closeOwed);
       this.clock = from.clock;
       this.stopped = from.stopped;
     }
@@ -280,6 +283,26 @@ export class World {
   }
 
   apply(e: EnvEvent): void {
+    this.step(e);
+    this.settleCloses();
+  }
+
+  /** A close is owed by an agent in memory (or one waiting for a slot when stopped). */
+  oweClose(i: number): void {
+    const st = this.state(i);
+    const waiting = JSON.stringify(this.agents[i]!.getSnapshot().value) === '{"unloaded":"waitingForSlot"}';
+    if (st === 'loading' || st === 'idle' || st === 'running' || (waiting && this.stopped)) this.closeOwed[i] = true;
+  }
+
+  /** An agent that reached flushing (or was destroyed) has honoured its close. */
+  settleCloses(): void {
+    this.agents.forEach((_, i) => {
+      const st = this.state(i);
+      if (st === 'flushing' || st === 'destroyed') this.closeOwed[i] = false;
+    });
+  }
+
+  step(e: EnvEvent): void {
     current = this;
     this.clock++;
     if (e.kind === 'idleSweep') {
@@ -291,7 +314,11 @@ export class World {
       this.used.stops++;
       this.stopped = true;
       this.supervisor.send({ type: 'stop' });
-      this.agents.forEach((a) => a.send({ type: 'close', reason: 'stop' }));
+      this.agents.forEach((a, i) => {
+        this.oweClose(i);
+        a.send({ type: 'close', reason: 'stop' });
+      });
+      this.settleCloses();
       return;
     }
     const i = e.agent;
@@ -347,6 +374,7 @@ export class World {
         return;
       case 'close':
         this.used.closes++;
+        this.oweClose(i);
         agent.send({ type: 'close' });
         return;
       case 'destroy':
@@ -426,6 +454,10 @@ export class World {
         if (sc.phase.get(id) !== want) problems.push(`books: ${id} is ${st} but the supervisor has ${sc.phase.get(id) ?? 'no slot'}`);
         if (sc.running.has(id) !== (st === 'running')) problems.push(`books: ${id} is ${st}, supervisor running=${sc.running.has(id)}`);
         if (sc.pinned.has(id) !== (pinned && holding(st))) problems.push(`books: ${id} pinned=${pinned} ${st}, supervisor pinned=${sc.pinned.has(id)}`);
+      });
+      // A close (or stop) is honoured: once its turn or load is over, the agent flushes.
+      this.ids.forEach((id, i) => {
+        if (this.closeOwed[i] && states[i] === 'idle') problems.push(`close: ${id} was asked to close and sits idle without flushing`);
       });
       // Stop ends once every agent is out of memory. (One whose flush failed during stop
       // stays resident: the runtime reports it and stops anyway; its state is durable.)
