@@ -24,3 +24,4 @@ export type {
 export { lru } from '../machines/policy.js';
 export type { EvictionPolicy, PolicyFactory } from '../machines/policy.js';
 export { LinkedSet } from '../machines/LinkedSet.js';
+export { agentToSupervisor, supervisorEventFor, supervisorBoundActions, agentEventFor } from '../machines/protocol.js';

@@ -9,6 +9,7 @@
 import { createActor, type Actor } from 'xstate';
 import { agentMachine, lifecycleOf, type AgentContext } from '../machines/agent.js';
 import { supervisorMachine, type SupervisorEffects } from '../machines/supervisor.js';
+import { agentEventFor, supervisorBoundActions } from '../machines/protocol.js';
 
 export interface SimulationOptions {
   agents: number;
@@ -71,9 +72,9 @@ export function simulate(o: SimulationOptions): SimulationStats {
   const supervisor = createActor(
     supervisorMachine.provide({
       actions: {
-        grantSlot: (_, p: SupervisorEffects['grantSlot']) => later(() => agent(p.id).send({ type: 'slot.granted' })),
-        grantPermit: (_, p: SupervisorEffects['grantPermit']) => later(() => agent(p.id).send({ type: 'permit.granted' })),
-        evict: (_, p: SupervisorEffects['evict']) => later(() => agent(p.id).send({ type: 'evict', reason: p.reason })),
+        grantSlot: (_, p: SupervisorEffects['grantSlot']) => later(() => agent(p.id).send(agentEventFor('grantSlot', p))),
+        grantPermit: (_, p: SupervisorEffects['grantPermit']) => later(() => agent(p.id).send(agentEventFor('grantPermit', p))),
+        evict: (_, p: SupervisorEffects['evict']) => later(() => agent(p.id).send(agentEventFor('evict', p))),
         reportSaturated: () => void stats.saturations++,
       },
     }),
@@ -84,29 +85,16 @@ export function simulate(o: SimulationOptions): SimulationStats {
 
   const logic = agentMachine.provide({
     actions: {
-      requestSlot: (a) => tell({ type: 'slot.request', id: id(a), pinned: a.context.pinned }),
-      returnSlot: (a) => tell({ type: 'agent.released', id: id(a) }),
+      ...supervisorBoundActions(tell, () => now),
       startLoad: (a) => {
         stats.loads++;
         at(1 + rand() * 4, () => agent(id(a)).send({ type: 'load.done' }));
       },
-      notifyLoaded: (a) => tell({ type: 'agent.loaded', id: id(a) }),
-      notifyLoadFailed: (a) => tell({ type: 'agent.loadFailed', id: id(a) }),
-      becomeEvictable: (a) => tell({ type: 'agent.evictable', id: id(a), at: now }),
-      requestPermit: (a) => tell({ type: 'permit.request', id: id(a) }),
-      cancelPermit: (a) => tell({ type: 'permit.cancel', id: id(a) }),
-      returnPermit: (a) => tell({ type: 'permit.release', id: id(a) }),
-      endTurn: (a) => tell({ type: 'permit.release', id: id(a) }),
-      refuseEvict: (a) => tell({ type: 'evict.refused', id: id(a) }),
       notifyFlushing: (a) => {
         stats.evictions++;
         tell({ type: 'agent.flushing', id: id(a) });
       },
       startFlush: (a) => at(1 + rand() * 2, () => agent(id(a)).send({ type: 'flush.done' })),
-      notifyFlushed: (a) => tell({ type: 'agent.flushed', id: id(a) }),
-      notifyFlushFailed: (a) => tell({ type: 'agent.flushFailed', id: id(a) }),
-      notifyPinned: (a) => tell({ type: 'agent.pinned', id: id(a) }),
-      notifyReleased: (a) => tell({ type: 'agent.released', id: id(a) }),
       startTurn: (a) => {
         // A turn: a "model call" of 20–200 ms, then maybe a message to another agent.
         at(20 + rand() * 180, () => {

@@ -21,6 +21,7 @@ import {
 import { lru, type PolicyFactory } from '../../machines/policy.js';
 import { LinkedSet } from '../../machines/LinkedSet.js';
 import type { Model } from '../../src/testing/explore.js';
+import { agentEventFor, supervisorBoundActions } from '../../machines/protocol.js';
 
 export interface Budget {
   messages: number;
@@ -90,47 +91,21 @@ const world = (): World => {
   return current;
 };
 
-/** Agent effects routed into the world's channels. */
+/** Agent effects routed into the world's channels (through the one protocol). */
 const agentActions = {
-  requestSlot: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'slot.request', id: context.id, pinned: context.pinned }),
-  returnSlot: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'agent.released', id: context.id }),
-  notifyLoaded: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'agent.loaded', id: context.id }),
-  notifyLoadFailed: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'agent.loadFailed', id: context.id }),
-  becomeEvictable: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'agent.evictable', id: context.id, at: world().clock }),
-  requestPermit: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'permit.request', id: context.id }),
-  cancelPermit: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'permit.cancel', id: context.id }),
-  returnPermit: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'permit.release', id: context.id }),
-  endTurn: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'permit.release', id: context.id }),
-  refuseEvict: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'evict.refused', id: context.id }),
-  notifyFlushing: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'agent.flushing', id: context.id }),
-  notifyFlushed: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'agent.flushed', id: context.id }),
-  notifyFlushFailed: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'agent.flushFailed', id: context.id }),
-  notifyPinned: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'agent.pinned', id: context.id }),
-  notifyReleased: ({ context }: { context: AgentContext }) =>
-    world().toSup(context.id, { type: 'agent.released', id: context.id }),
+  ...supervisorBoundActions(
+    (e, id) => world().toSup(id, e),
+    () => world().clock,
+  ),
   startTurn: ({ context }: { context: AgentContext }) => world().onStartTurn(context),
   reportIllegal: ({ context, event }: { context: AgentContext; event: AgentEvent }) =>
     world().violations.push(`agent ${context.id} got ${event.type}, which its state cannot take`),
 };
 
 const supervisorActions = {
-  grantSlot: (_: unknown, p: SupervisorEffects['grantSlot']) => world().fromSup('grantSlot', p.id, { type: 'slot.granted' }),
+  grantSlot: (_: unknown, p: SupervisorEffects['grantSlot']) => world().fromSup('grantSlot', p.id, agentEventFor('grantSlot', p)),
   grantPermit: (_: unknown, p: SupervisorEffects['grantPermit']) =>
-    world().fromSup('grantPermit', p.id, { type: 'permit.granted' }),
+    world().fromSup('grantPermit', p.id, agentEventFor('grantPermit', p)),
   evict: (_: unknown, p: SupervisorEffects['evict']) => world().onEvict(p.id, p.reason),
   reportSaturated: () => world().countEffect('reportSaturated'),
 };
@@ -237,7 +212,7 @@ export class World {
       this.violations.push(`supervisor evicted ${id} (${reason}) while it is ${JSON.stringify(s.value)} with no news in flight`);
     }
     remove(this.refLru, id);
-    this.fromSup('evict', id, { type: 'evict', reason });
+    this.fromSup('evict', id, agentEventFor('evict', { id, reason }));
   }
 
   onStartTurn(context: AgentContext): void {
