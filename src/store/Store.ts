@@ -1,0 +1,174 @@
+/**
+ * The store contract. Every store (memoryStore, sqliteStore, postgresStore) implements
+ * this interface and passes the one conformance suite (test/store/describeStore.ts).
+ *
+ * What a store keeps, per agent:
+ * - the registry record (identity: id, type, parent, pinned, spawn input);
+ * - the mailbox: messages accepted and not yet consumed, in acceptance order, each with
+ *   a per-agent sequence number (`seq`, 1, 2, 3 …, never reused for that agent) and a
+ *   caller-chosen `messageId` that makes appends idempotent;
+ * - the latest snapshot of the agent's logic (opaque JSON);
+ * - the rollout: an append-only list of entries (accepted messages, turn records,
+ *   outputs, lifecycle notes).
+ *
+ * Rules every store keeps (and the conformance suite checks):
+ * 1. `append` is atomic per call: either every message of the batch is stored or none.
+ *    It is idempotent by `(agentId, messageId)`: appending a message id that is already
+ *    stored (pending or consumed) stores nothing new and returns the original `seq` with
+ *    `duplicate: true`. Messages to an agent that does not exist are refused with
+ *    `AgentNotFoundError` and nothing of the batch is stored.
+ * 2. `commitTurn` is atomic: the turn record, the outputs, the new snapshot (if any), the
+ *    consumption of the handled message, the outgoing messages (outbox) and the agents
+ *    spawned by the turn are stored together or not at all. Committing a turn for a
+ *    message that is already consumed fails with `StoreError` (no double handling).
+ * 3. `beginTurn` records that a turn started on a message. A turn that began and was
+ *    never committed is "in flight"; `turnsInFlight()` lists them (recovery marks them
+ *    `crashed` with `commitTurn({ outcome: 'crashed' })`).
+ * 4. Reads return copies: mutating a returned object never changes the store.
+ * 5. `destroyAgent` deletes the identity, mailbox, snapshot and rollout; the id may be
+ *    spawned again afterwards, with sequence numbers starting again at 1.
+ * 6. Ids are opaque strings; a store never uses them as paths.
+ * 7. After `close()`, every method rejects with `StoreError`.
+ *
+ * All methods are async; a store may batch them (group commit) as long as each call
+ * resolves only after what it wrote is durable (for durable stores).
+ */
+
+/** A message: a plain JSON object with a string `type`. */
+export interface Message {
+  type: string;
+  [key: string]: unknown;
+}
+
+/** JSON-serializable data. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface AgentRecord {
+  id: string;
+  type: string;
+  parent: string | null;
+  pinned: boolean;
+  /** The spawn input, as given (JSON). */
+  input: unknown;
+  /** When it was spawned (ms since epoch, from the runtime's clock). */
+  createdAt: number;
+}
+
+export interface AppendRequest {
+  agentId: string;
+  /** Idempotency key, unique per agent. */
+  messageId: string;
+  message: Message;
+  /** Acceptance time (ms). */
+  at: number;
+}
+
+export interface AppendResult {
+  agentId: string;
+  messageId: string;
+  seq: number;
+  /** True when this message id was already stored: nothing new was written. */
+  duplicate: boolean;
+}
+
+export interface StoredMessage {
+  agentId: string;
+  seq: number;
+  messageId: string;
+  message: Message;
+  at: number;
+}
+
+export type TurnOutcome = 'done' | 'failed' | 'interrupted' | 'crashed';
+
+export interface CommitTurn {
+  agentId: string;
+  /** The message the turn handled; it is consumed by the commit. */
+  seq: number;
+  outcome: TurnOutcome;
+  /** The logic's snapshot after the turn; `undefined` keeps the previous one. */
+  snapshot?: unknown;
+  /** What the turn emitted as outputs, in order. */
+  outputs?: unknown[];
+  /** Messages the turn sent to other agents (or itself), appended atomically with the commit. */
+  outbox?: AppendRequest[];
+  /** Agents the turn spawned, created atomically with the commit (before the outbox). */
+  spawned?: AgentRecord[];
+  /** Error text for a failed turn. */
+  error?: string;
+  at: number;
+  durationMs: number;
+}
+
+export interface CommitResult {
+  /** Sequence numbers given to the outbox messages, in order. */
+  outbox: AppendResult[];
+}
+
+export type RolloutEntry =
+  | { kind: 'accepted'; seq: number; messageId: string; message: Message; at: number }
+  | { kind: 'turn.started'; seq: number; at: number }
+  | { kind: 'turn.finished'; seq: number; outcome: TurnOutcome; at: number; durationMs: number; error?: string }
+  | { kind: 'output'; seq: number; output: unknown; at: number }
+  | { kind: 'snapshot'; seq: number; at: number }
+  | { kind: 'note'; note: 'loaded' | 'evicted' | 'spawned'; reason?: string; at: number };
+
+export interface ListOptions {
+  type?: string;
+  parent?: string;
+  /** At most this many (default 100). */
+  limit?: number;
+  /** From `list()`'s previous `cursor`. */
+  cursor?: string | null;
+}
+
+export interface ListResult {
+  agents: AgentRecord[];
+  /** Pass to the next call for the next page; `null` at the end. */
+  cursor: string | null;
+}
+
+export interface Store {
+  /** A short name for messages and stats ("memory", "sqlite", …). */
+  readonly kind: string;
+
+  // --- registry ---
+  /** Creates the agent. Rejects with `AgentExistsError` when the id is taken. */
+  createAgent(record: AgentRecord): Promise<void>;
+  getAgent(id: string): Promise<AgentRecord | null>;
+  /** The records of those ids that exist (in no particular order). */
+  getAgents(ids: readonly string[]): Promise<AgentRecord[]>;
+  /** Agents ordered by id, filtered, paged with an opaque cursor. */
+  listAgents(options?: ListOptions): Promise<ListResult>;
+  /** Deletes identity, mailbox, snapshot and rollout. Resolves `false` when absent. */
+  destroyAgent(id: string): Promise<boolean>;
+
+  // --- mailbox ---
+  /** Appends a batch atomically; idempotent by (agentId, messageId). Results in request order. */
+  append(batch: readonly AppendRequest[]): Promise<AppendResult[]>;
+  /** Unconsumed messages of the agent, oldest first, at most `limit`. */
+  pending(agentId: string, limit?: number): Promise<StoredMessage[]>;
+  /** How many unconsumed messages the agent has. */
+  mailboxSize(agentId: string): Promise<number>;
+
+  // --- turns and state ---
+  /** Records that a turn started on message `seq` (for crash recovery). */
+  beginTurn(agentId: string, seq: number, at: number): Promise<void>;
+  /** Commits a turn atomically (see rule 2). */
+  commitTurn(commit: CommitTurn): Promise<CommitResult>;
+  /** The latest snapshot, or `null` when the agent never committed one. */
+  loadSnapshot(agentId: string): Promise<unknown | null>;
+  /** Appends a lifecycle note (loaded, evicted, …) to the rollout. Not transactional with anything. */
+  note(agentId: string, entry: Extract<RolloutEntry, { kind: 'note' }>): Promise<void>;
+  /** The rollout, oldest first: the last `limit` entries when `limit` is given. */
+  rollout(agentId: string, options?: { limit?: number }): Promise<RolloutEntry[]>;
+
+  // --- recovery ---
+  /** Ids of agents with unconsumed messages. */
+  agentsWithPending(): Promise<string[]>;
+  /** Turns begun and never committed: `{ agentId, seq }`. */
+  turnsInFlight(): Promise<{ agentId: string; seq: number }[]>;
+
+  /** Releases resources. Further calls reject with `StoreError`. */
+  close(): Promise<void>;
+}
