@@ -1,0 +1,434 @@
+/**
+ * `createRuntime`: the public face of residency. It validates input, orders calls
+ * through the accept pipeline, and leaves residency to the Host (the two statecharts
+ * run for real).
+ */
+import type { InspectionEvent } from 'xstate';
+import type { PolicyFactory } from '../machines/policy.js';
+import type { LifecycleState } from '../machines/agent.js';
+import type { SupervisorContext } from '../machines/supervisor.js';
+import { systemClock, type Clock } from './clock.js';
+import type { AgentDefinition } from './defineAgent.js';
+import { AgentNotFoundError, AskTimeoutError, RuntimeStoppedError, UnknownAgentTypeError } from './errors.js';
+import { RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
+import { Accepter } from './runtime/Accepter.js';
+import { Host, type TurnResult } from './runtime/Host.js';
+import { memoryStore } from './store/memoryStore.js';
+import type { AgentRecord, AppendResult, Message, Store } from './store/Store.js';
+import { assertAgentId, assertIntegerAtLeast, assertJson, assertMessage, assertPositiveDurationOrNull, describeValue } from './validate.js';
+
+export interface RuntimeOptions {
+  /** The agent types this runtime can run. */
+  agents: readonly AgentDefinition[];
+  /** Most unpinned agents in memory at once (loading, resident and flushing). */
+  residentCap: number;
+  /** Most turns running at once; ≤ `residentCap`. */
+  runningCap: number;
+  /** Where agents live. Default: `memoryStore()` (the embedded durable store is coming). */
+  store?: Store;
+  /** Evict agents idle this long (ms), even below the cap. Default: never. */
+  idleTimeout?: number | null;
+  /** Time and timers. Default: the system clock. */
+  clock?: Clock;
+  /** Eviction policy. Default: LRU. */
+  policy?: PolicyFactory;
+  /** How long `stop()` lets running turns finish before interrupting them (ms). Default 10,000. */
+  stopTimeout?: number;
+}
+
+export interface SpawnRequest {
+  id: string;
+  input?: unknown;
+  parent?: string;
+  pinned?: boolean;
+}
+
+export interface AgentInfo {
+  id: string;
+  type: string;
+  parent: string | null;
+  state: LifecycleState;
+  resident: boolean;
+  pinned: boolean;
+  /** Messages accepted and not yet handled. */
+  mailbox: number;
+  lastActiveAt: number | null;
+  /** Turns finished (any outcome). */
+  turns: number;
+}
+
+export interface ListRequest {
+  resident?: boolean;
+  type?: string;
+  parent?: string;
+  limit?: number;
+  cursor?: string | null;
+}
+
+export interface RuntimeStats {
+  residentCap: number;
+  runningCap: number;
+  resident: number;
+  loading: number;
+  flushing: number;
+  running: number;
+  pinned: number;
+  waitingForSlot: number;
+  waitingForPermit: number;
+  loads: number;
+  evictions: number;
+  hits: number;
+  misses: number;
+}
+
+export interface Runtime {
+  spawn(type: string, request: SpawnRequest): Promise<{ id: string; type: string; parent: string | null; pinned: boolean }>;
+  send(id: string, message: Message): Promise<{ seq: number; messageId: string }>;
+  ask(id: string, message: Message, options?: { timeout?: number }): Promise<TurnResult>;
+  interrupt(id: string): Promise<void>;
+  close(id: string): Promise<void>;
+  destroy(id: string): Promise<void>;
+  get(id: string): Promise<AgentInfo>;
+  list(request?: ListRequest): Promise<{ agents: AgentInfo[]; cursor: string | null }>;
+  stats(): RuntimeStats;
+  on<K extends RuntimeEventName>(name: K, handler: (payload: RuntimeEvents[K]) => void): () => void;
+  inspect(observer: (event: InspectionEvent | { type: '@residency.event'; name: string; payload: unknown }) => void): { unsubscribe(): void };
+  stop(): Promise<void>;
+}
+
+function assertOptions(options: unknown): asserts options is RuntimeOptions {
+  if (!options || typeof options !== 'object') {
+    throw new TypeError(`Expected createRuntime options { agents, residentCap, runningCap }, got ${describeValue(options)}`);
+  }
+  const o = options as Record<string, unknown>;
+  if (!Array.isArray(o.agents) || o.agents.length === 0) {
+    throw new TypeError(`Expected \`agents\` to be a non-empty array of defineAgent(...) definitions, got ${describeValue(o.agents)}`);
+  }
+  const seen = new Set<string>();
+  for (const d of o.agents as unknown[]) {
+    const def = d as Partial<AgentDefinition>;
+    if (!def || typeof def !== 'object' || typeof def.type !== 'string' || !def.logic) {
+      throw new TypeError(`Expected every entry of \`agents\` to come from defineAgent(...), got ${describeValue(d)}`);
+    }
+    if (seen.has(def.type)) throw new TypeError(`Expected agent types to be unique, got "${def.type}" twice in \`agents\``);
+    seen.add(def.type);
+  }
+  assertIntegerAtLeast(o.residentCap, 'residentCap', 1);
+  assertIntegerAtLeast(o.runningCap, 'runningCap', 1);
+  if ((o.runningCap as number) > (o.residentCap as number)) {
+    throw new TypeError(`Expected \`runningCap\` (${o.runningCap}) to be ≤ \`residentCap\` (${o.residentCap}): a running agent is resident`);
+  }
+  assertPositiveDurationOrNull(o.idleTimeout, 'idleTimeout');
+  if (o.stopTimeout !== undefined) assertIntegerAtLeast(o.stopTimeout, 'stopTimeout', 0);
+  if (o.store !== undefined) {
+    const s = o.store as Partial<Store>;
+    if (!s || typeof s !== 'object' || typeof s.append !== 'function' || typeof s.commitTurn !== 'function') {
+      throw new TypeError(`Expected \`store\` to implement the Store interface (memoryStore(), sqliteStore(path), …), got ${describeValue(o.store)}`);
+    }
+  }
+  if (o.clock !== undefined) {
+    const c = o.clock as Partial<Clock>;
+    if (!c || typeof c.now !== 'function' || typeof c.setTimeout !== 'function' || typeof c.clearTimeout !== 'function') {
+      throw new TypeError(`Expected \`clock\` to have now(), setTimeout() and clearTimeout(), got ${describeValue(o.clock)}`);
+    }
+  }
+  if (o.policy !== undefined && typeof o.policy !== 'function') {
+    throw new TypeError(`Expected \`policy\` to be a policy factory such as lru, got ${describeValue(o.policy)}`);
+  }
+}
+
+/**
+ * Creates a runtime. Agents already in the store are not loaded: those with pending
+ * messages are scheduled (they load as slots allow); turns left in flight by a process
+ * that died are recorded `crashed` (or re-run, for definitions with `redeliverCrashed`).
+ *
+ * @example
+ * const runtime = await createRuntime({ agents: [chat], residentCap: 32, runningCap: 8 });
+ * await runtime.spawn('chat', { id: 'alice' });
+ * await runtime.send('alice', { type: 'user.message', text: 'hi' });
+ */
+export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
+  assertOptions(options);
+  const store = options.store ?? memoryStore();
+  const clock = options.clock ?? systemClock;
+  const emitter = new RuntimeEmitter();
+  const definitions = new Map(options.agents.map((d) => [d.type, d]));
+  let counter = 0;
+  const newId = () => `${clock.now().toString(36)}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  let stopped = false;
+
+  const host: Host = new Host({
+    store,
+    clock,
+    emitter,
+    definitions,
+    residentCap: options.residentCap,
+    runningCap: options.runningCap,
+    idleTimeout: options.idleTimeout ?? null,
+    policy: options.policy,
+    newId,
+    onOutboxCommitted: (_entry, accepted) => {
+      // Outbox messages are in their mailboxes now: tell the targets (creating entries as needed).
+      for (const a of accepted) {
+        if (a.duplicate) continue;
+        const id = a.request.agentId;
+        const existing = host.entries.get(id);
+        if (existing) host.accepted(existing, a.seq, a.request.messageId, a.request.message.type);
+        else {
+          void store.getAgent(id).then((rec) => {
+            if (!rec) return;
+            const e = host.entries.get(id) ?? host.ensureEntry(rec, 0);
+            host.accepted(e, a.seq, a.request.messageId, a.request.message.type);
+          });
+        }
+      }
+    },
+  });
+
+  const accepter = new Accepter(store, {
+    needsCheck: (id) => !host.entries.has(id),
+    hold: (id, record) => {
+      const entry = host.entries.get(id) ?? (record ? host.ensureEntry(record) : undefined);
+      if (entry) entry.holds++;
+    },
+    accepted: (op, result) => {
+      if (result.duplicate) return;
+      const entry = host.entries.get(op.request.agentId);
+      if (entry) host.accepted(entry, result.seq, result.messageId, op.request.message.type);
+    },
+    release: (id) => {
+      const entry = host.entries.get(id);
+      if (entry) host.release(entry);
+    },
+  });
+
+  // --- recovery ------------------------------------------------------------------
+  for (const { agentId, seq } of await store.turnsInFlight()) {
+    const rec = await store.getAgent(agentId);
+    const def = rec ? definitions.get(rec.type) : undefined;
+    if (def?.redeliverCrashed) continue; // the message stays pending and runs again
+    const at = clock.now();
+    await store.commitTurn({ agentId, seq, outcome: 'crashed', at, durationMs: 0 }).catch(() => {});
+    emitter.emit('turn.finished', () => ({ id: agentId, at, seq, outcome: 'crashed', durationMs: 0 }));
+  }
+  for (const id of await store.agentsWithPending()) {
+    const rec = await store.getAgent(id);
+    if (!rec || !definitions.has(rec.type)) continue;
+    host.ensureEntry(rec, await store.mailboxSize(id));
+  }
+
+  const live = (operation: string) => {
+    if (stopped) throw new RuntimeStoppedError(operation);
+  };
+
+  const send = (id: string, message: Message, messageId = newId()): Promise<AppendResult> => {
+    assertAgentId(id);
+    assertMessage(message);
+    live(`send to "${id}"`);
+    return new Promise((resolve, reject) =>
+      accepter.push({ kind: 'send', request: { agentId: id, messageId, message: structuredClone(message), at: clock.now() }, resolve, reject }),
+    );
+  };
+
+  const task = <T>(fn: () => Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) =>
+      accepter.push({
+        kind: 'task',
+        run: () => fn().then(resolve, reject),
+      }),
+    );
+
+  async function info(id: string, rec: AgentRecord): Promise<AgentInfo> {
+    const entry = host.entries.get(id);
+    const state = host.stateOf(id);
+    const rollout = await store.rollout(id);
+    const last = rollout.at(-1);
+    return {
+      id,
+      type: rec.type,
+      parent: rec.parent,
+      state,
+      resident: state === 'loading' || state === 'idle' || state === 'running' || state === 'flushing',
+      pinned: rec.pinned || (entry?.lifecycle.getSnapshot().context.pinned ?? false),
+      mailbox: await store.mailboxSize(id),
+      lastActiveAt: entry?.lastActiveAt ?? last?.at ?? rec.createdAt,
+      turns: rollout.filter((r) => r.kind === 'turn.finished').length,
+    };
+  }
+
+  const runtime: Runtime = {
+    async spawn(type, request) {
+      if (typeof type !== 'string') throw new TypeError(`Expected \`type\` to be a string, got ${describeValue(type)}`);
+      if (!request || typeof request !== 'object') throw new TypeError(`Expected spawn options { id, input?, parent?, pinned? }, got ${describeValue(request)}`);
+      assertAgentId(request.id);
+      if (request.parent !== undefined) assertAgentId(request.parent, 'parent');
+      if (request.pinned !== undefined && typeof request.pinned !== 'boolean') {
+        throw new TypeError(`Expected \`pinned\` to be a boolean, got ${describeValue(request.pinned)}`);
+      }
+      if (request.input !== undefined) assertJson(request.input, 'input');
+      if (!definitions.has(type)) throw new UnknownAgentTypeError(type, [...definitions.keys()]);
+      live(`spawn "${request.id}"`);
+      const record: AgentRecord = {
+        id: request.id,
+        type,
+        parent: request.parent ?? null,
+        pinned: request.pinned === true,
+        input: request.input === undefined ? null : structuredClone(request.input),
+        createdAt: clock.now(),
+      };
+      return task(async () => {
+        if (record.parent !== null && !(await store.getAgent(record.parent))) throw new AgentNotFoundError(record.parent);
+        await store.createAgent(record);
+        emitter.emit('agent.spawned', () => ({ id: record.id, at: record.createdAt, type, parent: record.parent, pinned: record.pinned }));
+        return { id: record.id, type, parent: record.parent, pinned: record.pinned };
+      });
+    },
+
+    async send(id, message) {
+      const r = await send(id, message);
+      return { seq: r.seq, messageId: r.messageId };
+    },
+
+    async ask(id, message, opts = {}) {
+      if (opts === null || typeof opts !== 'object') throw new TypeError(`Expected ask options { timeout? }, got ${describeValue(opts)}`);
+      if (opts.timeout !== undefined) assertIntegerAtLeast(opts.timeout, 'timeout', 1);
+      assertAgentId(id);
+      assertMessage(message);
+      live(`ask "${id}"`);
+      const messageId = newId();
+      const result = new Promise<TurnResult>((resolve, reject) => {
+        let timer: unknown = null;
+        const done = () => {
+          if (timer !== null) clock.clearTimeout(timer);
+        };
+        let ws = host.waiters.get(id);
+        if (!ws) host.waiters.set(id, (ws = new Map()));
+        ws.set(messageId, {
+          resolve: (r) => (done(), resolve(r)),
+          reject: (e) => (done(), reject(e)),
+        });
+        if (opts.timeout !== undefined) {
+          timer = clock.setTimeout(() => {
+            host.waiters.get(id)?.delete(messageId);
+            reject(new AskTimeoutError(id, opts.timeout!));
+          }, opts.timeout);
+        }
+      });
+      try {
+        await send(id, message, messageId);
+      } catch (err) {
+        host.waiters.get(id)?.delete(messageId);
+        throw err;
+      }
+      return result;
+    },
+
+    async interrupt(id) {
+      assertAgentId(id);
+      live(`interrupt "${id}"`);
+      host.interrupt(id);
+    },
+
+    async close(id) {
+      assertAgentId(id);
+      live(`close "${id}"`);
+      await accepter.drained();
+      if (!host.entries.has(id) && !(await store.getAgent(id))) throw new AgentNotFoundError(id);
+      await host.close(id, 'close');
+    },
+
+    async destroy(id) {
+      assertAgentId(id);
+      live(`destroy "${id}"`);
+      return task(async () => {
+        await host.destroy(id);
+        if (!(await store.destroyAgent(id))) throw new AgentNotFoundError(id);
+        host.rejectWaiters(id, new AgentNotFoundError(id));
+        emitter.emit('agent.destroyed', () => ({ id, at: clock.now() }));
+      });
+    },
+
+    async get(id) {
+      assertAgentId(id);
+      const rec = host.entries.get(id)?.record ?? (await store.getAgent(id));
+      if (!rec) throw new AgentNotFoundError(id);
+      return info(id, rec);
+    },
+
+    async list(request = {}) {
+      if (!request || typeof request !== 'object') throw new TypeError(`Expected list options, got ${describeValue(request)}`);
+      const limit = request.limit ?? 100;
+      assertIntegerAtLeast(limit, 'limit', 1);
+      if (request.resident === true) {
+        const ids = [...host.entries.values()]
+          .filter((e) => ['loading', 'idle', 'running', 'flushing'].includes(host.stateOf(e.id)))
+          .filter((e) => (request.type === undefined || e.record.type === request.type) && (request.parent === undefined || e.record.parent === request.parent))
+          .map((e) => e.id)
+          .sort()
+          .filter((id) => request.cursor == null || id > request.cursor);
+        const page = ids.slice(0, limit);
+        const agents = await Promise.all(page.map((id) => info(id, host.entries.get(id)!.record)));
+        return { agents, cursor: ids.length > limit ? page.at(-1)! : null };
+      }
+      const res = await store.listAgents({ type: request.type, parent: request.parent, limit, cursor: request.cursor ?? null });
+      let agents = await Promise.all(res.agents.map((r) => info(r.id, r)));
+      if (request.resident === false) agents = agents.filter((a) => !a.resident);
+      return { agents, cursor: res.cursor };
+    },
+
+    stats() {
+      const c = host.supervisor.getSnapshot().context as SupervisorContext;
+      return {
+        residentCap: c.residentCap,
+        runningCap: c.runningCap,
+        resident: c.count.resident,
+        loading: c.count.loading,
+        flushing: c.count.flushing,
+        running: c.running.size,
+        pinned: c.pinned.size,
+        waitingForSlot: c.slotQueue.size,
+        waitingForPermit: c.permitQueue.size,
+        ...host.counters,
+      };
+    },
+
+    on(name, handler) {
+      if (typeof handler !== 'function') throw new TypeError(`Expected the handler of '${String(name)}' to be a function, got ${describeValue(handler)}`);
+      return emitter.on(name, handler);
+    },
+
+    inspect(observer) {
+      if (typeof observer !== 'function') throw new TypeError(`Expected the inspect observer to be a function, got ${describeValue(observer)}`);
+      const detach = host.attachInspector(observer as (e: InspectionEvent) => void);
+      const previous = emitter.tap;
+      emitter.tap = (name, payload) => {
+        previous?.(name, payload);
+        observer({ type: '@residency.event', name, payload });
+      };
+      return {
+        unsubscribe() {
+          detach();
+          emitter.tap = previous;
+        },
+      };
+    },
+
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await accepter.drained();
+      host.supervisor.send({ type: 'stop' });
+      const timeout = options.stopTimeout ?? 10_000;
+      const timer = clock.setTimeout(() => {
+        for (const id of host.entries.keys()) host.interrupt(id);
+      }, timeout);
+      await Promise.all([...host.entries.keys()].map((id) => host.close(id, 'stop')));
+      clock.clearTimeout(timer);
+      for (const e of host.entries.values()) await e.chain;
+      for (const [id] of host.waiters) host.rejectWaiters(id, new RuntimeStoppedError(`wait for "${id}"`));
+      host.stopAll();
+      await store.close();
+    },
+  };
+  return runtime;
+}

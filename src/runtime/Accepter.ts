@@ -1,0 +1,116 @@
+/**
+ * The accept pipeline: every call that writes identity or mailboxes (spawn, send,
+ * destroy) goes through one FIFO, so calls are accepted in call order, and consecutive
+ * sends are written in one `append` per batch (group commit: while one batch is being
+ * written, the next one gathers).
+ */
+import { AgentNotFoundError } from '../errors.js';
+import type { AgentRecord, AppendRequest, AppendResult, Store } from '../store/Store.js';
+
+export interface SendOp {
+  kind: 'send';
+  request: AppendRequest;
+  resolve: (r: AppendResult) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface TaskOp {
+  kind: 'task';
+  run: () => Promise<void>;
+}
+
+export type AcceptOp = SendOp | TaskOp;
+
+export interface AcceptHooks {
+  /** Before the append: the agents of the batch that are not in memory must be checked. */
+  needsCheck(agentId: string): boolean;
+  /**
+   * Called for each agent of a batch before its append (keeps it in memory until
+   * `release`). `record` is given for agents that were checked in the store.
+   */
+  hold(agentId: string, record: AgentRecord | undefined): void;
+  /** Called after the append, in order, for every message (duplicate or not). */
+  accepted(op: SendOp, result: AppendResult): void;
+  /** Called once per held agent after the batch, whatever happened. */
+  release(agentId: string): void;
+}
+
+export class Accepter {
+  readonly #queue: AcceptOp[] = [];
+  #running = false;
+  #idle: (() => void)[] = [];
+
+  constructor(
+    private readonly store: Store,
+    private readonly hooks: AcceptHooks,
+  ) {}
+
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  push(op: AcceptOp): void {
+    this.#queue.push(op);
+    if (!this.#running) {
+      this.#running = true;
+      queueMicrotask(() => void this.#pump());
+    }
+  }
+
+  /** Resolves when everything queued so far has been processed. */
+  drained(): Promise<void> {
+    if (!this.#running && this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  async #pump(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const head = this.#queue[0]!;
+      if (head.kind === 'task') {
+        this.#queue.shift();
+        await head.run();
+        continue;
+      }
+      let n = 0;
+      while (n < this.#queue.length && this.#queue[n]!.kind === 'send') n++;
+      const batch = this.#queue.splice(0, n) as SendOp[];
+      await this.#sendBatch(batch);
+    }
+    this.#running = false;
+    for (const r of this.#idle.splice(0)) r();
+  }
+
+  async #sendBatch(batch: SendOp[]): Promise<void> {
+    const toCheck = [...new Set(batch.map((op) => op.request.agentId).filter((id) => this.hooks.needsCheck(id)))];
+    let ok = batch;
+    const found = new Map<string, AgentRecord>();
+    if (toCheck.length > 0) {
+      try {
+        for (const r of await this.store.getAgents(toCheck)) found.set(r.id, r);
+      } catch (err) {
+        for (const op of batch) op.reject(err);
+        return;
+      }
+      ok = [];
+      for (const op of batch) {
+        const id = op.request.agentId;
+        if (toCheck.includes(id) && !found.has(id)) op.reject(new AgentNotFoundError(id));
+        else ok.push(op);
+      }
+    }
+    if (ok.length === 0) return;
+    const held = [...new Set(ok.map((op) => op.request.agentId))];
+    for (const id of held) this.hooks.hold(id, found.get(id));
+    try {
+      const results = await this.store.append(ok.map((op) => op.request));
+      ok.forEach((op, i) => {
+        this.hooks.accepted(op, results[i]!);
+        op.resolve(results[i]!);
+      });
+    } catch (err) {
+      for (const op of ok) op.reject(err);
+    } finally {
+      for (const id of held) this.hooks.release(id);
+    }
+  }
+}

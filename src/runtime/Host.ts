@@ -1,0 +1,657 @@
+/**
+ * The host of resident agents: it runs the two statecharts for real. It keeps, per
+ * agent that is in memory or has work, an entry with its lifecycle actor and (while
+ * resident) its logic actor, carries out the lifecycle's effects (load, turn, flush)
+ * as store operations chained per agent, and sends the results back in as events.
+ *
+ * Agents with no entry are unloaded with an empty mailbox: nothing is kept for them
+ * here beyond what the store holds.
+ */
+import { createActor, fromPromise, type Actor, type AnyActorRef, type AnyStateMachine, type InspectionEvent, type Subscription } from 'xstate';
+import { agentMachine, lifecycleOf, type AgentContext, type EvictReason, type LifecycleState } from '../../machines/agent.js';
+import { supervisorMachine, type SupervisorContext, type SupervisorEffects, type SupervisorEvent } from '../../machines/supervisor.js';
+import { agentEventFor, supervisorBoundActions } from '../../machines/protocol.js';
+import type { PolicyFactory } from '../../machines/policy.js';
+import type { Clock } from '../clock.js';
+import type { AgentDefinition } from '../defineAgent.js';
+import { AgentExistsError, AgentNotFoundError, StoreCorruptionError, TurnFailedError } from '../errors.js';
+import type { RuntimeEmitter } from '../events.js';
+import { INTERRUPT_EVENT, TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput } from '../fromTurn.js';
+import type { AgentRecord, AppendRequest, Message, Store, StoredMessage, TurnOutcome } from '../store/Store.js';
+import { assertAgentId, assertJson, assertMessage } from '../validate.js';
+
+export interface TurnResult {
+  outcome: 'done' | 'interrupted';
+  state: unknown;
+  outputs: unknown[];
+}
+
+interface Turn {
+  seq: number;
+  messageId: string;
+  message: Message;
+  startedAt: number;
+  outbox: AppendRequest[];
+  spawned: AgentRecord[];
+  outputs: unknown[];
+  abort: AbortController;
+  interrupted: boolean;
+  error: unknown;
+  /** The logic's persisted snapshot before the turn, to roll back to. */
+  before: unknown;
+}
+
+export interface Entry {
+  id: string;
+  def: AgentDefinition;
+  record: AgentRecord;
+  lifecycle: Actor<typeof agentMachine>;
+  actor: Actor<AnyStateMachine> | null;
+  /** Store operations of this agent, one after the other. */
+  chain: Promise<void>;
+  /** Reasons to keep the entry although it is unloaded and idle (accepts in flight). */
+  holds: number;
+  turn: Turn | null;
+  lastActiveAt: number;
+  destroyed: boolean;
+  /** Waiting for the agent to leave memory (close). */
+  leftMemory: (() => void)[];
+}
+
+export interface HostOptions {
+  store: Store;
+  clock: Clock;
+  emitter: RuntimeEmitter;
+  definitions: Map<string, AgentDefinition>;
+  residentCap: number;
+  runningCap: number;
+  idleTimeout: number | null;
+  policy?: PolicyFactory;
+  newId: () => string;
+  /** Accepts messages sent by turns' outboxes after commit. */
+  onOutboxCommitted: (entry: Entry, accepted: { request: AppendRequest; seq: number; duplicate: boolean }[]) => void;
+}
+
+/**
+ * The persisted snapshot as stored: XState leaves `output`/`error` as `undefined` at the
+ * top level, which JSON drops; anything else that is not JSON makes the turn fail
+ * (a context holding a Date or a function would not survive eviction).
+ */
+function persistable(snapshot: unknown): unknown {
+  const copy = { ...(snapshot as Record<string, unknown>) };
+  for (const k of Object.keys(copy)) if (copy[k] === undefined) delete copy[k];
+  assertJson(copy, 'the agent snapshot');
+  return copy;
+}
+
+type Waiter = { resolve: (r: TurnResult) => void; reject: (e: unknown) => void };
+
+export class Host {
+  readonly entries = new Map<string, Entry>();
+  readonly supervisor: Actor<typeof supervisorMachine>;
+  readonly counters = { loads: 0, evictions: 0, hits: 0, misses: 0 };
+  /** ask() waiters by agent id, then message id. */
+  readonly waiters = new Map<string, Map<string, Waiter>>();
+  /** Inspection observers and their subscriptions to every actor's system. */
+  readonly inspectors = new Map<(e: InspectionEvent) => void, Subscription[]>();
+  #lifecycleLogic: typeof agentMachine;
+  #logic = new Map<string, AnyStateMachine>();
+  #idleTimer: unknown = null;
+  #idleAt = Infinity;
+
+  constructor(private readonly o: HostOptions) {
+    const { clock } = o;
+    this.supervisor = createActor(
+      supervisorMachine.provide({
+        actions: {
+          grantSlot: (_, p: SupervisorEffects['grantSlot']) => this.#deliver(p.id, 'grantSlot', p),
+          grantPermit: (_, p: SupervisorEffects['grantPermit']) => this.#deliver(p.id, 'grantPermit', p),
+          evict: (_, p: SupervisorEffects['evict']) => this.#deliver(p.id, 'evict', p),
+          reportSaturated: (_, p: SupervisorEffects['reportSaturated']) => {
+            const head = (this.supervisor?.getSnapshot().context as SupervisorContext | undefined)?.slotQueue.peek() ?? '*';
+            o.emitter.emit('residency.saturated', () => ({ id: head, at: clock.now(), ...p }));
+          },
+        },
+      }),
+      { input: { residentCap: o.residentCap, runningCap: o.runningCap, idleTimeout: o.idleTimeout, policy: o.policy } },
+    );
+    const bound = supervisorBoundActions((e) => this.supervisor.send(e), () => clock.now());
+    const entryOf = (c: AgentContext) => this.entries.get(c.id);
+    this.#lifecycleLogic = agentMachine.provide({
+      actions: {
+        ...bound,
+        becomeEvictable: (a) => {
+          bound.becomeEvictable(a);
+          this.#scheduleIdleCheck(clock.now() + (o.idleTimeout ?? Infinity));
+        },
+        notifyFlushing: (a) => {
+          bound.notifyFlushing(a);
+          const reason = a.context.flushReason ?? 'close';
+          o.emitter.emit('agent.evicting', () => ({ id: a.context.id, at: clock.now(), reason }));
+        },
+        startLoad: ({ context }) => this.#load(entryOf(context)!),
+        startTurn: ({ context }) => this.#runTurn(entryOf(context)!),
+        abortTurn: ({ context }) => this.#abortTurn(entryOf(context)!),
+        startFlush: ({ context }) => this.#flush(entryOf(context)!, context.flushReason ?? 'close'),
+        reportIllegal: ({ context, event }) =>
+          o.emitter.emit('error', () => ({
+            id: context.id,
+            at: clock.now(),
+            error: new Error(`agent "${context.id}" got "${event.type}" in a state that cannot take it`),
+            where: 'lifecycle',
+          })),
+      },
+    });
+    this.supervisor.start();
+  }
+
+  // --- entries -----------------------------------------------------------------
+
+  /** The entry of an agent, created (unloaded, empty mailbox) when absent. */
+  ensureEntry(record: AgentRecord, mailbox = 0): Entry {
+    const existing = this.entries.get(record.id);
+    if (existing) return existing;
+    const def = this.o.definitions.get(record.type);
+    if (!def) throw new Error(`agent "${record.id}" has type "${record.type}", which this runtime does not define`);
+    const entry: Entry = {
+      id: record.id,
+      def,
+      record,
+      lifecycle: null as never,
+      actor: null,
+      chain: Promise.resolve(),
+      holds: 0,
+      turn: null,
+      lastActiveAt: this.o.clock.now(),
+      destroyed: false,
+      leftMemory: [],
+    };
+    this.entries.set(record.id, entry);
+    entry.lifecycle = createActor(this.#lifecycleLogic, { input: { id: record.id, pinned: record.pinned, mailbox } });
+    entry.lifecycle.subscribe(() => this.#maybeDrop(entry));
+    this.#inspect(entry.lifecycle);
+    entry.lifecycle.start();
+    return entry;
+  }
+
+  /** Drops one hold taken for an accept in flight. */
+  release(entry: Entry): void {
+    entry.holds--;
+    this.#maybeDrop(entry);
+  }
+
+  stateOf(id: string): LifecycleState {
+    const e = this.entries.get(id);
+    return e ? lifecycleOf(e.lifecycle.getSnapshot().value) : 'unloaded';
+  }
+
+  /** Drops an entry that is unloaded, with no mail and nothing in flight. */
+  #maybeDrop(entry: Entry): void {
+    if (entry.destroyed || entry.holds > 0 || entry.turn) return;
+    const snap = entry.lifecycle.getSnapshot();
+    if (JSON.stringify(snap.value) !== '{"unloaded":"dormant"}' || snap.context.mailbox > 0) return;
+    queueMicrotask(() => {
+      const s = entry.lifecycle.getSnapshot();
+      if (entry.holds > 0 || entry.turn || entry.destroyed || this.entries.get(entry.id) !== entry) return;
+      if (JSON.stringify(s.value) !== '{"unloaded":"dormant"}' || s.context.mailbox > 0) return;
+      void entry.chain.then(() => {
+        const t = entry.lifecycle.getSnapshot();
+        if (entry.holds > 0 || entry.destroyed || this.entries.get(entry.id) !== entry) return;
+        if (JSON.stringify(t.value) !== '{"unloaded":"dormant"}' || t.context.mailbox > 0) return;
+        this.entries.delete(entry.id);
+        entry.lifecycle.stop();
+      });
+    });
+  }
+
+  /** A message was accepted into the agent's mailbox. */
+  accepted(entry: Entry, seq: number, messageId: string, type: string): void {
+    const st = lifecycleOf(entry.lifecycle.getSnapshot().value);
+    if (st === 'idle' || st === 'running') this.counters.hits++;
+    else this.counters.misses++;
+    entry.lastActiveAt = this.o.clock.now();
+    entry.lifecycle.send({ type: 'message.accepted' });
+    this.o.emitter.emit('message.accepted', () => ({ id: entry.id, at: this.o.clock.now(), seq, messageId, type }));
+  }
+
+  // --- supervisor effects ----------------------------------------------------------
+
+  #deliver(id: string, effect: 'grantSlot' | 'grantPermit' | 'evict', p: SupervisorEffects['grantSlot'] | SupervisorEffects['evict']): void {
+    const entry = this.entries.get(id);
+    if (entry) {
+      entry.lifecycle.send(agentEventFor(effect, p));
+      return;
+    }
+    // The agent is gone: hand the grant back, refuse the eviction.
+    const back: SupervisorEvent =
+      effect === 'grantSlot' ? { type: 'agent.released', id } : effect === 'grantPermit' ? { type: 'permit.release', id } : { type: 'evict.refused', id };
+    this.supervisor.send(back);
+  }
+
+  #scheduleIdleCheck(at: number): void {
+    if (this.o.idleTimeout === null || !Number.isFinite(at) || at >= this.#idleAt) return;
+    if (this.#idleTimer !== null) this.o.clock.clearTimeout(this.#idleTimer);
+    this.#idleAt = at;
+    this.#idleTimer = this.o.clock.setTimeout(() => {
+      this.#idleTimer = null;
+      this.#idleAt = Infinity;
+      this.supervisor.send({ type: 'idle.check', now: this.o.clock.now() });
+      const c = this.supervisor.getSnapshot().context as SupervisorContext;
+      const next = c.idleSince?.peekValue();
+      if (next !== undefined) this.#scheduleIdleCheck(next + this.o.idleTimeout!);
+    }, Math.max(0, at - this.o.clock.now()));
+  }
+
+  // --- the logic -------------------------------------------------------------------
+
+  /** The definition's logic with the runtime's turn supplied (once per type). */
+  #logicOf(def: AgentDefinition): AnyStateMachine {
+    let logic = this.#logic.get(def.type);
+    if (logic) return logic;
+    if (isTurnLogic(def.logic)) {
+      const { fn } = def.logic[TURN_LOGIC];
+      logic = def.logic.provide({
+        actors: {
+          turn: fromPromise<unknown, TurnInput & { agentId?: string }>(async ({ input, self }) => {
+            const entry = this.#entryOfTurnActor(self);
+            const turn = entry?.turn;
+            if (!entry || !turn) throw new Error('a turn ran outside the runtime');
+            try {
+              const next = await fn(this.#turnContext(entry, turn, input.state, input.message));
+              assertJson(next, 'the state returned by the turn');
+              return next;
+            } catch (err) {
+              turn.error = err;
+              return input.state;
+            }
+          }),
+        },
+      });
+    } else {
+      logic = def.logic;
+    }
+    this.#logic.set(def.type, logic);
+    return logic;
+  }
+
+  #actorOwner = new WeakMap<AnyActorRef, Entry>();
+  #entryOfTurnActor(self: AnyActorRef): Entry | undefined {
+    const parent = (self as unknown as { _parent?: AnyActorRef })._parent;
+    return parent ? this.#actorOwner.get(parent) : undefined;
+  }
+
+  #turnContext(entry: Entry, turn: Turn, state: unknown, message: Message): TurnContext<unknown> {
+    return {
+      state: structuredClone(state),
+      message: structuredClone(message),
+      signal: turn.abort.signal,
+      self: entry.id,
+      send: (to, msg) => this.#outboxSend(entry, turn, to, msg),
+      spawn: (type, options) => this.#outboxSpawn(entry, turn, type, options),
+      emit: (output) => {
+        assertJson(output, 'an output');
+        turn.outputs.push(structuredClone(output));
+      },
+    };
+  }
+
+  #outboxSend(entry: Entry, turn: Turn, to: string, message: Message): void {
+    assertAgentId(to, 'to');
+    assertMessage(message);
+    turn.outbox.push({ agentId: to, messageId: this.o.newId(), message: structuredClone(message), at: this.o.clock.now() });
+    void entry;
+  }
+
+  #outboxSpawn(entry: Entry, turn: Turn, type: string, options: { id: string; input?: unknown; pinned?: boolean }): string {
+    if (!this.o.definitions.has(type)) throw new Error(`no agent type "${type}" is defined`);
+    assertAgentId(options?.id, 'id');
+    if (options.input !== undefined) assertJson(options.input, 'input');
+    turn.spawned.push({
+      id: options.id,
+      type,
+      parent: entry.id,
+      pinned: options.pinned === true,
+      input: options.input === undefined ? null : structuredClone(options.input),
+      createdAt: this.o.clock.now(),
+    });
+    return options.id;
+  }
+
+  #newActor(entry: Entry, snapshot: unknown | null): Actor<AnyStateMachine> {
+    const logic = this.#logicOf(entry.def);
+    const input = entry.record.input;
+    const actor = createActor(logic, snapshot == null ? { input } : { snapshot: snapshot as never, input });
+    this.#actorOwner.set(actor, entry);
+    if (!isTurnLogic(entry.def.logic)) {
+      actor.on('*', (ev: { type: string; [k: string]: unknown }) => this.#machineEffect(entry, ev));
+    }
+    this.#inspect(actor);
+    actor.start();
+    return actor;
+  }
+
+  /** An event emitted by a machine agent: an effect for the runtime, or an output. */
+  #machineEffect(entry: Entry, ev: { type: string; [k: string]: unknown }): void {
+    const turn = entry.turn;
+    if (!turn) {
+      this.o.emitter.emit('error', () => ({
+        id: entry.id,
+        at: this.o.clock.now(),
+        error: new Error(`agent "${entry.id}" emitted "${ev.type}" outside a turn; it was dropped`),
+        where: 'emit',
+      }));
+      return;
+    }
+    try {
+      if (ev.type === 'agent.send') this.#outboxSend(entry, turn, ev.to as string, ev.message as Message);
+      else if (ev.type === 'agent.spawn') this.#outboxSpawn(entry, turn, ev.agentType as string, ev as never);
+      else {
+        assertJson(ev, 'an emitted event');
+        turn.outputs.push(structuredClone(ev));
+      }
+    } catch (err) {
+      turn.error ??= err;
+    }
+  }
+
+  // --- lifecycle effects -----------------------------------------------------------
+
+  #queue(entry: Entry, op: () => Promise<void>): void {
+    entry.chain = entry.chain.then(op).catch((err: unknown) => {
+      this.o.emitter.emit('error', () => ({
+        id: entry.id,
+        at: this.o.clock.now(),
+        error: err instanceof Error ? err : new Error(String(err)),
+        where: 'store',
+      }));
+    });
+  }
+
+  #load(entry: Entry): void {
+    const started = this.o.clock.now();
+    this.counters.loads++;
+    this.o.emitter.emit('agent.loading', () => ({ id: entry.id, at: started }));
+    this.#queue(entry, async () => {
+      if (entry.destroyed) return;
+      let snapshot: unknown;
+      try {
+        snapshot = await this.o.store.loadSnapshot(entry.id);
+      } catch (err) {
+        this.#loadFailed(entry, err, false);
+        return;
+      }
+      try {
+        if (snapshot != null && (typeof snapshot !== 'object' || !('value' in (snapshot as object)))) {
+          throw new StoreCorruptionError(entry.id, 'its snapshot is not an XState snapshot');
+        }
+        entry.actor = this.#newActor(entry, snapshot);
+        if (entry.actor.getSnapshot().status === 'error') throw new StoreCorruptionError(entry.id, 'its snapshot does not restore');
+      } catch (err) {
+        entry.actor = null;
+        this.#loadFailed(entry, err instanceof StoreCorruptionError ? err : new StoreCorruptionError(entry.id, `its snapshot does not restore (${(err as Error).message})`, { cause: err }), true);
+        return;
+      }
+      void this.o.store.note(entry.id, { kind: 'note', note: 'loaded', at: this.o.clock.now() }).catch(() => {});
+      entry.lifecycle.send({ type: 'load.done' });
+      this.o.emitter.emit('agent.loaded', () => ({ id: entry.id, at: this.o.clock.now(), durationMs: this.o.clock.now() - started }));
+    });
+  }
+
+  #loadFailed(entry: Entry, err: unknown, corrupt: boolean): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    entry.lifecycle.send({ type: 'load.failed', corrupt });
+    if (corrupt) this.o.emitter.emit('agent.failed', () => ({ id: entry.id, at: this.o.clock.now(), error }));
+    else {
+      this.o.emitter.emit('error', () => ({ id: entry.id, at: this.o.clock.now(), error, where: 'load' }));
+      // Back off, then try again (a store outage must not become a hot loop).
+      this.o.clock.setTimeout(() => entry.lifecycle.send({ type: 'retry' }), 100);
+    }
+  }
+
+  #runTurn(entry: Entry): void {
+    this.#queue(entry, async () => {
+      if (entry.destroyed || !entry.actor) return;
+      const [head] = await this.o.store.pending(entry.id, 1);
+      if (!head) {
+        throw new Error(`agent "${entry.id}" was given a turn with an empty mailbox in the store`);
+      }
+      const actor = entry.actor;
+      const turn: Turn = {
+        seq: head.seq,
+        messageId: head.messageId,
+        message: head.message,
+        startedAt: this.o.clock.now(),
+        outbox: [],
+        spawned: [],
+        outputs: [],
+        abort: new AbortController(),
+        interrupted: false,
+        error: undefined,
+        before: actor.getPersistedSnapshot(),
+      };
+      entry.turn = turn;
+      await this.o.store.beginTurn(entry.id, head.seq, turn.startedAt);
+      this.o.emitter.emit('turn.started', () => ({ id: entry.id, at: turn.startedAt, seq: head.seq }));
+      await this.#execute(entry, actor, turn);
+      if (turn.interrupted || entry.destroyed) return; // recorded by the interrupt, or gone
+      await this.#commit(entry, turn);
+    });
+  }
+
+  /** Sends the message to the logic and waits until it is quiescent (no active child actor). */
+  #execute(entry: Entry, actor: Actor<AnyStateMachine>, turn: Turn): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let done = false;
+      const check = () => {
+        if (done) return;
+        const snap = actor.getSnapshot();
+        const quiet =
+          snap.status !== 'active' ||
+          Object.values(snap.children as Record<string, AnyActorRef>).every((c) => c.getSnapshot().status !== 'active');
+        if (quiet || turn.interrupted || entry.destroyed) {
+          done = true;
+          sub.unsubscribe();
+          turn.abort.signal.removeEventListener('abort', check);
+          resolve();
+        }
+      };
+      const sub = actor.subscribe({ next: check, error: check, complete: check });
+      turn.abort.signal.addEventListener('abort', check);
+      try {
+        actor.send(turn.message as never);
+      } catch (err) {
+        turn.error ??= err;
+      }
+      check();
+    });
+  }
+
+  async #commit(entry: Entry, turn: Turn): Promise<void> {
+    const actor = entry.actor!;
+    const snap = actor.getSnapshot();
+    let failure: unknown = turn.error ?? (snap.status === 'error' ? snap.error : undefined);
+    const at = this.o.clock.now();
+    const durationMs = at - turn.startedAt;
+    let outboxResults: { request: AppendRequest; seq: number; duplicate: boolean }[] = [];
+    if (failure === undefined) {
+      try {
+        const snapshot = persistable(actor.getPersistedSnapshot());
+        const r = await this.o.store.commitTurn({
+          agentId: entry.id,
+          seq: turn.seq,
+          outcome: 'done',
+          snapshot,
+          outputs: turn.outputs,
+          outbox: turn.outbox,
+          spawned: turn.spawned,
+          at,
+          durationMs,
+        });
+        outboxResults = turn.outbox.map((request, i) => ({ request, seq: r.outbox[i]!.seq, duplicate: r.outbox[i]!.duplicate }));
+      } catch (err) {
+        if (!(err instanceof AgentNotFoundError || err instanceof AgentExistsError || err instanceof TypeError)) throw err;
+        failure = err;
+      }
+    }
+    if (failure !== undefined) {
+      // A failed turn leaves the state as it was: roll the logic back.
+      this.#rollback(entry, turn);
+      await this.o.store.commitTurn({
+        agentId: entry.id,
+        seq: turn.seq,
+        outcome: 'failed',
+        error: failure instanceof Error ? failure.message : String(failure),
+        at,
+        durationMs,
+      });
+    }
+    this.#finish(entry, turn, failure === undefined ? 'done' : 'failed', durationMs, failure);
+    if (failure === undefined) {
+      for (const rec of turn.spawned) {
+        this.o.emitter.emit('agent.spawned', () => ({ id: rec.id, at, type: rec.type, parent: rec.parent, pinned: rec.pinned }));
+      }
+      this.o.onOutboxCommitted(entry, outboxResults);
+    }
+    entry.lifecycle.send({ type: 'turn.done', outcome: failure === undefined ? 'done' : 'failed' });
+  }
+
+  #rollback(entry: Entry, turn: Turn): void {
+    if (isTurnLogic(entry.def.logic) && entry.actor?.getSnapshot().status === 'active') return; // state untouched
+    entry.actor?.stop();
+    entry.actor = this.#newActor(entry, turn.before);
+  }
+
+  /** Records the end of a turn for observers and ask() callers. */
+  #finish(entry: Entry, turn: Turn, outcome: TurnOutcome, durationMs: number, failure: unknown): void {
+    entry.turn = null;
+    entry.lastActiveAt = this.o.clock.now();
+    const error = failure === undefined ? undefined : failure instanceof Error ? failure.message : String(failure);
+    this.o.emitter.emit('turn.finished', () => ({ id: entry.id, at: this.o.clock.now(), seq: turn.seq, outcome, durationMs, ...(error ? { error } : {}) }));
+    const w = this.waiters.get(entry.id)?.get(turn.messageId);
+    if (!w) return;
+    this.waiters.get(entry.id)!.delete(turn.messageId);
+    if (outcome === 'failed') w.reject(new TurnFailedError(entry.id, turn.seq, failure));
+    else w.resolve({ outcome: outcome === 'interrupted' ? 'interrupted' : 'done', state: this.stateOfLogic(entry), outputs: turn.outputs });
+  }
+
+  /** The agent's state as users see it: a turn function's state, or a machine's value and context. */
+  stateOfLogic(entry: Entry): unknown {
+    const snap = entry.actor?.getSnapshot() as { value: unknown; context: unknown } | undefined;
+    if (!snap) return undefined;
+    if (isTurnLogic(entry.def.logic)) return structuredClone((snap.context as { state: unknown }).state);
+    return structuredClone({ value: snap.value, context: snap.context });
+  }
+
+  #abortTurn(entry: Entry): void {
+    const turn = entry.turn;
+    if (!turn || turn.interrupted) return;
+    turn.interrupted = true;
+    turn.abort.abort(new Error('interrupted'));
+    if (entry.destroyed) return;
+    if (isTurnLogic(entry.def.logic)) entry.actor?.send({ type: INTERRUPT_EVENT } as never);
+    else this.#rollback(entry, turn);
+    const at = this.o.clock.now();
+    // The interrupted turn is recorded before anything else of this agent happens.
+    this.#queue(entry, async () => {
+      await this.o.store.commitTurn({ agentId: entry.id, seq: turn.seq, outcome: 'interrupted', at, durationMs: at - turn.startedAt });
+      this.#finish(entry, turn, 'interrupted', at - turn.startedAt, undefined);
+    });
+  }
+
+  #flush(entry: Entry, reason: EvictReason): void {
+    this.#queue(entry, async () => {
+      // State was committed at the end of every turn: flushing only stops the actor.
+      entry.actor?.stop();
+      entry.actor = null;
+        if (!entry.destroyed) {
+        await this.o.store.note(entry.id, { kind: 'note', note: 'evicted', reason, at: this.o.clock.now() }).catch(() => {});
+      }
+      this.counters.evictions++;
+      entry.lifecycle.send({ type: 'flush.done' });
+      this.o.emitter.emit('agent.evicted', () => ({ id: entry.id, at: this.o.clock.now(), reason }));
+      for (const r of entry.leftMemory.splice(0)) r();
+    });
+  }
+
+  // --- user calls that act on an entry -----------------------------------------------
+
+  interrupt(id: string): void {
+    const entry = this.entries.get(id);
+    if (entry && lifecycleOf(entry.lifecycle.getSnapshot().value) === 'running') entry.lifecycle.send({ type: 'interrupt' });
+  }
+
+  /** Passivates the agent; resolves once it has left memory (or at once if not in memory). */
+  close(id: string, reason: 'close' | 'stop'): Promise<void> {
+    const entry = this.entries.get(id);
+    if (!entry) return Promise.resolve();
+    const st = lifecycleOf(entry.lifecycle.getSnapshot().value);
+    if (st === 'unloaded' || st === 'failed' || st === 'destroyed') {
+      entry.lifecycle.send({ type: 'close', reason });
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      entry.leftMemory.push(resolve);
+      entry.lifecycle.send({ type: 'close', reason });
+    });
+  }
+
+  /** Takes the agent out of memory for good, after its in-flight store work. */
+  async destroy(id: string): Promise<void> {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    entry.destroyed = true;
+    entry.lifecycle.send({ type: 'destroy' });
+    if (entry.turn && !entry.turn.interrupted) {
+      entry.turn.interrupted = true;
+      entry.turn.abort.abort(new Error('destroyed'));
+    }
+    await entry.chain;
+    entry.actor?.stop();
+    entry.actor = null;
+    entry.lifecycle.stop();
+    for (const r of entry.leftMemory.splice(0)) r();
+    this.entries.delete(id);
+  }
+
+  /** Rejects every ask() waiting on this agent. */
+  rejectWaiters(id: string, err: unknown): void {
+    const ws = this.waiters.get(id);
+    if (!ws) return;
+    this.waiters.delete(id);
+    for (const w of ws.values()) w.reject(err);
+  }
+
+  // --- inspection --------------------------------------------------------------------
+
+  /** Attaches every observer to a new actor (nothing at all when nobody observes). */
+  #inspect(actor: AnyActorRef): void {
+    for (const [observer, subs] of this.inspectors) subs.push(actor.system.inspect(observer));
+  }
+
+  attachInspector(observer: (e: InspectionEvent) => void): () => void {
+    const subs: Subscription[] = [this.supervisor.system.inspect(observer)];
+    for (const e of this.entries.values()) {
+      subs.push(e.lifecycle.system.inspect(observer));
+      if (e.actor) subs.push(e.actor.system.inspect(observer));
+    }
+    this.inspectors.set(observer, subs);
+    return () => {
+      for (const s of this.inspectors.get(observer) ?? []) s.unsubscribe();
+      this.inspectors.delete(observer);
+    };
+  }
+
+  stopAll(): void {
+    if (this.#idleTimer !== null) this.o.clock.clearTimeout(this.#idleTimer);
+    for (const e of this.entries.values()) {
+      e.actor?.stop();
+      e.lifecycle.stop();
+    }
+    this.supervisor.stop();
+  }
+
+  /** Pending messages of an agent for get(): from the store. */
+  pendingOf(id: string): Promise<StoredMessage[]> {
+    return this.o.store.pending(id);
+  }
+}

@@ -1,0 +1,352 @@
+/**
+ * memoryStore: the store kept in this process's memory, for tests and for embedding
+ * residency where durability is not wanted. It keeps nothing across processes: when the
+ * process ends, every agent, message, snapshot and rollout entry is gone.
+ *
+ * It keeps every rule of the store contract (Store.ts) and passes the conformance suite
+ * (test/store/describeStore.ts). Each method makes all its checks before its first write
+ * and never awaits in between, so a call that rejects has changed nothing and two calls
+ * never interleave. Whatever goes in or comes out is copied with `structuredClone`, so no
+ * caller ever shares an object with the store.
+ *
+ * It remembers every message id an agent ever received (idempotency holds for consumed
+ * messages too) and the whole rollout, until the agent is destroyed.
+ */
+
+import { AgentExistsError, AgentNotFoundError, StoreError } from '../errors.js';
+import type {
+  AgentRecord,
+  AppendRequest,
+  AppendResult,
+  CommitResult,
+  CommitTurn,
+  ListOptions,
+  ListResult,
+  RolloutEntry,
+  Store,
+  StoredMessage,
+} from './Store.js';
+
+const DEFAULT_LIST_LIMIT = 100;
+/** Consumed slots at the head of a mailbox are dropped once there are this many (and they are half of it). */
+const COMPACT_AT = 1024;
+
+/**
+ * The unconsumed messages of one agent. Slot `i` holds the message with seq `base + i`;
+ * a consumed slot becomes a hole and `head` skips the holes at the front, so taking the
+ * oldest message is O(1) and taking any other seq is O(1) too.
+ */
+class Mailbox {
+  private slots: (StoredMessage | undefined)[] = [];
+  private base = 1;
+  private head = 0;
+  size = 0;
+
+  /** The seq the next message gets: seqs are never reused, even after consumption. */
+  get nextSeq(): number {
+    return this.base + this.slots.length;
+  }
+
+  push(message: StoredMessage): void {
+    this.slots.push(message);
+    this.size++;
+  }
+
+  has(seq: number): boolean {
+    const i = seq - this.base;
+    return i >= this.head && this.slots[i] !== undefined;
+  }
+
+  /** Consumes message `seq`; the caller checked `has(seq)`. */
+  take(seq: number): void {
+    this.slots[seq - this.base] = undefined;
+    this.size--;
+    while (this.head < this.slots.length && this.slots[this.head] === undefined) this.head++;
+    if (this.head >= COMPACT_AT && this.head * 2 >= this.slots.length) {
+      this.slots = this.slots.slice(this.head);
+      this.base += this.head;
+      this.head = 0;
+    }
+  }
+
+  first(limit: number): StoredMessage[] {
+    const out: StoredMessage[] = [];
+    for (let i = this.head; i < this.slots.length && out.length < limit; i++) {
+      const message = this.slots[i];
+      if (message !== undefined) out.push(message);
+    }
+    return out;
+  }
+}
+
+interface AgentState {
+  record: AgentRecord;
+  mailbox: Mailbox;
+  /** Every message id ever appended to this agent, pending or consumed, with its seq. */
+  seqByMessageId: Map<string, number>;
+  snapshot: unknown;
+  rollout: RolloutEntry[];
+  /** Seqs of turns begun and not committed. */
+  inFlight: Set<number>;
+}
+
+/**
+ * Creates an empty in-memory store.
+ *
+ * @example
+ * const store = memoryStore();
+ * await store.createAgent({ id: 'alice', type: 'chat', parent: null, pinned: false, input: {}, createdAt: 0 });
+ * await store.append([{ agentId: 'alice', messageId: 'm1', message: { type: 'hi' }, at: 0 }]);
+ * // => [{ agentId: 'alice', messageId: 'm1', seq: 1, duplicate: false }]
+ */
+export function memoryStore(): Store {
+  const agents = new Map<string, AgentState>();
+  /** Agent ids in order, built when a listing needs it and dropped when the set of agents changes. */
+  let sortedIds: string[] | null = null;
+  const withPending = new Set<string>();
+  const withInFlight = new Set<string>();
+  let closed = false;
+
+  function checkOpen(): void {
+    if (closed) throw new StoreError('The memory store is closed: create a new one with memoryStore()');
+  }
+
+  function agentOf(id: string): AgentState {
+    const agent = agents.get(id);
+    if (agent === undefined) throw new AgentNotFoundError(id);
+    return agent;
+  }
+
+  function addAgent(record: AgentRecord): void {
+    agents.set(record.id, {
+      record,
+      mailbox: new Mailbox(),
+      seqByMessageId: new Map(),
+      snapshot: null,
+      rollout: [],
+      inFlight: new Set(),
+    });
+    sortedIds = null;
+  }
+
+  /** Stores an appended message (already copied); the target exists. */
+  function accept(request: AppendRequest): AppendResult {
+    const { agentId, messageId, message, at } = request;
+    const agent = agents.get(agentId)!;
+    const original = agent.seqByMessageId.get(messageId);
+    if (original !== undefined) return { agentId, messageId, seq: original, duplicate: true };
+    const seq = agent.mailbox.nextSeq;
+    agent.mailbox.push({ agentId, seq, messageId, message, at });
+    agent.seqByMessageId.set(messageId, seq);
+    agent.rollout.push({ kind: 'accepted', seq, messageId, message, at });
+    withPending.add(agentId);
+    return { agentId, messageId, seq, duplicate: false };
+  }
+
+  return {
+    kind: 'memory',
+
+    async createAgent(record) {
+      checkOpen();
+      if (agents.has(record.id)) throw new AgentExistsError(record.id);
+      addAgent(copyIn(record, `the record of agent "${record.id}"`));
+    },
+
+    async getAgent(id) {
+      checkOpen();
+      const agent = agents.get(id);
+      return agent === undefined ? null : structuredClone(agent.record);
+    },
+
+    async getAgents(ids) {
+      checkOpen();
+      const out: AgentRecord[] = [];
+      for (const id of new Set(ids)) {
+        const agent = agents.get(id);
+        if (agent !== undefined) out.push(structuredClone(agent.record));
+      }
+      return out;
+    },
+
+    async listAgents(options: ListOptions = {}): Promise<ListResult> {
+      checkOpen();
+      const { type, parent, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
+      checkLimit('limit', limit);
+      sortedIds ??= [...agents.keys()].sort();
+      const ids = sortedIds;
+      const out: AgentRecord[] = [];
+      let next: string | null = null;
+      for (let i = cursor === null ? 0 : firstAfter(ids, cursor); i < ids.length; i++) {
+        const record = agents.get(ids[i]!)!.record;
+        if (type !== undefined && record.type !== type) continue;
+        if (parent !== undefined && record.parent !== parent) continue;
+        if (out.length === limit) {
+          // One more match exists: the cursor resumes after the last record returned.
+          next = out[out.length - 1]!.id;
+          break;
+        }
+        out.push(structuredClone(record));
+      }
+      return { agents: out, cursor: next };
+    },
+
+    async destroyAgent(id) {
+      checkOpen();
+      if (!agents.delete(id)) return false;
+      sortedIds = null;
+      withPending.delete(id);
+      withInFlight.delete(id);
+      return true;
+    },
+
+    async append(batch) {
+      checkOpen();
+      for (const request of batch) agentOf(request.agentId);
+      const copies = batch.map((request) => copyIn(request, `message "${request.messageId}" to agent "${request.agentId}"`));
+      return copies.map(accept);
+    },
+
+    async pending(agentId, limit = Number.POSITIVE_INFINITY) {
+      checkOpen();
+      if (limit !== Number.POSITIVE_INFINITY) checkLimit('limit', limit);
+      const agent = agents.get(agentId);
+      return agent === undefined ? [] : structuredClone(agent.mailbox.first(limit));
+    },
+
+    async mailboxSize(agentId) {
+      checkOpen();
+      return agents.get(agentId)?.mailbox.size ?? 0;
+    },
+
+    async beginTurn(agentId, seq, at) {
+      checkOpen();
+      const agent = agentOf(agentId);
+      if (!agent.mailbox.has(seq)) throw notPending(agentId, seq, 'begin a turn on');
+      agent.inFlight.add(seq);
+      withInFlight.add(agentId);
+      agent.rollout.push({ kind: 'turn.started', seq, at });
+    },
+
+    async commitTurn(commit: CommitTurn): Promise<CommitResult> {
+      checkOpen();
+      const { agentId, seq, outcome, at, durationMs, error } = commit;
+      const agent = agentOf(agentId);
+      if (!agent.mailbox.has(seq)) throw notPending(agentId, seq, 'commit a turn for');
+      const spawnedIds = new Set<string>();
+      for (const record of commit.spawned ?? []) {
+        if (agents.has(record.id) || spawnedIds.has(record.id)) throw new AgentExistsError(record.id);
+        spawnedIds.add(record.id);
+      }
+      for (const request of commit.outbox ?? []) {
+        if (!agents.has(request.agentId) && !spawnedIds.has(request.agentId)) {
+          throw new AgentNotFoundError(request.agentId);
+        }
+      }
+      const what = `the turn of agent "${agentId}" on message #${seq}`;
+      const snapshot = commit.snapshot === undefined ? undefined : copyIn(commit.snapshot, `the snapshot of ${what}`);
+      const outputs = copyIn(commit.outputs ?? [], `the outputs of ${what}`);
+      const spawned = copyIn(commit.spawned ?? [], `the agents spawned by ${what}`);
+      const outbox = copyIn(commit.outbox ?? [], `the outbox of ${what}`);
+
+      // Every check passed: from here on nothing throws.
+      for (const output of outputs) agent.rollout.push({ kind: 'output', seq, output, at });
+      if (snapshot !== undefined) {
+        agent.snapshot = snapshot;
+        agent.rollout.push({ kind: 'snapshot', seq, at });
+      }
+      agent.rollout.push({
+        kind: 'turn.finished',
+        seq,
+        outcome,
+        at,
+        durationMs,
+        ...(error === undefined ? {} : { error }),
+      });
+      agent.mailbox.take(seq);
+      if (agent.mailbox.size === 0) withPending.delete(agentId);
+      agent.inFlight.delete(seq);
+      if (agent.inFlight.size === 0) withInFlight.delete(agentId);
+      for (const record of spawned) addAgent(record);
+      return { outbox: outbox.map(accept) };
+    },
+
+    async loadSnapshot(agentId) {
+      checkOpen();
+      const agent = agents.get(agentId);
+      return agent === undefined ? null : structuredClone(agent.snapshot);
+    },
+
+    async note(agentId, entry) {
+      checkOpen();
+      agentOf(agentId).rollout.push(copyIn(entry, `a note for agent "${agentId}"`));
+    },
+
+    async rollout(agentId, options = {}) {
+      checkOpen();
+      const { limit } = options;
+      if (limit !== undefined) checkLimit('limit', limit);
+      const entries = agents.get(agentId)?.rollout ?? [];
+      return structuredClone(limit === undefined ? entries : entries.slice(Math.max(0, entries.length - limit)));
+    },
+
+    async agentsWithPending() {
+      checkOpen();
+      return [...withPending];
+    },
+
+    async turnsInFlight() {
+      checkOpen();
+      const out: { agentId: string; seq: number }[] = [];
+      for (const agentId of withInFlight) {
+        for (const seq of agents.get(agentId)!.inFlight) out.push({ agentId, seq });
+      }
+      return out;
+    },
+
+    async close() {
+      checkOpen();
+      closed = true;
+      agents.clear();
+      sortedIds = null;
+      withPending.clear();
+      withInFlight.clear();
+    },
+  };
+}
+
+/** Copies a value on its way in; a value that cannot be copied (a function, …) is refused. */
+function copyIn<T>(value: T, what: string): T {
+  try {
+    return structuredClone(value);
+  } catch (cause) {
+    throw new StoreError(
+      `Cannot store ${what}: it is not plain data (${cause instanceof Error ? cause.message : String(cause)}). ` +
+        'Store JSON values only',
+      { cause },
+    );
+  }
+}
+
+function notPending(agentId: string, seq: number, action: string): StoreError {
+  return new StoreError(
+    `Cannot ${action} message #${seq} of agent "${agentId}": it is not pending (already consumed, or never appended)`,
+  );
+}
+
+function checkLimit(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new TypeError(`Expected \`${name}\` to be an integer ≥ 1, got \`${String(value)}\` (${typeof value})`);
+  }
+}
+
+/** The index of the first id greater than `cursor` in sorted `ids`. */
+function firstAfter(ids: readonly string[], cursor: string): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid]! <= cursor) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

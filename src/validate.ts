@@ -1,0 +1,329 @@
+/**
+ * Argument checks shared by the runtime: agent ids, messages, JSON data and options.
+ * Each check throws a `TypeError` worded as the rule it enforces, naming the offending
+ * argument (or the path inside it) and describing what it got instead, e.g.
+ * ``Expected `residentCap` to be an integer ≥ 1, got `0` (number)``.
+ *
+ * Pure and dependency-free. The JSON check is one recursive walk that also computes
+ * the exact UTF-8 size of the JSON text, so nothing is ever stringified to be checked.
+ */
+import type { Message } from './store/Store.js';
+
+/** The largest JSON text (UTF-8 bytes) a message or a JSON value may serialize to. */
+export const MAX_JSON_BYTES = 1024 * 1024;
+/** How many objects/arrays deep a JSON value may nest (a top-level object is level 1). */
+export const MAX_JSON_DEPTH = 64;
+/** The most characters of an agent id and of a message `type`. */
+export const MAX_ID_LENGTH = 255;
+
+const SHOWN_STRING_CHARS = 40;
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/;
+const ID_RULE = '1–255 characters of letters, digits and `._:@-`, starting with a letter or digit';
+const JSON_HINT = 'use plain objects, arrays, strings, finite numbers, booleans and null';
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * Describes a value for an error message: the value in backticks, then its type.
+ * Long strings are cut after 40 characters; objects show their tag.
+ *
+ * @example
+ * describeValue(0);          // => '`0` (number)'
+ * describeValue('a/b');      // => '`"a/b"` (string)'
+ * describeValue(new Map());  // => '`[object Map]` (object)'
+ * describeValue(null);       // => '`null`'
+ */
+export function describeValue(v: unknown): string {
+  switch (typeof v) {
+    case 'undefined':
+      return '`undefined`';
+    case 'string':
+      return describeString(v);
+    case 'number':
+      return `\`${Object.is(v, -0) ? '-0' : String(v)}\` (number)`;
+    case 'bigint':
+      return `\`${String(v)}n\` (bigint)`;
+    case 'boolean':
+      return `\`${String(v)}\` (boolean)`;
+    case 'symbol':
+      return `\`${v.toString()}\` (symbol)`;
+    case 'function': {
+      const name = safeName(v);
+      return `\`[Function${name ? `: ${name}` : ' (anonymous)'}]\` (function)`;
+    }
+    default: // object or null
+      return v === null ? '`null`' : `\`${objectTag(v as object)}\` (object)`;
+  }
+}
+
+function describeString(s: string): string {
+  if (s.length <= SHOWN_STRING_CHARS) return `\`${JSON.stringify(s)}\` (string)`;
+  let end = SHOWN_STRING_CHARS;
+  const last = s.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--; // do not cut a surrogate pair in half
+  const head = JSON.stringify(s.slice(0, end)).slice(0, -1);
+  return `\`${head}…"\` (string, ${s.length} characters)`;
+}
+
+function safeName(f: object): string {
+  try {
+    const name = (f as { name?: unknown }).name;
+    return typeof name === 'string' ? name : '';
+  } catch {
+    return '';
+  }
+}
+
+/** `[object Date]`, `[object Map]`…; for class instances `[object ClassName]`. */
+function objectTag(o: object): string {
+  try {
+    const tag = Object.prototype.toString.call(o);
+    if (tag !== '[object Object]') return tag;
+    const proto: unknown = Object.getPrototypeOf(o);
+    if (proto === null || proto === Object.prototype) return tag;
+    const ctor: unknown = (proto as { constructor?: unknown }).constructor;
+    const name = typeof ctor === 'function' ? safeName(ctor) : '';
+    return name && name !== 'Object' ? `[object ${name}]` : tag;
+  } catch {
+    return '[object]'; // a revoked proxy or a throwing getter: describe, never throw
+  }
+}
+
+/**
+ * Checks an agent id: 1–255 characters of ASCII letters, digits and `._:@-`, starting
+ * with a letter or digit. Ids are never used as paths, but this rule keeps them safe
+ * in paths, URLs, logs and SQL anyway (no `/`, `\`, `..`, spaces or control characters).
+ *
+ * @example
+ * assertAgentId('chat:42');           // ok
+ * assertAgentId('../etc');            // TypeError: Expected `id` to be 1–255 characters of …, got `"../etc"` (string)
+ * assertAgentId(parent, 'parent');    // names the option in the message
+ */
+export function assertAgentId(id: unknown, name = 'id'): asserts id is string {
+  if (typeof id === 'string' && id.length <= MAX_ID_LENGTH && ID_PATTERN.test(id)) return;
+  throw new TypeError(`Expected \`${name}\` to be ${ID_RULE}, got ${describeValue(id)}`);
+}
+
+/**
+ * Checks that a message is a plain object with a `type` string of 1–255 characters,
+ * and that it is JSON data (see `assertJson`), before anything is stored.
+ *
+ * @example
+ * assertMessage({ type: 'user.message', text: 'hi' }); // ok
+ * assertMessage('hi');
+ * // TypeError: Expected `message` to be a plain object with a string `type`, got `"hi"` (string)
+ */
+export function assertMessage(message: unknown): asserts message is Message {
+  if (!isPlainObject(message)) {
+    throw new TypeError(
+      `Expected \`message\` to be a plain object with a string \`type\`, got ${describeValue(message)}`,
+    );
+  }
+  const type = message['type'];
+  if (typeof type !== 'string' || type.length === 0 || type.length > MAX_ID_LENGTH) {
+    throw new TypeError(
+      `Expected \`message.type\` to be a string of 1–${MAX_ID_LENGTH} characters, got ${describeValue(type)}`,
+    );
+  }
+  assertJson(message, 'message');
+}
+
+/**
+ * Checks that a value survives a JSON round trip unchanged: plain objects and arrays,
+ * strings, finite numbers, booleans and null, no cycles, at most 64 levels deep and at
+ * most 1 MiB of JSON text (UTF-8). `undefined` is refused everywhere, also as a property
+ * value or array element (JSON would drop it or turn it into null), as are array holes.
+ *
+ * @example
+ * assertJson({ a: [1, 'two', null] }, 'input');  // ok
+ * assertJson({ payload: { when: new Date() } }, 'message');
+ * // TypeError: Expected `message.payload.when` to be JSON-serializable, got `[object Date]` (object): use plain objects, …
+ */
+export function assertJson(value: unknown, name: string): void {
+  const walk: Walk = { name, bytes: 0, path: [], ancestors: [] };
+  visit(walk, value);
+}
+
+interface Walk {
+  readonly name: string;
+  /** UTF-8 bytes of the JSON text of everything visited so far. */
+  bytes: number;
+  /** Keys from the root to the value being visited (built into a string only on error). */
+  readonly path: (string | number)[];
+  /** Objects and arrays from the root to the value being visited, to find cycles. */
+  readonly ancestors: object[];
+}
+
+function visit(walk: Walk, v: unknown): void {
+  switch (typeof v) {
+    case 'string':
+      if (walk.bytes + v.length + 2 > MAX_JSON_BYTES) tooLarge(walk, v.length + 2); // cheap lower bound first
+      addBytes(walk, jsonStringBytes(v));
+      return;
+    case 'number':
+      if (!Number.isFinite(v)) notJson(walk, v);
+      addBytes(walk, String(v).length);
+      return;
+    case 'boolean':
+      addBytes(walk, v ? 4 : 5);
+      return;
+    case 'object':
+      if (v === null) {
+        addBytes(walk, 4);
+        return;
+      }
+      break;
+    default: // undefined, function, symbol, bigint
+      notJson(walk, v);
+  }
+
+  const ancestors = walk.ancestors;
+  if (ancestors.includes(v)) {
+    throw new TypeError(
+      `Expected \`${pathOf(walk)}\` to be JSON-serializable, got a circular reference to ` +
+        `\`${pathOf(walk, ancestors.indexOf(v))}\`: JSON cannot represent cycles`,
+    );
+  }
+  if (ancestors.length >= MAX_JSON_DEPTH) {
+    throw new TypeError(
+      `Expected \`${walk.name}\` to nest at most ${MAX_JSON_DEPTH} objects or arrays deep, ` +
+        `got more at \`${pathOf(walk)}\``,
+    );
+  }
+
+  const path = walk.path;
+  ancestors.push(v);
+  if (Array.isArray(v)) {
+    if (Object.getPrototypeOf(v) !== Array.prototype) notJson(walk, v);
+    const length = v.length;
+    addBytes(walk, length === 0 ? 2 : length + 1); // brackets and commas
+    for (let i = 0; i < length; i++) {
+      path.push(i);
+      visit(walk, v[i]); // a hole reads as undefined and is refused
+      path.pop();
+    }
+  } else {
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) notJson(walk, v);
+    const symbols = Object.getOwnPropertySymbols(v);
+    if (symbols.length > 0) {
+      throw new TypeError(
+        `Expected \`${pathOf(walk)}\` to be JSON-serializable, got a symbol key ` +
+          `\`${symbols[0]!.toString()}\`: use string keys`,
+      );
+    }
+    const keys = Object.keys(v);
+    const length = keys.length;
+    addBytes(walk, length === 0 ? 2 : length + 1); // braces and commas
+    const record = v as Record<string, unknown>;
+    for (let i = 0; i < length; i++) {
+      const key = keys[i]!;
+      addBytes(walk, jsonStringBytes(key) + 1); // the key and its colon
+      path.push(key);
+      visit(walk, record[key]);
+      path.pop();
+    }
+  }
+  ancestors.pop();
+}
+
+function addBytes(walk: Walk, n: number): void {
+  walk.bytes += n;
+  if (walk.bytes > MAX_JSON_BYTES) tooLarge(walk, 0);
+}
+
+function tooLarge(walk: Walk, pending: number): never {
+  throw new TypeError(
+    `Expected \`${walk.name}\` to be at most 1 MiB (${MAX_JSON_BYTES} bytes) as JSON, ` +
+      `got at least ${walk.bytes + pending} bytes`,
+  );
+}
+
+function notJson(walk: Walk, v: unknown): never {
+  throw new TypeError(`Expected \`${pathOf(walk)}\` to be JSON-serializable, got ${describeValue(v)}: ${JSON_HINT}`);
+}
+
+/** `message.payload.items[2]["a b"]`, from the first `upTo` keys of the walk's path. */
+function pathOf(walk: Walk, upTo = walk.path.length): string {
+  let out = walk.name;
+  for (let i = 0; i < upTo; i++) {
+    const key = walk.path[i]!;
+    if (typeof key === 'number') out += `[${key}]`;
+    else if (IDENTIFIER.test(key)) out += `.${key}`;
+    else out += `[${JSON.stringify(key.length > SHOWN_STRING_CHARS ? `${key.slice(0, SHOWN_STRING_CHARS)}…` : key)}]`;
+  }
+  return out;
+}
+
+/** The UTF-8 length of `JSON.stringify(s)`, quotes and escapes included. */
+function jsonStringBytes(s: string): number {
+  let n = 2;
+  const length = s.length;
+  for (let i = 0; i < length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) {
+      if (c >= 0x20) n += c === 0x22 || c === 0x5c ? 2 : 1; // `"` and `\` are escaped
+      else n += c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d ? 2 : 6; // \n or \u0001
+    } else if (c < 0x800) {
+      n += 2;
+    } else if (c >= 0xd800 && c <= 0xdfff) {
+      const next = s.charCodeAt(i + 1);
+      if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+        n += 4; // a surrogate pair: one 4-byte code point
+        i++;
+      } else {
+        n += 6; // a lone surrogate is written as \udxxx
+      }
+    } else {
+      n += 3;
+    }
+  }
+  return n;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * Checks an integer option against its minimum.
+ *
+ * @example
+ * assertIntegerAtLeast(options.residentCap, 'residentCap', 1);
+ * // TypeError: Expected `residentCap` to be an integer ≥ 1, got `0` (number)
+ */
+export function assertIntegerAtLeast(value: unknown, name: string, min: number): asserts value is number {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= min) return;
+  throw new TypeError(`Expected \`${name}\` to be an integer ≥ ${min}, got ${describeValue(value)}`);
+}
+
+/**
+ * Checks an optional duration in milliseconds: a finite number > 0, or null/undefined (off).
+ *
+ * @example
+ * assertPositiveDurationOrNull(options.idleTimeout, 'idleTimeout'); // 60_000, null or undefined pass
+ * // TypeError: Expected `idleTimeout` to be a finite number of milliseconds > 0, or null, got `0` (number)
+ */
+export function assertPositiveDurationOrNull(
+  value: unknown,
+  name: string,
+): asserts value is number | null | undefined {
+  if (value === null || value === undefined) return;
+  if (typeof value === 'number' && Number.isFinite(value) && value > 0) return;
+  throw new TypeError(
+    `Expected \`${name}\` to be a finite number of milliseconds > 0, or null, got ${describeValue(value)}`,
+  );
+}
+
+/**
+ * Checks that an option is a function.
+ *
+ * @example
+ * assertFunction(options.clock.now, 'clock.now');
+ * // TypeError: Expected `clock.now` to be a function, got `42` (number)
+ */
+export function assertFunction(value: unknown, name: string): asserts value is (...args: never[]) => unknown {
+  if (typeof value === 'function') return;
+  throw new TypeError(`Expected \`${name}\` to be a function, got ${describeValue(value)}`);
+}

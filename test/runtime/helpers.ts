@@ -1,0 +1,74 @@
+/**
+ * Helpers for runtime tests: deferred turns (held open until the test releases them),
+ * an event recorder, and `until()`, which yields to the event loop until a condition
+ * holds (bounded by a number of turns of the loop, never by time).
+ */
+import { defineAgent } from '../../src/defineAgent.js';
+import { fromTurn } from '../../src/fromTurn.js';
+import type { Runtime } from '../../src/createRuntime.js';
+import type { RuntimeEventName, RuntimeEvents } from '../../src/events.js';
+
+export async function until(condition: () => boolean, what = 'condition', maxTurns = 5_000): Promise<void> {
+  for (let i = 0; i < maxTurns; i++) {
+    if (condition()) return;
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  throw new Error(`gave up waiting for ${what} after ${maxTurns} event-loop turns`);
+}
+
+/** Lets every pending promise and immediate run (no timers). */
+export async function flush(turns = 20): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+export interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+}
+
+export function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** A log of every handled message, per agent, in order. */
+export type Handled = Map<string, string[]>;
+
+/**
+ * A counter agent: its state counts messages and lists their `n` fields; every message
+ * handled is also recorded in `handled` (outside the agent, for exactly-once checks).
+ * A message `{ type: 'hold', key }` waits until `holds.get(key)` is resolved;
+ * `{ type: 'fail' }` throws; `{ type: 'forward', to }` sends `{ type: 'ping' }` to `to`.
+ */
+export function counterAgent(handled: Handled, holds = new Map<string, Deferred>()) {
+  return defineAgent({
+    type: 'counter',
+    logic: fromTurn<{ count: number; seen: unknown[] }>(
+      async ({ state, message, self, send, emit, signal }) => {
+        if (message.type === 'hold') {
+          const d = holds.get(String(message.key)) ?? deferred();
+          holds.set(String(message.key), d);
+          await Promise.race([
+            d.promise,
+            new Promise<void>((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')))),
+          ]);
+        }
+        if (message.type === 'fail') throw new Error('planned failure');
+        if (message.type === 'forward') send(String(message.to), { type: 'ping', from: self });
+        const list = handled.get(self) ?? [];
+        list.push(String(message.n ?? message.type));
+        handled.set(self, list);
+        emit({ handled: message.n ?? message.type });
+        return { count: state.count + 1, seen: [...state.seen, message.n ?? message.type] };
+      },
+      { initialState: { count: 0, seen: [] } },
+    ),
+  });
+}
+
+export function record<K extends RuntimeEventName>(runtime: Runtime, name: K): RuntimeEvents[K][] {
+  const out: RuntimeEvents[K][] = [];
+  runtime.on(name, (e) => out.push(e));
+  return out;
+}

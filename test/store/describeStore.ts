@@ -1,0 +1,809 @@
+/**
+ * The store conformance suite: every store (memoryStore, sqliteStore, postgresStore) runs
+ * it unchanged, like a TCK. It checks the rules of the contract in src/store/Store.ts
+ * through the `Store` interface only, never through a store's internals.
+ *
+ * Usage, in a store's test file:
+ *   describeStore('sqliteStore', () => sqliteStore({ path }), { reopen: (s) => reopenSomehow(s) });
+ *
+ * `reopen` (for durable stores) closes the given store and opens a new one on the same
+ * data; with it, the suite also checks that everything survives a restart.
+ */
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentExistsError, AgentNotFoundError, StoreError } from '../../src/errors.js';
+import type { ErrorCode } from '../../src/errors.js';
+import type { AgentRecord, AppendRequest, CommitTurn, RolloutEntry, Store } from '../../src/store/Store.js';
+
+export interface DescribeStoreOptions {
+  /** Closes `store` and opens a new store on the same data (durable stores only). */
+  reopen?: (store: Store) => Promise<Store>;
+}
+
+function agent(id: string, fields: Partial<AgentRecord> = {}): AgentRecord {
+  return { id, type: 'counter', parent: null, pinned: false, input: { start: 0 }, createdAt: 1_000, ...fields };
+}
+
+function msg(agentId: string, messageId: string, n = 0, at = 2_000): AppendRequest {
+  return { agentId, messageId, message: { type: 'inc', n }, at };
+}
+
+function turn(agentId: string, seq: number, fields: Partial<CommitTurn> = {}): CommitTurn {
+  return { agentId, seq, outcome: 'done', at: 3_000, durationMs: 5, ...fields };
+}
+
+const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/** Awaits a promise that must reject, and checks the error's class and code. */
+async function expectError(
+  promise: Promise<unknown>,
+  type: abstract new (...args: never[]) => Error,
+  code: ErrorCode,
+  fields: Record<string, unknown> = {},
+): Promise<void> {
+  const error = await promise.then(
+    (value) => {
+      throw new Error(`Expected a rejection with ${type.name}, but it resolved with ${JSON.stringify(value)}`);
+    },
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(type);
+  expect(error).toMatchObject({ code, ...fields });
+}
+
+/** Everything the store says about these agents, to check that a refused call changed nothing. */
+async function observe(store: Store, ids: readonly string[]) {
+  const perAgent = [];
+  for (const id of ids) {
+    perAgent.push({
+      id,
+      record: await store.getAgent(id),
+      pending: await store.pending(id),
+      mailboxSize: await store.mailboxSize(id),
+      snapshot: await store.loadSnapshot(id),
+      rollout: await store.rollout(id),
+    });
+  }
+  // Copied, so that a store that wrongly returns its own objects cannot make before and after alike.
+  return structuredClone({
+    perAgent,
+    list: await store.listAgents(),
+    withPending: (await store.agentsWithPending()).sort(),
+    inFlight: (await store.turnsInFlight()).sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : a.seq - b.seq)),
+  });
+}
+
+const seqs = (messages: readonly { seq: number }[]) => messages.map((m) => m.seq);
+const kinds = (entries: readonly RolloutEntry[]) => entries.map((e) => e.kind);
+
+export function describeStore(
+  name: string,
+  makeStore: () => Promise<Store> | Store,
+  options: DescribeStoreOptions = {},
+): void {
+  describe(`${name} keeps the store contract`, () => {
+    let store: Store;
+    let open: boolean;
+
+    beforeEach(async () => {
+      store = await makeStore();
+      open = true;
+    });
+
+    afterEach(async () => {
+      if (open) await store.close();
+    });
+
+    describe('registry', () => {
+      it('creates an agent and reads its record back', async () => {
+        const record = agent('alice', { type: 'chat', parent: 'root', pinned: true, input: { name: 'Alice', tags: ['a'] } });
+        await store.createAgent(record);
+        expect(await store.getAgent('alice')).toEqual(record);
+        expect(await store.getAgent('bob')).toBeNull();
+      });
+
+      it('getAgents returns the records of the ids that exist', async () => {
+        await store.createAgent(agent('a'));
+        await store.createAgent(agent('b', { type: 'other' }));
+        await store.createAgent(agent('c'));
+        const found = await store.getAgents(['b', 'missing', 'a']);
+        expect(found.sort(byId)).toEqual([agent('a'), agent('b', { type: 'other' })]);
+        expect(await store.getAgents([])).toEqual([]);
+      });
+
+      it('refuses a taken id with AgentExistsError and keeps the first record', async () => {
+        await store.createAgent(agent('alice', { type: 'chat' }));
+        await expectError(store.createAgent(agent('alice', { type: 'other' })), AgentExistsError, 'AGENT_EXISTS', {
+          agentId: 'alice',
+        });
+        expect(await store.getAgent('alice')).toEqual(agent('alice', { type: 'chat' }));
+      });
+
+      it('lists agents ordered by id', async () => {
+        for (const id of ['carol', 'alice', 'dave', 'bob']) await store.createAgent(agent(id));
+        const page = await store.listAgents();
+        expect(page.agents.map((a) => a.id)).toEqual(['alice', 'bob', 'carol', 'dave']);
+        expect(page.agents[0]).toEqual(agent('alice'));
+        expect(page.cursor).toBeNull();
+      });
+
+      it('lists agents created or destroyed since the previous listing', async () => {
+        for (const id of ['b', 'd']) await store.createAgent(agent(id));
+        expect((await store.listAgents()).agents.map((a) => a.id)).toEqual(['b', 'd']);
+        await store.createAgent(agent('c'));
+        await store.createAgent(agent('a'));
+        expect((await store.listAgents()).agents.map((a) => a.id)).toEqual(['a', 'b', 'c', 'd']);
+        await store.destroyAgent('b');
+        expect((await store.listAgents()).agents.map((a) => a.id)).toEqual(['a', 'c', 'd']);
+      });
+
+      it('lists an empty registry as no agents and a null cursor', async () => {
+        expect(await store.listAgents()).toEqual({ agents: [], cursor: null });
+      });
+
+      it('filters the listing by type and by parent', async () => {
+        await store.createAgent(agent('a1', { type: 'a', parent: 'p1' }));
+        await store.createAgent(agent('a2', { type: 'a', parent: 'p2' }));
+        await store.createAgent(agent('b1', { type: 'b', parent: 'p1' }));
+        await store.createAgent(agent('b2', { type: 'b', parent: null }));
+        const ids = async (o: { type?: string; parent?: string }) => (await store.listAgents(o)).agents.map((a) => a.id);
+        expect(await ids({ type: 'a' })).toEqual(['a1', 'a2']);
+        expect(await ids({ parent: 'p1' })).toEqual(['a1', 'b1']);
+        expect(await ids({ type: 'b', parent: 'p1' })).toEqual(['b1']);
+        expect(await ids({ type: 'none' })).toEqual([]);
+      });
+
+      it('pages through 250 agents with limit 100, returning every agent exactly once', async () => {
+        // Created out of order, so that the order comes from the store.
+        const all = Array.from({ length: 250 }, (_, i) => `agent-${String((i * 97) % 250).padStart(3, '0')}`);
+        for (const id of all) await store.createAgent(agent(id));
+        const pages: string[][] = [];
+        let cursor: string | null = null;
+        do {
+          const page = await store.listAgents({ limit: 100, cursor });
+          pages.push(page.agents.map((a) => a.id));
+          cursor = page.cursor;
+          expect(typeof cursor === 'string' || cursor === null).toBe(true);
+        } while (cursor !== null && pages.length < 10);
+        expect(pages.map((p) => p.length)).toEqual([100, 100, 50]);
+        expect(pages.flat()).toEqual([...all].sort());
+      });
+
+      it('pages a filtered listing without skipping or repeating an agent', async () => {
+        for (let i = 0; i < 30; i++) {
+          await store.createAgent(agent(`x${String(i).padStart(2, '0')}`, { type: i % 3 === 0 ? 'even' : 'odd' }));
+        }
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        for (let pages = 0; pages < 20; pages++) {
+          const page = await store.listAgents({ type: 'even', limit: 4, cursor });
+          expect(page.agents.length).toBeLessThanOrEqual(4);
+          seen.push(...page.agents.map((a) => a.id));
+          cursor = page.cursor;
+          if (cursor === null) break;
+        }
+        expect(cursor).toBeNull();
+        expect(seen).toEqual(['x00', 'x03', 'x06', 'x09', 'x12', 'x15', 'x18', 'x21', 'x24', 'x27']);
+      });
+
+      it('returns at most 100 agents per page when no limit is given', async () => {
+        for (let i = 0; i < 130; i++) await store.createAgent(agent(`a${String(i).padStart(3, '0')}`));
+        const first = await store.listAgents();
+        expect(first.agents).toHaveLength(100);
+        expect(first.cursor).not.toBeNull();
+        const second = await store.listAgents({ cursor: first.cursor });
+        expect(second.agents.map((a) => a.id)[0]).toBe('a100');
+        expect(second.agents).toHaveLength(30);
+        expect(second.cursor).toBeNull();
+      });
+
+      it('refuses a limit that is not a positive integer with a TypeError', async () => {
+        await store.createAgent(agent('a'));
+        await expect(store.listAgents({ limit: 0 })).rejects.toBeInstanceOf(TypeError);
+        await expect(store.listAgents({ limit: 1.5 })).rejects.toBeInstanceOf(TypeError);
+        await expect(store.pending('a', 0)).rejects.toBeInstanceOf(TypeError);
+        await expect(store.rollout('a', { limit: -1 })).rejects.toBeInstanceOf(TypeError);
+      });
+
+      it('destroyAgent resolves true when the agent existed and false when it did not', async () => {
+        await store.createAgent(agent('alice'));
+        expect(await store.destroyAgent('alice')).toBe(true);
+        expect(await store.getAgent('alice')).toBeNull();
+        expect(await store.destroyAgent('alice')).toBe(false);
+        expect(await store.destroyAgent('never')).toBe(false);
+        expect((await store.listAgents()).agents).toEqual([]);
+      });
+
+      it('destroyAgent removes the mailbox, snapshot, rollout and turns in flight, and no other agent', async () => {
+        await store.createAgent(agent('alice'));
+        await store.createAgent(agent('bob'));
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2'), msg('bob', 'm1')]);
+        await store.commitTurn(turn('alice', 1, { snapshot: { count: 1 } }));
+        await store.beginTurn('alice', 2, 3_100);
+        await store.beginTurn('bob', 1, 3_100);
+        const bobBefore = await observe(store, ['bob']);
+
+        await store.destroyAgent('alice');
+
+        expect(await store.pending('alice')).toEqual([]);
+        expect(await store.mailboxSize('alice')).toBe(0);
+        expect(await store.loadSnapshot('alice')).toBeNull();
+        expect(await store.rollout('alice')).toEqual([]);
+        expect(await store.agentsWithPending()).toEqual(['bob']);
+        expect(await store.turnsInFlight()).toEqual([{ agentId: 'bob', seq: 1 }]);
+        expect((await observe(store, ['bob'])).perAgent).toEqual(bobBefore.perAgent);
+      });
+
+      it('an id can be spawned again after destroy, with seq restarting at 1 and old message ids forgotten', async () => {
+        await store.createAgent(agent('alice', { type: 'old' }));
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.commitTurn(turn('alice', 1));
+        await store.destroyAgent('alice');
+
+        await store.createAgent(agent('alice', { type: 'new' }));
+        expect(await store.getAgent('alice')).toEqual(agent('alice', { type: 'new' }));
+        expect(await store.append([msg('alice', 'm2'), msg('alice', 'm3')])).toEqual([
+          { agentId: 'alice', messageId: 'm2', seq: 1, duplicate: false },
+          { agentId: 'alice', messageId: 'm3', seq: 2, duplicate: false },
+        ]);
+        expect(seqs(await store.pending('alice'))).toEqual([1, 2]);
+        expect(kinds(await store.rollout('alice'))).toEqual(['accepted', 'accepted']);
+      });
+    });
+
+    describe('mailbox', () => {
+      beforeEach(async () => {
+        await store.createAgent(agent('alice'));
+        await store.createAgent(agent('bob'));
+      });
+
+      it('assigns seq 1, 2, 3 per agent', async () => {
+        const a1 = await store.append([msg('alice', 'a1')]);
+        const b1 = await store.append([msg('bob', 'b1')]);
+        const a23 = await store.append([msg('alice', 'a2'), msg('alice', 'a3')]);
+        expect(a1).toEqual([{ agentId: 'alice', messageId: 'a1', seq: 1, duplicate: false }]);
+        expect(b1).toEqual([{ agentId: 'bob', messageId: 'b1', seq: 1, duplicate: false }]);
+        expect(a23.map((r) => r.seq)).toEqual([2, 3]);
+      });
+
+      it('stores a batch across several agents in order, with results in request order', async () => {
+        const results = await store.append([
+          msg('alice', 'x', 1, 10),
+          msg('bob', 'y', 2, 11),
+          msg('alice', 'z', 3, 12),
+          msg('bob', 'w', 4, 13),
+        ]);
+        expect(results.map((r) => [r.agentId, r.messageId, r.seq, r.duplicate])).toEqual([
+          ['alice', 'x', 1, false],
+          ['bob', 'y', 1, false],
+          ['alice', 'z', 2, false],
+          ['bob', 'w', 2, false],
+        ]);
+        expect(await store.pending('alice')).toEqual([
+          { agentId: 'alice', seq: 1, messageId: 'x', message: { type: 'inc', n: 1 }, at: 10 },
+          { agentId: 'alice', seq: 2, messageId: 'z', message: { type: 'inc', n: 3 }, at: 12 },
+        ]);
+        expect((await store.pending('bob')).map((m) => m.messageId)).toEqual(['y', 'w']);
+      });
+
+      it('resolves an empty batch to no results', async () => {
+        expect(await store.append([])).toEqual([]);
+      });
+
+      it('returns pending messages oldest first, at most limit', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2'), msg('alice', 'm3')]);
+        expect(seqs(await store.pending('alice'))).toEqual([1, 2, 3]);
+        expect(seqs(await store.pending('alice', 2))).toEqual([1, 2]);
+        expect(seqs(await store.pending('alice', 10))).toEqual([1, 2, 3]);
+        expect(await store.pending('bob')).toEqual([]);
+      });
+
+      it('mailboxSize counts the unconsumed messages', async () => {
+        expect(await store.mailboxSize('alice')).toBe(0);
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2'), msg('alice', 'm3')]);
+        expect(await store.mailboxSize('alice')).toBe(3);
+        await store.commitTurn(turn('alice', 1));
+        expect(await store.mailboxSize('alice')).toBe(2);
+        expect(await store.mailboxSize('bob')).toBe(0);
+      });
+
+      it('appending a pending message id again returns the original seq with duplicate: true and stores nothing', async () => {
+        await store.append([msg('alice', 'm1', 1), msg('alice', 'm2', 2)]);
+        const before = await observe(store, ['alice', 'bob']);
+        expect(await store.append([msg('alice', 'm1', 99)])).toEqual([
+          { agentId: 'alice', messageId: 'm1', seq: 1, duplicate: true },
+        ]);
+        expect(await observe(store, ['alice', 'bob'])).toEqual(before);
+        expect((await store.pending('alice'))[0]?.message).toEqual({ type: 'inc', n: 1 });
+      });
+
+      it('appending a consumed message id again is still a duplicate', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.commitTurn(turn('alice', 1));
+        const before = await observe(store, ['alice']);
+        expect(await store.append([msg('alice', 'm1')])).toEqual([
+          { agentId: 'alice', messageId: 'm1', seq: 1, duplicate: true },
+        ]);
+        expect(await observe(store, ['alice'])).toEqual(before);
+      });
+
+      it('stores a message id repeated within one batch once', async () => {
+        const results = await store.append([msg('alice', 'm1', 1), msg('alice', 'm2'), msg('alice', 'm1', 2)]);
+        expect(results.map((r) => [r.seq, r.duplicate])).toEqual([
+          [1, false],
+          [2, false],
+          [1, true],
+        ]);
+        expect(await store.mailboxSize('alice')).toBe(2);
+      });
+
+      it('keys idempotency by agent: the same message id to two agents is two messages', async () => {
+        const results = await store.append([msg('alice', 'same'), msg('bob', 'same')]);
+        expect(results.map((r) => r.duplicate)).toEqual([false, false]);
+        expect(await store.mailboxSize('alice')).toBe(1);
+        expect(await store.mailboxSize('bob')).toBe(1);
+      });
+
+      it('refuses a batch naming a missing agent with AgentNotFoundError and stores nothing of it', async () => {
+        await store.append([msg('alice', 'm0')]);
+        const before = await observe(store, ['alice', 'bob', 'ghost']);
+        await expectError(
+          store.append([msg('alice', 'm1'), msg('bob', 'm1'), msg('ghost', 'm1'), msg('alice', 'm2')]),
+          AgentNotFoundError,
+          'AGENT_NOT_FOUND',
+          { agentId: 'ghost' },
+        );
+        expect(await observe(store, ['alice', 'bob', 'ghost'])).toEqual(before);
+        // Nothing was half-stored: the same ids are fresh afterwards.
+        expect((await store.append([msg('alice', 'm1')]))[0]).toMatchObject({ seq: 2, duplicate: false });
+      });
+
+      it('never reuses a seq after its message is consumed', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.commitTurn(turn('alice', 1));
+        await store.commitTurn(turn('alice', 2));
+        expect(await store.mailboxSize('alice')).toBe(0);
+        expect((await store.append([msg('alice', 'm3')]))[0]?.seq).toBe(3);
+        expect(seqs(await store.pending('alice'))).toEqual([3]);
+      });
+
+      it('never reuses the seq of a message consumed out of order', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2'), msg('alice', 'm3')]);
+        await store.commitTurn(turn('alice', 3));
+        await store.commitTurn(turn('alice', 2));
+        expect((await store.append([msg('alice', 'm4')]))[0]?.seq).toBe(4);
+        expect(seqs(await store.pending('alice'))).toEqual([1, 4]);
+      });
+
+      it('writes an accepted entry to the rollout at append', async () => {
+        await store.append([msg('alice', 'm1', 7, 42)]);
+        expect(await store.rollout('alice')).toEqual([
+          { kind: 'accepted', seq: 1, messageId: 'm1', message: { type: 'inc', n: 7 }, at: 42 },
+        ]);
+      });
+
+      it('reads of an unknown agent are empty', async () => {
+        expect(await store.pending('ghost')).toEqual([]);
+        expect(await store.mailboxSize('ghost')).toBe(0);
+        expect(await store.loadSnapshot('ghost')).toBeNull();
+        expect(await store.rollout('ghost')).toEqual([]);
+      });
+
+      it('keeps many messages in order while consuming from the head', async () => {
+        const n = 1_200;
+        for (let i = 1; i <= n; i += 100) {
+          await store.append(Array.from({ length: 100 }, (_, j) => msg('alice', `m${i + j}`)));
+        }
+        for (let seq = 1; seq <= n - 10; seq++) await store.commitTurn(turn('alice', seq));
+        expect(seqs(await store.pending('alice'))).toEqual(Array.from({ length: 10 }, (_, i) => n - 9 + i));
+        expect((await store.append([msg('alice', 'last')]))[0]?.seq).toBe(n + 1);
+        expect((await store.append([msg('alice', 'm5')]))[0]).toMatchObject({ seq: 5, duplicate: true });
+      });
+    });
+
+    describe('turns', () => {
+      beforeEach(async () => {
+        await store.createAgent(agent('alice'));
+        await store.createAgent(agent('bob'));
+      });
+
+      it('beginTurn marks the turn in flight until it is committed', async () => {
+        await store.append([msg('alice', 'm1')]);
+        expect(await store.turnsInFlight()).toEqual([]);
+        await store.beginTurn('alice', 1, 2_500);
+        expect(await store.turnsInFlight()).toEqual([{ agentId: 'alice', seq: 1 }]);
+        await store.commitTurn(turn('alice', 1));
+        expect(await store.turnsInFlight()).toEqual([]);
+      });
+
+      it('commitTurn consumes exactly the handled message, even one that is not the oldest', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2'), msg('alice', 'm3'), msg('bob', 'm1')]);
+        await store.commitTurn(turn('alice', 2));
+        expect(seqs(await store.pending('alice'))).toEqual([1, 3]);
+        expect(seqs(await store.pending('bob'))).toEqual([1]);
+        await store.commitTurn(turn('alice', 1));
+        expect(seqs(await store.pending('alice'))).toEqual([3]);
+        await store.commitTurn(turn('alice', 3));
+        expect(await store.pending('alice')).toEqual([]);
+      });
+
+      it('commitTurn stores the snapshot and writes the outputs to the rollout in order', async () => {
+        await store.append([msg('alice', 'm1')]);
+        expect(await store.loadSnapshot('alice')).toBeNull();
+        const result = await store.commitTurn(
+          turn('alice', 1, { snapshot: { value: 'counting', context: { count: 1 } }, outputs: [{ n: 1 }, 'two', 3] }),
+        );
+        expect(result).toEqual({ outbox: [] });
+        expect(await store.loadSnapshot('alice')).toEqual({ value: 'counting', context: { count: 1 } });
+        const outputs = (await store.rollout('alice')).filter((e) => e.kind === 'output');
+        expect(outputs).toEqual([
+          { kind: 'output', seq: 1, output: { n: 1 }, at: 3_000 },
+          { kind: 'output', seq: 1, output: 'two', at: 3_000 },
+          { kind: 'output', seq: 1, output: 3, at: 3_000 },
+        ]);
+      });
+
+      it('the rollout of a turn reads accepted, turn.started, output, snapshot, turn.finished', async () => {
+        await store.append([msg('alice', 'm1', 1, 100)]);
+        await store.beginTurn('alice', 1, 200);
+        await store.commitTurn(turn('alice', 1, { snapshot: { count: 1 }, outputs: ['out'], at: 300, durationMs: 100 }));
+        expect(await store.rollout('alice')).toEqual([
+          { kind: 'accepted', seq: 1, messageId: 'm1', message: { type: 'inc', n: 1 }, at: 100 },
+          { kind: 'turn.started', seq: 1, at: 200 },
+          { kind: 'output', seq: 1, output: 'out', at: 300 },
+          { kind: 'snapshot', seq: 1, at: 300 },
+          { kind: 'turn.finished', seq: 1, outcome: 'done', at: 300, durationMs: 100 },
+        ]);
+      });
+
+      it('a failed turn records its outcome and error and keeps the previous snapshot', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.commitTurn(turn('alice', 1, { snapshot: { count: 1 } }));
+        await store.commitTurn(turn('alice', 2, { outcome: 'failed', error: 'boom' }));
+        expect(await store.loadSnapshot('alice')).toEqual({ count: 1 });
+        const last = (await store.rollout('alice', { limit: 1 }))[0];
+        expect(last).toEqual({ kind: 'turn.finished', seq: 2, outcome: 'failed', error: 'boom', at: 3_000, durationMs: 5 });
+      });
+
+      it('a crashed turn without a snapshot keeps the previous snapshot', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.commitTurn(turn('alice', 1, { snapshot: { count: 1 } }));
+        await store.beginTurn('alice', 2, 3_500);
+        await store.commitTurn(turn('alice', 2, { outcome: 'crashed' }));
+        expect(await store.loadSnapshot('alice')).toEqual({ count: 1 });
+        expect(await store.pending('alice')).toEqual([]);
+        const rollout = await store.rollout('alice', { limit: 2 });
+        expect(kinds(rollout)).toEqual(['turn.started', 'turn.finished']);
+        expect(rollout[1]).toMatchObject({ seq: 2, outcome: 'crashed' });
+      });
+
+      it('committing an already consumed message rejects with StoreError and changes nothing', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.commitTurn(turn('alice', 1, { snapshot: { count: 1 } }));
+        const before = await observe(store, ['alice', 'bob', 'carol']);
+        await expectError(
+          store.commitTurn(
+            turn('alice', 1, {
+              snapshot: { count: 99 },
+              outputs: ['again'],
+              outbox: [msg('bob', 'from-alice')],
+              spawned: [agent('carol')],
+            }),
+          ),
+          StoreError,
+          'STORE_ERROR',
+        );
+        expect(await observe(store, ['alice', 'bob', 'carol'])).toEqual(before);
+      });
+
+      it('committing a message that was never appended rejects with StoreError and changes nothing', async () => {
+        await store.append([msg('alice', 'm1')]);
+        const before = await observe(store, ['alice']);
+        await expectError(store.commitTurn(turn('alice', 2, { snapshot: { count: 2 } })), StoreError, 'STORE_ERROR');
+        await expectError(store.commitTurn(turn('bob', 1)), StoreError, 'STORE_ERROR');
+        expect(await observe(store, ['alice'])).toEqual(before);
+      });
+
+      it('turns of a missing agent are refused with AgentNotFoundError', async () => {
+        await expectError(store.beginTurn('ghost', 1, 0), AgentNotFoundError, 'AGENT_NOT_FOUND', { agentId: 'ghost' });
+        await expectError(store.commitTurn(turn('ghost', 1)), AgentNotFoundError, 'AGENT_NOT_FOUND', {
+          agentId: 'ghost',
+        });
+      });
+
+      it('beginTurn on a message that is not pending rejects with StoreError and changes nothing', async () => {
+        await store.append([msg('alice', 'm1')]);
+        await store.commitTurn(turn('alice', 1));
+        const before = await observe(store, ['alice']);
+        await expectError(store.beginTurn('alice', 1, 0), StoreError, 'STORE_ERROR');
+        await expectError(store.beginTurn('alice', 7, 0), StoreError, 'STORE_ERROR');
+        expect(await observe(store, ['alice'])).toEqual(before);
+      });
+
+      it('commitTurn appends the outbox with the commit and returns its seqs in order', async () => {
+        await store.append([msg('alice', 'm1'), msg('bob', 'b1')]);
+        const result = await store.commitTurn(
+          turn('alice', 1, {
+            outbox: [msg('bob', 'o1', 1, 3_000), msg('alice', 'self', 2, 3_000), msg('bob', 'o2', 3, 3_000), msg('bob', 'b1')],
+          }),
+        );
+        expect(result.outbox).toEqual([
+          { agentId: 'bob', messageId: 'o1', seq: 2, duplicate: false },
+          { agentId: 'alice', messageId: 'self', seq: 2, duplicate: false },
+          { agentId: 'bob', messageId: 'o2', seq: 3, duplicate: false },
+          { agentId: 'bob', messageId: 'b1', seq: 1, duplicate: true },
+        ]);
+        expect((await store.pending('bob')).map((m) => m.messageId)).toEqual(['b1', 'o1', 'o2']);
+        expect(await store.pending('alice')).toEqual([
+          { agentId: 'alice', seq: 2, messageId: 'self', message: { type: 'inc', n: 2 }, at: 3_000 },
+        ]);
+        expect((await store.rollout('bob', { limit: 1 }))[0]).toEqual({
+          kind: 'accepted',
+          seq: 3,
+          messageId: 'o2',
+          message: { type: 'inc', n: 3 },
+          at: 3_000,
+        });
+      });
+
+      it('an outbox message to a missing agent rejects AgentNotFoundError and nothing of the turn is committed', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.commitTurn(turn('alice', 1, { snapshot: { count: 1 } }));
+        await store.beginTurn('alice', 2, 3_100);
+        const before = await observe(store, ['alice', 'bob', 'newborn', 'ghost']);
+        await expectError(
+          store.commitTurn(
+            turn('alice', 2, {
+              snapshot: { count: 2 },
+              outputs: ['out'],
+              spawned: [agent('newborn', { parent: 'alice' })],
+              outbox: [msg('bob', 'o1'), msg('newborn', 'hello'), msg('ghost', 'o2')],
+            }),
+          ),
+          AgentNotFoundError,
+          'AGENT_NOT_FOUND',
+          { agentId: 'ghost' },
+        );
+        const after = await observe(store, ['alice', 'bob', 'newborn', 'ghost']);
+        expect(after).toEqual(before);
+        expect(seqs(await store.pending('alice'))).toEqual([2]);
+        expect(await store.loadSnapshot('alice')).toEqual({ count: 1 });
+        expect(await store.turnsInFlight()).toEqual([{ agentId: 'alice', seq: 2 }]);
+      });
+
+      it('commitTurn creates the spawned agents, which can receive the outbox of the same commit', async () => {
+        await store.append([msg('alice', 'm1')]);
+        const kids = [agent('kid-1', { type: 'child', parent: 'alice' }), agent('kid-2', { type: 'child', parent: 'alice' })];
+        const result = await store.commitTurn(
+          turn('alice', 1, { spawned: kids, outbox: [msg('kid-1', 'hello'), msg('kid-2', 'hello'), msg('kid-1', 'again')] }),
+        );
+        expect(result.outbox.map((r) => [r.agentId, r.seq, r.duplicate])).toEqual([
+          ['kid-1', 1, false],
+          ['kid-2', 1, false],
+          ['kid-1', 2, false],
+        ]);
+        expect((await store.getAgents(['kid-1', 'kid-2'])).sort(byId)).toEqual(kids);
+        expect((await store.listAgents({ parent: 'alice' })).agents).toEqual(kids);
+        expect(seqs(await store.pending('kid-1'))).toEqual([1, 2]);
+        expect((await store.agentsWithPending()).sort()).toEqual(['kid-1', 'kid-2']);
+      });
+
+      it('spawning an agent that exists rejects AgentExistsError and nothing of the turn is committed', async () => {
+        await store.append([msg('alice', 'm1')]);
+        const before = await observe(store, ['alice', 'bob', 'kid']);
+        await expectError(
+          store.commitTurn(
+            turn('alice', 1, {
+              snapshot: { count: 1 },
+              outputs: ['out'],
+              spawned: [agent('kid'), agent('bob', { type: 'impostor' })],
+              outbox: [msg('kid', 'hello'), msg('bob', 'hi')],
+            }),
+          ),
+          AgentExistsError,
+          'AGENT_EXISTS',
+          { agentId: 'bob' },
+        );
+        expect(await observe(store, ['alice', 'bob', 'kid'])).toEqual(before);
+      });
+
+      it('spawning the same id twice in one commit rejects AgentExistsError and creates neither', async () => {
+        await store.append([msg('alice', 'm1')]);
+        await expectError(
+          store.commitTurn(turn('alice', 1, { spawned: [agent('twin'), agent('twin', { type: 'other' })] })),
+          AgentExistsError,
+          'AGENT_EXISTS',
+          { agentId: 'twin' },
+        );
+        expect(await store.getAgent('twin')).toBeNull();
+        expect(await store.mailboxSize('alice')).toBe(1);
+      });
+
+      it('rollout with a limit returns the last entries, oldest first', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2'), msg('alice', 'm3')]);
+        const all = await store.rollout('alice');
+        expect(all.map((e) => (e.kind === 'accepted' ? e.messageId : e.kind))).toEqual(['m1', 'm2', 'm3']);
+        expect(await store.rollout('alice', { limit: 2 })).toEqual(all.slice(1));
+        expect(await store.rollout('alice', { limit: 10 })).toEqual(all);
+      });
+
+      it('note appends a lifecycle note to the rollout', async () => {
+        await store.note('alice', { kind: 'note', note: 'spawned', at: 1 });
+        await store.append([msg('alice', 'm1', 0, 2)]);
+        await store.note('alice', { kind: 'note', note: 'evicted', reason: 'idle', at: 3 });
+        const rollout = await store.rollout('alice');
+        expect(kinds(rollout)).toEqual(['note', 'accepted', 'note']);
+        expect(rollout[0]).toEqual({ kind: 'note', note: 'spawned', at: 1 });
+        expect(rollout[2]).toEqual({ kind: 'note', note: 'evicted', reason: 'idle', at: 3 });
+        expect(await store.rollout('bob')).toEqual([]);
+      });
+
+      it('note for a missing agent rejects with AgentNotFoundError', async () => {
+        await expectError(store.note('ghost', { kind: 'note', note: 'loaded', at: 0 }), AgentNotFoundError, 'AGENT_NOT_FOUND', {
+          agentId: 'ghost',
+        });
+      });
+    });
+
+    describe('recovery queries', () => {
+      beforeEach(async () => {
+        for (const id of ['a', 'b', 'c']) await store.createAgent(agent(id));
+      });
+
+      it('agentsWithPending lists exactly the agents with unconsumed messages', async () => {
+        expect(await store.agentsWithPending()).toEqual([]);
+        await store.append([msg('a', 'm1'), msg('c', 'm1'), msg('c', 'm2')]);
+        expect((await store.agentsWithPending()).sort()).toEqual(['a', 'c']);
+        await store.commitTurn(turn('a', 1));
+        await store.commitTurn(turn('c', 1));
+        expect(await store.agentsWithPending()).toEqual(['c']);
+        await store.commitTurn(turn('c', 2));
+        expect(await store.agentsWithPending()).toEqual([]);
+      });
+
+      it('turnsInFlight lists turns begun and never committed, until recovery commits them as crashed', async () => {
+        await store.append([msg('a', 'm1'), msg('b', 'm1'), msg('b', 'm2'), msg('c', 'm1')]);
+        await store.beginTurn('a', 1, 10);
+        await store.beginTurn('b', 1, 11);
+        await store.beginTurn('b', 2, 12);
+        await store.commitTurn(turn('a', 1));
+        const inFlight = (await store.turnsInFlight()).sort((x, y) => x.seq - y.seq);
+        expect(inFlight).toEqual([
+          { agentId: 'b', seq: 1 },
+          { agentId: 'b', seq: 2 },
+        ]);
+        for (const { agentId, seq } of inFlight) await store.commitTurn(turn(agentId, seq, { outcome: 'crashed' }));
+        expect(await store.turnsInFlight()).toEqual([]);
+        expect(await store.agentsWithPending()).toEqual(['c']);
+        expect((await store.rollout('b')).filter((e) => e.kind === 'turn.finished').map((e) => e.seq)).toEqual([1, 2]);
+      });
+    });
+
+    describe('copies', () => {
+      beforeEach(async () => {
+        await store.createAgent(agent('alice', { input: { tags: ['x'] } }));
+        await store.append([msg('alice', 'm1', 1), msg('alice', 'm2', 2)]);
+        await store.commitTurn(turn('alice', 1, { snapshot: { context: { items: [1] } }, outputs: [{ said: 'hi' }] }));
+      });
+
+      it('mutating a returned record does not change the store', async () => {
+        const one = await store.getAgent('alice');
+        (one!.input as { tags: string[] }).tags.push('mutated');
+        one!.type = 'mutated';
+        const [many] = await store.getAgents(['alice']);
+        many!.parent = 'mutated';
+        const listed = (await store.listAgents()).agents[0];
+        listed!.pinned = true;
+        expect(await store.getAgent('alice')).toEqual(agent('alice', { input: { tags: ['x'] } }));
+      });
+
+      it('mutating a returned message does not change the store', async () => {
+        const [pending] = await store.pending('alice');
+        pending!.message.n = 99;
+        pending!.seq = 99;
+        expect(await store.pending('alice')).toEqual([
+          { agentId: 'alice', seq: 2, messageId: 'm2', message: { type: 'inc', n: 2 }, at: 2_000 },
+        ]);
+      });
+
+      it('mutating a returned snapshot does not change the store', async () => {
+        const snapshot = (await store.loadSnapshot('alice')) as { context: { items: number[] } };
+        snapshot.context.items.push(2);
+        expect(await store.loadSnapshot('alice')).toEqual({ context: { items: [1] } });
+      });
+
+      it('mutating a returned rollout entry does not change the store', async () => {
+        const before = structuredClone(await store.rollout('alice'));
+        const mutated = await store.rollout('alice');
+        for (const entry of mutated) {
+          entry.at = -1;
+          if (entry.kind === 'accepted') entry.message.type = 'mutated';
+          if (entry.kind === 'output') (entry.output as { said: string }).said = 'mutated';
+        }
+        mutated.length = 0;
+        expect(await store.rollout('alice')).toEqual(before);
+      });
+
+      it('mutating an object after passing it in does not change the store', async () => {
+        const record = agent('bob', { input: { list: [1] } });
+        const request = msg('bob', 'b1', 1);
+        const snapshot = { deep: { value: 1 } };
+        const output = { said: 'hi' };
+        await store.createAgent(record);
+        await store.append([request]);
+        await store.append([msg('bob', 'b2')]);
+        await store.commitTurn(turn('bob', 2, { snapshot, outputs: [output] }));
+        (record.input as { list: number[] }).list.push(2);
+        request.message.n = 99;
+        snapshot.deep.value = 99;
+        output.said = 'mutated';
+        expect(await store.getAgent('bob')).toEqual(agent('bob', { input: { list: [1] } }));
+        expect((await store.pending('bob'))[0]?.message).toEqual({ type: 'inc', n: 1 });
+        expect(await store.loadSnapshot('bob')).toEqual({ deep: { value: 1 } });
+        expect((await store.rollout('bob')).find((e) => e.kind === 'output')).toMatchObject({ output: { said: 'hi' } });
+      });
+    });
+
+    describe('close', () => {
+      it('every method rejects with StoreError after close', async () => {
+        await store.createAgent(agent('alice'));
+        await store.append([msg('alice', 'm1')]);
+        await store.close();
+        open = false;
+        const calls: [string, () => Promise<unknown>][] = [
+          ['createAgent', () => store.createAgent(agent('bob'))],
+          ['getAgent', () => store.getAgent('alice')],
+          ['getAgents', () => store.getAgents(['alice'])],
+          ['listAgents', () => store.listAgents()],
+          ['destroyAgent', () => store.destroyAgent('alice')],
+          ['append', () => store.append([msg('alice', 'm2')])],
+          ['pending', () => store.pending('alice')],
+          ['mailboxSize', () => store.mailboxSize('alice')],
+          ['beginTurn', () => store.beginTurn('alice', 1, 0)],
+          ['commitTurn', () => store.commitTurn(turn('alice', 1))],
+          ['loadSnapshot', () => store.loadSnapshot('alice')],
+          ['note', () => store.note('alice', { kind: 'note', note: 'loaded', at: 0 })],
+          ['rollout', () => store.rollout('alice')],
+          ['agentsWithPending', () => store.agentsWithPending()],
+          ['turnsInFlight', () => store.turnsInFlight()],
+          ['close', () => store.close()],
+        ];
+        for (const [method, call] of calls) {
+          const error = await call().then(
+            () => new Error(`${method} resolved after close`),
+            (e: unknown) => e,
+          );
+          expect(error, method).toBeInstanceOf(StoreError);
+          expect(error, method).toMatchObject({ code: 'STORE_ERROR' });
+        }
+      });
+    });
+
+    const reopen = options.reopen;
+    if (reopen !== undefined) {
+      describe('durability', () => {
+        it('agents, mailboxes, seqs, snapshots, rollouts and turns in flight survive reopen', async () => {
+          await store.createAgent(agent('alice', { input: { x: 1 } }));
+          await store.createAgent(agent('kid', { parent: 'alice' }));
+          await store.append([msg('alice', 'm1'), msg('alice', 'm2'), msg('alice', 'm3'), msg('kid', 'k1')]);
+          await store.commitTurn(turn('alice', 1, { snapshot: { count: 1 }, outputs: ['o'] }));
+          await store.beginTurn('alice', 2, 3_100);
+          await store.note('kid', { kind: 'note', note: 'evicted', at: 4_000 });
+          const before = await observe(store, ['alice', 'kid']);
+
+          open = false;
+          store = await reopen(store);
+          open = true;
+
+          expect(await observe(store, ['alice', 'kid'])).toEqual(before);
+          // Idempotency and seq counters survived too.
+          expect(await store.append([msg('alice', 'm1'), msg('alice', 'm4')])).toEqual([
+            { agentId: 'alice', messageId: 'm1', seq: 1, duplicate: true },
+            { agentId: 'alice', messageId: 'm4', seq: 4, duplicate: false },
+          ]);
+          await expectError(store.commitTurn(turn('alice', 1)), StoreError, 'STORE_ERROR');
+        });
+      });
+    }
+  });
+}

@@ -1,0 +1,4 @@
+import { memoryStore } from '../../src/store/memoryStore.js';
+import { describeStore } from './describeStore.js';
+
+describeStore('memoryStore', () => memoryStore());
