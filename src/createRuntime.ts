@@ -13,6 +13,7 @@ import { AgentNotFoundError, AskTimeoutError, RuntimeStoppedError, UnknownAgentT
 import { RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
 import { Accepter } from './runtime/Accepter.js';
 import { Host, type TurnResult } from './runtime/Host.js';
+import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
 import { memoryStore } from './store/memoryStore.js';
 import type { AgentRecord, AppendResult, Message, Store } from './store/Store.js';
 import { assertAgentId, assertIntegerAtLeast, assertJson, assertMessage, assertPositiveDurationOrNull, describeValue } from './validate.js';
@@ -430,5 +431,20 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       await store.close();
     },
   };
+  Object.defineProperty(runtime, INTERNALS, {
+    enumerable: false,
+    value: (): RuntimeInternals => ({
+      agents: () =>
+        [...host.entries.values()].map((e) => {
+          const snap = e.lifecycle.getSnapshot();
+          return { id: e.id, state: host.stateOf(e.id), pinned: snap.context.pinned, mailbox: snap.context.mailbox, inTurn: e.turn !== null && !e.turn.interrupted };
+        }),
+      books: () => host.supervisor.getSnapshot().context as SupervisorContext,
+      chains: async () => {
+        await accepter.drained();
+        await Promise.all([...host.entries.values()].map((e) => e.chain));
+      },
+    }),
+  });
   return runtime;
 }
