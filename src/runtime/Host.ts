@@ -185,22 +185,20 @@ export class Host {
     return e ? lifecycleOf(e.lifecycle.getSnapshot().value) : 'unloaded';
   }
 
-  /** Drops an entry that is unloaded, with no mail and nothing in flight. */
-  #maybeDrop(entry: Entry): void {
-    if (entry.destroyed || entry.holds > 0 || entry.turn) return;
+  /** Unloaded, no mail, nothing in flight: the entry can go (the store holds everything). */
+  #droppable(entry: Entry): boolean {
+    if (entry.destroyed || entry.holds > 0 || entry.turn || this.entries.get(entry.id) !== entry) return false;
     const snap = entry.lifecycle.getSnapshot();
-    if (JSON.stringify(snap.value) !== '{"unloaded":"dormant"}' || snap.context.mailbox > 0) return;
-    queueMicrotask(() => {
-      const s = entry.lifecycle.getSnapshot();
-      if (entry.holds > 0 || entry.turn || entry.destroyed || this.entries.get(entry.id) !== entry) return;
-      if (JSON.stringify(s.value) !== '{"unloaded":"dormant"}' || s.context.mailbox > 0) return;
-      void entry.chain.then(() => {
-        const t = entry.lifecycle.getSnapshot();
-        if (entry.holds > 0 || entry.destroyed || this.entries.get(entry.id) !== entry) return;
-        if (JSON.stringify(t.value) !== '{"unloaded":"dormant"}' || t.context.mailbox > 0) return;
-        this.entries.delete(entry.id);
-        entry.lifecycle.stop();
-      });
+    return snap.context.mailbox === 0 && (snap.value as { unloaded?: string }).unloaded === 'dormant';
+  }
+
+  /** Drops the entry once its queued store work is done, if it is still droppable then. */
+  #maybeDrop(entry: Entry): void {
+    if (!this.#droppable(entry)) return;
+    void entry.chain.then(() => {
+      if (!this.#droppable(entry)) return;
+      this.entries.delete(entry.id);
+      entry.lifecycle.stop();
     });
   }
 

@@ -13,6 +13,7 @@ import {
   TurnFailedError,
   UnknownAgentTypeError,
 } from '../../src/errors.js';
+import { INTERNALS, type RuntimeInternals } from '../../src/runtime/internals.js';
 import { counterAgent, deferred, flush, record, until, type Deferred, type Handled } from './helpers.js';
 
 async function setupRuntime(opts: { residentCap?: number; runningCap?: number; idleTimeout?: number } = {}) {
@@ -209,6 +210,20 @@ describe('createRuntime: residency', () => {
     clock.advance(30_000);
     await until(() => evicted.length === 2, 'b to be passivated');
     expect(evicted[1]).toMatchObject({ id: 'b', reason: 'idle' });
+  });
+});
+
+describe('createRuntime: memory', () => {
+  it('keeps nothing for agents that are unloaded with an empty mailbox', async () => {
+    const { runtime } = await setupRuntime({ residentCap: 2 });
+    const internals = (runtime as unknown as Record<symbol, () => RuntimeInternals>)[INTERNALS]!();
+    for (let i = 0; i < 20; i++) {
+      await runtime.spawn('counter', { id: `a${i}` });
+      await runtime.ask(`a${i}`, { type: 'inc' });
+    }
+    await flush();
+    // Two resident agents; the eighteen evicted ones left nothing behind in the runtime.
+    expect(internals.agents().map((a) => a.state)).toEqual(['idle', 'idle']);
   });
 });
 
