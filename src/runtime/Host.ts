@@ -84,6 +84,18 @@ function persistable(snapshot: unknown): unknown {
   return copy;
 }
 
+/**
+ * At rest: not running, or a machine whose children are all at rest. An active promise,
+ * callback or observable child is work in progress; a child machine waiting for events
+ * is at rest.
+ */
+export function quiescent(actor: AnyActorRef): boolean {
+  const snap = actor.getSnapshot() as { status: string; children?: Record<string, AnyActorRef>; machine?: unknown };
+  if (snap.status !== 'active') return true;
+  if (!snap.machine || !snap.children) return false;
+  return Object.values(snap.children).every(quiescent);
+}
+
 type Waiter = { resolve: (r: TurnResult) => void; reject: (e: unknown) => void };
 
 export class Host {
@@ -318,7 +330,9 @@ export class Host {
   #newActor(entry: Entry, snapshot: unknown | null): Actor<AnyStateMachine> {
     const logic = this.#logicOf(entry.def);
     const input = entry.record.input;
-    const actor = createActor(logic, snapshot == null ? { input } : { snapshot: snapshot as never, input });
+    // Timers of the logic (`after`) run on the runtime's clock.
+    const clock = this.o.clock;
+    const actor = createActor(logic, snapshot == null ? { input, clock } : { snapshot: snapshot as never, input, clock });
     this.#actorOwner.set(actor, entry);
     if (!isTurnLogic(entry.def.logic)) {
       actor.on('*', (ev: { type: string; [k: string]: unknown }) => this.#machineEffect(entry, ev));
@@ -442,11 +456,7 @@ export class Host {
       let done = false;
       const check = () => {
         if (done) return;
-        const snap = actor.getSnapshot();
-        const quiet =
-          snap.status !== 'active' ||
-          Object.values(snap.children as Record<string, AnyActorRef>).every((c) => c.getSnapshot().status !== 'active');
-        if (quiet || turn.interrupted || entry.destroyed) {
+        if (quiescent(actor) || turn.interrupted || entry.destroyed) {
           done = true;
           sub.unsubscribe();
           turn.abort.signal.removeEventListener('abort', check);
