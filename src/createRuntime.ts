@@ -10,7 +10,7 @@ import type { SupervisorContext } from '../machines/supervisor.js';
 import { systemClock, type Clock } from './clock.js';
 import type { AgentDefinition } from './defineAgent.js';
 import { AgentNotFoundError, AskTimeoutError, RuntimeStoppedError, UnknownAgentTypeError } from './errors.js';
-import { RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
+import { RUNTIME_EVENT_NAMES, RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
 import { Accepter } from './runtime/Accepter.js';
 import { Host, type TurnResult } from './runtime/Host.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
@@ -97,6 +97,11 @@ export interface Runtime {
   stop(): Promise<void>;
 }
 
+const STORE_METHODS = [
+  'createAgent', 'getAgent', 'getAgents', 'listAgents', 'destroyAgent', 'append', 'pending', 'mailboxSize',
+  'beginTurn', 'commitTurn', 'loadSnapshot', 'note', 'rollout', 'agentsWithPending', 'turnsInFlight', 'close',
+] as const;
+
 function assertOptions(options: unknown): asserts options is RuntimeOptions {
   if (!options || typeof options !== 'object') {
     throw new TypeError(`Expected createRuntime options { agents, residentCap, runningCap }, got ${describeValue(options)}`);
@@ -122,9 +127,13 @@ function assertOptions(options: unknown): asserts options is RuntimeOptions {
   assertPositiveDurationOrNull(o.idleTimeout, 'idleTimeout');
   if (o.stopTimeout !== undefined) assertIntegerAtLeast(o.stopTimeout, 'stopTimeout', 0);
   if (o.store !== undefined) {
-    const s = o.store as Partial<Store>;
-    if (!s || typeof s !== 'object' || typeof s.append !== 'function' || typeof s.commitTurn !== 'function') {
-      throw new TypeError(`Expected \`store\` to implement the Store interface (memoryStore(), sqliteStore(path), …), got ${describeValue(o.store)}`);
+    const s = o.store as Record<string, unknown> | null;
+    const missing = s && typeof s === 'object' ? STORE_METHODS.filter((m) => typeof s[m] !== 'function') : STORE_METHODS;
+    if (missing.length > 0) {
+      throw new TypeError(
+        `Expected \`store\` to implement the Store interface (memoryStore(), sqliteStore(path), …), got ${describeValue(o.store)}` +
+          (s && typeof s === 'object' ? ` missing ${missing.map((m) => `${m}()`).join(', ')}` : ''),
+      );
     }
   }
   if (o.clock !== undefined) {
@@ -318,7 +327,11 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       try {
         await send(id, message, messageId);
       } catch (err) {
+        // Refused: nothing was accepted, so nothing will answer; leave no waiter or timer.
+        host.waiters.get(id)?.get(messageId)?.reject(err);
         host.waiters.get(id)?.delete(messageId);
+        if (host.waiters.get(id)?.size === 0) host.waiters.delete(id);
+        result.catch(() => {});
         throw err;
       }
       return result;
@@ -327,6 +340,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     async interrupt(id) {
       assertAgentId(id);
       live(`interrupt "${id}"`);
+      if (!host.entries.has(id) && !(await store.getAgent(id))) throw new AgentNotFoundError(id);
       host.interrupt(id);
     },
 
@@ -351,6 +365,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
 
     async get(id) {
       assertAgentId(id);
+      live(`get "${id}"`);
       const rec = host.entries.get(id)?.record ?? (await store.getAgent(id));
       if (!rec) throw new AgentNotFoundError(id);
       return info(id, rec);
@@ -360,6 +375,18 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (!request || typeof request !== 'object') throw new TypeError(`Expected list options, got ${describeValue(request)}`);
       const limit = request.limit ?? 100;
       assertIntegerAtLeast(limit, 'limit', 1);
+      if (request.resident !== undefined && typeof request.resident !== 'boolean') {
+        throw new TypeError(`Expected \`resident\` to be a boolean, got ${describeValue(request.resident)}`);
+      }
+      for (const key of ['type', 'parent'] as const) {
+        if (request[key] !== undefined && typeof request[key] !== 'string') {
+          throw new TypeError(`Expected \`${key}\` to be a string, got ${describeValue(request[key])}`);
+        }
+      }
+      if (request.cursor != null && typeof request.cursor !== 'string') {
+        throw new TypeError(`Expected \`cursor\` to be a string from a previous list() or null, got ${describeValue(request.cursor)}`);
+      }
+      live('list agents');
       if (request.resident === true) {
         const ids = [...host.entries.values()]
           .filter((e) => ['loading', 'idle', 'running', 'flushing'].includes(host.stateOf(e.id)))
@@ -394,6 +421,9 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     },
 
     on(name, handler) {
+      if (!(RUNTIME_EVENT_NAMES as readonly string[]).includes(name)) {
+        throw new TypeError(`Expected an event name, one of ${RUNTIME_EVENT_NAMES.map((n) => `'${n}'`).join(', ')}; got ${describeValue(name)}`);
+      }
       if (typeof handler !== 'function') throw new TypeError(`Expected the handler of '${String(name)}' to be a function, got ${describeValue(handler)}`);
       return emitter.on(name, handler);
     },

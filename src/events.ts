@@ -32,6 +32,12 @@ export interface RuntimeEvents {
 
 export type RuntimeEventName = keyof RuntimeEvents;
 
+/** Every event name, for checking names given at run time. */
+export const RUNTIME_EVENT_NAMES = [
+  'agent.spawned', 'agent.loading', 'agent.loaded', 'agent.evicting', 'agent.evicted', 'agent.destroyed', 'agent.failed',
+  'message.accepted', 'turn.started', 'turn.finished', 'residency.saturated', 'error',
+] as const satisfies readonly RuntimeEventName[];
+
 /**
  * An emitter whose listeners are isolated: a listener that throws is reported as an
  * `error` event (and, if an `error` listener throws too, on the console), and the other
