@@ -78,10 +78,18 @@ export interface HostOptions {
  * (a context holding a Date or a function would not survive eviction).
  */
 function persistable(snapshot: unknown): unknown {
-  const copy = { ...(snapshot as Record<string, unknown>) };
-  for (const k of Object.keys(copy)) if (copy[k] === undefined) delete copy[k];
+  const copy = dropUndefined(snapshot);
   assertJson(copy, 'the agent snapshot');
   return copy;
+}
+
+/** A copy without `undefined` object properties (as JSON would drop them); other values kept as they are. */
+function dropUndefined(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dropUndefined);
+  if (value === null || typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = dropUndefined(v);
+  return out;
 }
 
 /**
@@ -428,6 +436,18 @@ export class Host {
         throw new Error(`agent "${entry.id}" was given a turn with an empty mailbox in the store`);
       }
       const actor = entry.actor;
+      let before: unknown;
+      let unpersistable: unknown;
+      try {
+        before = actor.getPersistedSnapshot();
+      } catch (err) {
+        // e.g. an inline child actor: such a state cannot be kept across eviction.
+        unpersistable = new TypeError(
+          `the state of agent "${entry.id}" cannot be persisted (${(err as Error).message}); ` +
+            'spawn child actors from logic registered by name in setup({ actors })',
+          { cause: err },
+        );
+      }
       const turn: Turn = {
         seq: head.seq,
         messageId: head.messageId,
@@ -438,13 +458,13 @@ export class Host {
         outputs: [],
         abort: new AbortController(),
         interrupted: false,
-        error: undefined,
-        before: actor.getPersistedSnapshot(),
+        error: unpersistable,
+        before,
       };
       entry.turn = turn;
       await this.o.store.beginTurn(entry.id, head.seq, turn.startedAt);
       this.o.emitter.emit('turn.started', () => ({ id: entry.id, at: turn.startedAt, seq: head.seq }));
-      await this.#execute(entry, actor, turn);
+      if (unpersistable === undefined) await this.#execute(entry, actor, turn);
       if (turn.interrupted || entry.destroyed) return; // recorded by the interrupt, or gone
       await this.#commit(entry, turn);
     });
@@ -452,10 +472,13 @@ export class Host {
 
   /** Sends the message to the logic and waits until it is quiescent (no active child actor). */
   #execute(entry: Entry, actor: Actor<AnyStateMachine>, turn: Turn): Promise<void> {
+    // A machine that reached its final state takes no more events: the turn changes nothing.
+    if (actor.getSnapshot().status !== 'active') return Promise.resolve();
     return new Promise<void>((resolve) => {
       let done = false;
+      let sub: Subscription | null = null;
       const check = () => {
-        if (done) return;
+        if (done || !sub) return;
         if (quiescent(actor) || turn.interrupted || entry.destroyed) {
           done = true;
           sub.unsubscribe();
@@ -463,7 +486,7 @@ export class Host {
           resolve();
         }
       };
-      const sub = actor.subscribe({ next: check, error: check, complete: check });
+      sub = actor.subscribe({ next: check, error: check, complete: check });
       turn.abort.signal.addEventListener('abort', check);
       try {
         actor.send(turn.message as never);
@@ -525,6 +548,7 @@ export class Host {
 
   #rollback(entry: Entry, turn: Turn): void {
     if (isTurnLogic(entry.def.logic) && entry.actor?.getSnapshot().status === 'active') return; // state untouched
+    if (turn.before === undefined) return; // the turn did not run
     entry.actor?.stop();
     entry.actor = this.#newActor(entry, turn.before);
   }
