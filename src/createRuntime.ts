@@ -14,7 +14,7 @@ import { RUNTIME_EVENT_NAMES, RuntimeEmitter, type RuntimeEventName, type Runtim
 import { Accepter } from './runtime/Accepter.js';
 import { Host, type TurnResult } from './runtime/Host.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
-import { memoryStore } from './store/memoryStore.js';
+import { sqliteStore } from './store/sqliteStore.js';
 import type { AgentRecord, AppendResult, Message, Store } from './store/Store.js';
 import { assertAgentId, assertIntegerAtLeast, assertJson, assertMessage, assertPositiveDurationOrNull, describeValue } from './validate.js';
 
@@ -25,7 +25,7 @@ export interface RuntimeOptions {
   residentCap: number;
   /** Most turns running at once; ≤ `residentCap`. */
   runningCap: number;
-  /** Where agents live. Default: `memoryStore()` (the embedded durable store is coming). */
+  /** Where agents live. Default: `sqliteStore('./.residency/residency.db')`, durable with no setup. */
   store?: Store;
   /** Evict agents idle this long (ms), even below the cap. Default: never. */
   idleTimeout?: number | null;
@@ -97,6 +97,9 @@ export interface Runtime {
   stop(): Promise<void>;
 }
 
+/** Where agents live when no store is given: `.residency/residency.db` under the working directory. */
+export const DEFAULT_DB = './.residency/residency.db';
+
 const STORE_METHODS = [
   'createAgent', 'getAgent', 'getAgents', 'listAgents', 'destroyAgent', 'append', 'pending', 'mailboxSize',
   'beginTurn', 'commitTurn', 'loadSnapshot', 'note', 'rollout', 'agentsWithPending', 'turnsInFlight', 'close',
@@ -159,7 +162,7 @@ function assertOptions(options: unknown): asserts options is RuntimeOptions {
  */
 export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   assertOptions(options);
-  const store = options.store ?? memoryStore();
+  const store = options.store ?? sqliteStore(DEFAULT_DB);
   const clock = options.clock ?? systemClock;
   const emitter = new RuntimeEmitter();
   const definitions = new Map(options.agents.map((d) => [d.type, d]));

@@ -6,7 +6,7 @@
  * const chat = defineAgent({ type: 'chat', logic: fromTurn(async ({ state, message }) => state, { initialState: {} }) });
  * const runtime = await createRuntime({ agents: [chat], residentCap: 32, runningCap: 8 });
  */
-export { createRuntime } from './createRuntime.js';
+export { createRuntime, DEFAULT_DB } from './createRuntime.js';
 export type { AgentInfo, ListRequest, Runtime, RuntimeOptions, RuntimeStats, SpawnRequest } from './createRuntime.js';
 export type { TurnResult } from './runtime/Host.js';
 export { defineAgent } from './defineAgent.js';
@@ -14,6 +14,8 @@ export type { AgentDefinition, DefineAgentOptions } from './defineAgent.js';
 export { fromTurn } from './fromTurn.js';
 export type { FromTurnOptions, SpawnOptions, TurnContext, TurnFunction } from './fromTurn.js';
 export { memoryStore } from './store/memoryStore.js';
+export { sqliteStore } from './store/sqliteStore.js';
+export type { SqliteStoreOptions } from './store/sqliteStore.js';
 export type {
   AgentRecord,
   AppendRequest,

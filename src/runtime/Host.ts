@@ -396,8 +396,9 @@ export class Host {
       let snapshot: unknown;
       try {
         snapshot = await this.o.store.loadSnapshot(entry.id);
+        await this.o.store.pending(entry.id, 1); // the next message must be readable too
       } catch (err) {
-        this.#loadFailed(entry, err, false);
+        this.#loadFailed(entry, err, err instanceof StoreCorruptionError);
         return;
       }
       try {
