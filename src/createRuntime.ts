@@ -201,7 +201,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const accepter = new Accepter(store, {
     needsCheck: (id) => !host.entries.has(id),
     hold: (id, record) => {
-      const entry = host.entries.get(id) ?? (record ? host.ensureEntry(record) : undefined);
+      const entry = scheduleRecovered(id) ?? (record ? host.ensureEntry(record) : undefined);
       if (entry) entry.holds++;
     },
     accepted: (op, result) => {
@@ -224,11 +224,25 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     await store.commitTurn({ agentId, seq, outcome: 'crashed', at, durationMs: 0 }).catch(() => {});
     emitter.emit('turn.finished', () => ({ id: agentId, at, seq, outcome: 'crashed', durationMs: 0 }));
   }
+  // Agents with pending mail are scheduled once the caller has had a chance to subscribe
+  // to events (the first turn of the event loop after createRuntime resolves).
+  const recovered = new Map<string, [AgentRecord, number]>();
   for (const id of await store.agentsWithPending()) {
-    const rec = await store.getAgent(id);
+    const rec = await store.getAgent(id).catch((err: unknown) => {
+      emitter.emit('error', () => ({ id, at: clock.now(), error: err as Error, where: 'recovery' }));
+      return null;
+    });
     if (!rec || !definitions.has(rec.type)) continue;
-    host.ensureEntry(rec, await store.mailboxSize(id));
+    recovered.set(id, [rec, await store.mailboxSize(id)]);
   }
+  const scheduleRecovered = (id: string) => {
+    const r = recovered.get(id);
+    recovered.delete(id);
+    return r && !host.entries.has(id) ? host.ensureEntry(r[0], r[1]) : host.entries.get(id);
+  };
+  setImmediate(() => {
+    for (const id of [...recovered.keys()]) if (!stopped) scheduleRecovered(id);
+  });
 
   const live = (operation: string) => {
     if (stopped) throw new RuntimeStoppedError(operation);
