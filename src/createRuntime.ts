@@ -328,15 +328,13 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         const done = () => {
           if (timer !== null) clock.clearTimeout(timer);
         };
-        let ws = host.waiters.get(id);
-        if (!ws) host.waiters.set(id, (ws = new Map()));
-        ws.set(messageId, {
+        host.addWaiter(id, messageId, {
           resolve: (r) => (done(), resolve(r)),
           reject: (e) => (done(), reject(e)),
         });
         if (opts.timeout !== undefined) {
           timer = clock.setTimeout(() => {
-            host.waiters.get(id)?.delete(messageId);
+            host.takeWaiter(id, messageId);
             reject(new AskTimeoutError(id, opts.timeout!));
           }, opts.timeout);
         }
@@ -345,9 +343,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         await send(id, message, messageId);
       } catch (err) {
         // Refused: nothing was accepted, so nothing will answer; leave no waiter or timer.
-        host.waiters.get(id)?.get(messageId)?.reject(err);
-        host.waiters.get(id)?.delete(messageId);
-        if (host.waiters.get(id)?.size === 0) host.waiters.delete(id);
+        host.takeWaiter(id, messageId)?.reject(err);
         result.catch(() => {});
         throw err;
       }
@@ -473,7 +469,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       await Promise.all([...host.entries.keys()].map((id) => host.close(id, 'stop')));
       clock.clearTimeout(timer);
       for (const e of host.entries.values()) await e.chain;
-      for (const [id] of host.waiters) host.rejectWaiters(id, new RuntimeStoppedError(`wait for "${id}"`));
+      host.rejectWaiters(null, new RuntimeStoppedError('wait for an answer'));
       host.stopAll();
       await store.close();
     },

@@ -52,6 +52,8 @@ export interface Entry {
   /** Reasons to keep the entry although it is unloaded and idle (accepts in flight). */
   holds: number;
   turn: Turn | null;
+  /** The logic's snapshot as last stored (loaded or committed): the state to roll back to. */
+  lastPersisted: unknown;
   lastActiveAt: number;
   destroyed: boolean;
   /** Waiting for the agent to leave memory (close). */
@@ -104,14 +106,25 @@ export function quiescent(actor: AnyActorRef): boolean {
   return Object.values(snap.children).every(quiescent);
 }
 
-type Waiter = { resolve: (r: TurnResult) => void; reject: (e: unknown) => void };
+export type Waiter = { resolve: (r: TurnResult) => void; reject: (e: unknown) => void };
 
 export class Host {
   readonly entries = new Map<string, Entry>();
   readonly supervisor: Actor<typeof supervisorMachine>;
   readonly counters = { loads: 0, evictions: 0, hits: 0, misses: 0 };
-  /** ask() waiters by agent id, then message id. */
-  readonly waiters = new Map<string, Map<string, Waiter>>();
+  /** ask() waiters, by agent id and message id (one flat map: nothing left behind per agent). */
+  readonly #waiters = new Map<string, Waiter>();
+
+  addWaiter(agentId: string, messageId: string, w: Waiter): void {
+    this.#waiters.set(`${agentId}\u0000${messageId}`, w);
+  }
+
+  takeWaiter(agentId: string, messageId: string): Waiter | undefined {
+    const key = `${agentId}\u0000${messageId}`;
+    const w = this.#waiters.get(key);
+    this.#waiters.delete(key);
+    return w;
+  }
   /** Inspection observers and their subscriptions to every actor's system. */
   readonly inspectors = new Map<(e: InspectionEvent) => void, Subscription[]>();
   #lifecycleLogic: typeof agentMachine;
@@ -182,6 +195,7 @@ export class Host {
       chain: Promise.resolve(),
       holds: 0,
       turn: null,
+      lastPersisted: undefined,
       lastActiveAt: this.o.clock.now(),
       destroyed: false,
       leftMemory: [],
@@ -406,6 +420,7 @@ export class Host {
           throw new StoreCorruptionError(entry.id, 'its snapshot is not an XState snapshot');
         }
         entry.actor = this.#newActor(entry, snapshot);
+        entry.lastPersisted = snapshot ?? undefined;
         if (entry.actor.getSnapshot().status === 'error') throw new StoreCorruptionError(entry.id, 'its snapshot does not restore');
       } catch (err) {
         entry.actor = null;
@@ -440,7 +455,7 @@ export class Host {
       let before: unknown;
       let unpersistable: unknown;
       try {
-        before = actor.getPersistedSnapshot();
+        before = entry.lastPersisted ?? actor.getPersistedSnapshot();
       } catch (err) {
         // e.g. an inline child actor: such a state cannot be kept across eviction.
         unpersistable = new TypeError(
@@ -519,6 +534,7 @@ export class Host {
           at,
           durationMs,
         });
+        entry.lastPersisted = snapshot;
         outboxResults = turn.outbox.map((request, i) => ({ request, seq: r.outbox[i]!.seq, duplicate: r.outbox[i]!.duplicate }));
       } catch (err) {
         if (!(err instanceof AgentNotFoundError || err instanceof AgentExistsError || err instanceof TypeError)) throw err;
@@ -560,9 +576,8 @@ export class Host {
     entry.lastActiveAt = this.o.clock.now();
     const error = failure === undefined ? undefined : failure instanceof Error ? failure.message : String(failure);
     this.o.emitter.emit('turn.finished', () => ({ id: entry.id, at: this.o.clock.now(), seq: turn.seq, outcome, durationMs, ...(error ? { error } : {}) }));
-    const w = this.waiters.get(entry.id)?.get(turn.messageId);
+    const w = this.takeWaiter(entry.id, turn.messageId);
     if (!w) return;
-    this.waiters.get(entry.id)!.delete(turn.messageId);
     if (outcome === 'failed') w.reject(new TurnFailedError(entry.id, turn.seq, failure));
     else w.resolve({ outcome: outcome === 'interrupted' ? 'interrupted' : 'done', state: this.stateOfLogic(entry), outputs: turn.outputs });
   }
@@ -646,12 +661,14 @@ export class Host {
     this.entries.delete(id);
   }
 
-  /** Rejects every ask() waiting on this agent. */
-  rejectWaiters(id: string, err: unknown): void {
-    const ws = this.waiters.get(id);
-    if (!ws) return;
-    this.waiters.delete(id);
-    for (const w of ws.values()) w.reject(err);
+  /** Rejects every ask() waiting on this agent (or on every agent, without an id). */
+  rejectWaiters(id: string | null, err: unknown): void {
+    const prefix = id === null ? '' : `${id}\u0000`;
+    for (const [key, w] of this.#waiters) {
+      if (!key.startsWith(prefix)) continue;
+      this.#waiters.delete(key);
+      w.reject(err);
+    }
   }
 
   // --- inspection --------------------------------------------------------------------
