@@ -6,3 +6,12 @@ export { explore, ModelViolation } from './explore.js';
 export type { Model, ExploreOptions, ExploreReport } from './explore.js';
 export { statesOf, transitionsOf, transitionId } from '../../machines/describe.js';
 export type { StateInfo, TransitionInfo } from '../../machines/describe.js';
+export { createTestRuntime } from './createTestRuntime.js';
+export type { TestRuntime, TestRuntimeOptions } from './createTestRuntime.js';
+export {
+  checkEvictionTransparency,
+  expectEvictionTransparent,
+  formatTransparencyReport,
+  jsonDiff,
+} from './checkEvictionTransparency.js';
+export type { Observation, TransparencyFailure, TransparencyOptions, TransparencyReport } from './checkEvictionTransparency.js';

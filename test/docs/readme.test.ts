@@ -1,5 +1,5 @@
 /**
- * Every TypeScript block in the README runs, and every `expr; // => value` line in it
+ * Every TypeScript block in the README and docs/testing.md runs, and every `expr; // => value` line in it
  * holds, so the README cannot drift from the code.
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,10 +28,11 @@ export function instrument(block: string, depth: string): string {
   return `export const __checks: [string, unknown, unknown][] = [];\n${body}\n`;
 }
 
-describe('README.md', () => {
-  const blocks = tsBlocks(readFileSync(`${root}README.md`, 'utf8'));
-  mkdirSync(tmp, { recursive: true });
-  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+mkdirSync(tmp, { recursive: true });
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+for (const doc of ['README.md', 'docs/testing.md']) describe(doc, () => {
+  const blocks = tsBlocks(readFileSync(`${root}${doc}`, 'utf8'));
 
   it('has code to run', () => {
     expect(blocks.length).toBeGreaterThan(0);
@@ -39,7 +40,7 @@ describe('README.md', () => {
 
   blocks.forEach((block, i) => {
     it(`block ${i + 1} runs and its // => results hold`, async () => {
-      const file = `${tmp}readme-${i + 1}.ts`;
+      const file = `${tmp}${doc.replace(/\W/g, '-')}-${i + 1}.ts`;
       writeFileSync(file, instrument(block, '../../../'));
       const mod = (await import(pathToFileURL(file).href)) as { __checks: [string, unknown, unknown][] };
       for (const [expr, actual, expected] of mod.__checks) expect(actual, expr).toEqual(expected);
