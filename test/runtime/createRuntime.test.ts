@@ -422,6 +422,23 @@ describe('createRuntime: events and recovery', () => {
     await runtime.stop();
   });
 
+  it('re-runs a crashed turn for a definition that opts in (redeliverCrashed)', async () => {
+    const handled: Handled = new Map();
+    const store = memoryStore();
+    await store.createAgent({ id: 'a', type: 'counter', parent: null, pinned: false, input: null, createdAt: 0 });
+    await store.append([{ agentId: 'a', messageId: 'm1', message: { type: 'inc', n: 1 }, at: 0 }]);
+    await store.beginTurn('a', 1, 0);
+    const def = { ...counterAgent(handled), redeliverCrashed: true };
+    const runtime = await createRuntime({ agents: [def], residentCap: 1, runningCap: 1, store });
+    await until(() => handled.get('a')?.length === 1, 'the message to run again');
+    expect(handled.get('a')).toEqual(['1']);
+    await flush();
+    const outcomes = (await store.rollout('a')).filter((e) => e.kind === 'turn.finished').map((e) => (e as { outcome: string }).outcome);
+    expect(outcomes).toEqual(['done']);
+    expect(await store.turnsInFlight()).toEqual([]);
+    await runtime.stop();
+  });
+
   it('forwards XState inspection events and runtime events only while observed', async () => {
     const { runtime } = await setupRuntime();
     await runtime.spawn('counter', { id: 'a' });
