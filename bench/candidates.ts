@@ -9,6 +9,7 @@ import { agentEventFor, supervisorBoundActions } from '../machines/protocol.js';
 import { supervisorMachine, type SupervisorEffects } from '../machines/supervisor.js';
 import { memoryStore } from '../src/index.js';
 import { agentId, counterMachine, drivenRuntime, inc, populate } from './agents.js';
+import { durableFactories } from './durable.js';
 
 export interface AsyncCandidate {
   setup(): Promise<void> | void;
@@ -302,7 +303,7 @@ function logicOnly(): AsyncCandidate {
   };
 }
 
-export const factories = { bareSend, runtimeSend, runtimeCycle, bareCycle, statechartsOnly, storeOnly, logicOnly } as const;
+export const factories = { bareSend, runtimeSend, runtimeCycle, bareCycle, statechartsOnly, storeOnly, logicOnly, ...durableFactories } as const;
 
 export type Factories = typeof factories;
 export type Kind = keyof Factories;

@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { benchChurn } from './churn.js';
 import { benchDelivery } from './delivery.js';
+import { benchDurable } from './durable.js';
 import { benchEviction } from './eviction.js';
 import { machine } from './harness.js';
 import { benchMemory } from './memory.js';
@@ -18,6 +19,7 @@ const sections: [string, () => string | Promise<string>][] = [
   ['delivery', benchDelivery],
   ['churn', benchChurn],
   ['memory', benchMemory],
+  ['durable accepts and reloads', benchDurable],
 ];
 
 const out: string[] = [

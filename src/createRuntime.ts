@@ -216,13 +216,15 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   });
 
   // --- recovery ------------------------------------------------------------------
+  // Events of recovery are emitted once the caller could subscribe (see the setImmediate below).
+  const crashed: RuntimeEvents['turn.finished'][] = [];
   for (const { agentId, seq } of await store.turnsInFlight()) {
     const rec = await store.getAgent(agentId);
     const def = rec ? definitions.get(rec.type) : undefined;
     if (def?.redeliverCrashed) continue; // the message stays pending and runs again
     const at = clock.now();
     await store.commitTurn({ agentId, seq, outcome: 'crashed', at, durationMs: 0 }).catch(() => {});
-    emitter.emit('turn.finished', () => ({ id: agentId, at, seq, outcome: 'crashed', durationMs: 0 }));
+    crashed.push({ id: agentId, at, seq, outcome: 'crashed', durationMs: 0 });
   }
   // Agents with pending mail are scheduled once the caller has had a chance to subscribe
   // to events (the first turn of the event loop after createRuntime resolves).
@@ -241,6 +243,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     return r && !host.entries.has(id) ? host.ensureEntry(r[0], r[1]) : host.entries.get(id);
   };
   setImmediate(() => {
+    for (const e of crashed) emitter.emit('turn.finished', () => e);
     for (const id of [...recovered.keys()]) if (!stopped) scheduleRecovered(id);
   });
 

@@ -1,6 +1,7 @@
 /**
  * The host of resident agents: it runs the two statecharts for real. It keeps, per
- * agent that is in memory or has work, an entry with its lifecycle actor and (while
+ * agent that is in memory or has work, an entry with its lifecycle (the agent statechart,
+ * run by a small interpreter verified against XState: Lifecycle.ts) and (while
  * resident) its logic actor, carries out the lifecycle's effects (load, turn, flush)
  * as store operations chained per agent, and sends the results back in as events.
  *
@@ -8,9 +9,10 @@
  * here beyond what the store holds.
  */
 import { createActor, fromPromise, type Actor, type AnyActorRef, type AnyStateMachine, type InspectionEvent, type Subscription } from 'xstate';
-import { agentMachine, lifecycleOf, type AgentContext, type EvictReason, type LifecycleState } from '../../machines/agent.js';
+import { agentMachine, lifecycleOf, type AgentContext, type AgentEvent, type EvictReason, type LifecycleState } from '../../machines/agent.js';
 import { supervisorMachine, type SupervisorContext, type SupervisorEffects, type SupervisorEvent } from '../../machines/supervisor.js';
 import { agentEventFor, supervisorBoundActions } from '../../machines/protocol.js';
+import { Lifecycle } from './Lifecycle.js';
 import type { PolicyFactory } from '../../machines/policy.js';
 import type { Clock } from '../clock.js';
 import type { AgentDefinition } from '../defineAgent.js';
@@ -45,7 +47,8 @@ export interface Entry {
   id: string;
   def: AgentDefinition;
   record: AgentRecord;
-  lifecycle: Actor<typeof agentMachine>;
+  /** The agent's lifecycle statechart (machines/agent.ts), run by the Lifecycle interpreter. */
+  lifecycle: Lifecycle<AgentContext, AgentEvent>;
   actor: Actor<AnyStateMachine> | null;
   /** Store operations of this agent, one after the other. */
   chain: Promise<void>;
@@ -201,9 +204,8 @@ export class Host {
       leftMemory: [],
     };
     this.entries.set(record.id, entry);
-    entry.lifecycle = createActor(this.#lifecycleLogic, { input: { id: record.id, pinned: record.pinned, mailbox } });
+    entry.lifecycle = new Lifecycle<AgentContext, AgentEvent>(this.#lifecycleLogic, { id: record.id, pinned: record.pinned, mailbox });
     entry.lifecycle.subscribe(() => this.#maybeDrop(entry));
-    this.#inspect(entry.lifecycle);
     entry.lifecycle.start();
     return entry;
   }
@@ -680,10 +682,7 @@ export class Host {
 
   attachInspector(observer: (e: InspectionEvent) => void): () => void {
     const subs: Subscription[] = [this.supervisor.system.inspect(observer)];
-    for (const e of this.entries.values()) {
-      subs.push(e.lifecycle.system.inspect(observer));
-      if (e.actor) subs.push(e.actor.system.inspect(observer));
-    }
+    for (const e of this.entries.values()) if (e.actor) subs.push(e.actor.system.inspect(observer));
     this.inspectors.set(observer, subs);
     return () => {
       for (const s of this.inspectors.get(observer) ?? []) s.unsubscribe();
