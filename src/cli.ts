@@ -1,111 +1,146 @@
 /**
  * The `residency` command.
  *
- *   residency demo [--agents N] [--cap N] [--running N] [--messages N] [--seed N]
+ *   residency demo  [--agents N] [--cap N] [--running N] [--duration S] [--db PATH] [--keep] [--seed N]
+ *   residency ls    [--db PATH] [--type T] [--resident] [--json]
+ *   residency show  <id> [--db PATH] [--last N] [--json]
+ *   residency stats [--db PATH] [--json]
+ *   residency inspect [--db PATH] [--port N] [--host H]
  *
- * Until the runtime lands, `demo` runs residency's two statecharts on a simulated
- * clock (no store, no user logic) and reports what they did.
+ * `main(argv)` resolves to the exit code: 0 done, 1 failed (or the demo's check said
+ * no), 2 bad arguments (with the usage).
  */
-import { parseArgs } from 'node:util';
-import { simulate, type SimulationStats } from './simulate.js';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { demo } from './cli/demo.js';
+import { processIo, UsageError, type Io } from './cli/format.js';
+import { CliError, ls, show, stats } from './cli/query.js';
+import { ResidencyError } from './errors.js';
+import { existsSync } from 'node:fs';
+import { serveStoredInspector } from './inspector/serveInspector.js';
+import { sqliteStore } from './store/sqliteStore.js';
 
-const USAGE = `usage: residency <command> [options]
+/** Where the demo writes its database, and where ls/show/stats look by default. */
+export const DEMO_DB = './.residency/demo.db';
+
+export const USAGE = `usage: residency <command> [options]
 
 commands:
-  demo      run a swarm of agents through residency's statecharts and report
-  help      show this message
+  demo          run a swarm of agents on the runtime and the embedded store, then report
+  ls            list the agents of a database
+  show <id>     one agent: identity, state, mailbox, the rollout's last entries
+  stats         counts of a database: agents, messages, turns, loads
+  inspect       serve a read-only inspector page over a database (Ctrl-C to stop)
+  help          show this message
 
 demo options:
-  --agents N     agents that exist (default 2000)
+  --agents N     agents, a few of them pinned roots that spawn the rest (default 2000)
   --cap N        resident cap (default 64)
   --running N    running cap (default 8)
-  --messages N   messages to deliver (default 20000)
+  --duration S   seconds of sending messages (default 20)
+  --db PATH      database file, recreated at each run (default ${DEMO_DB})
+  --keep         keep the database of an earlier run instead of recreating it
   --seed N       random seed (default: time-based, printed)
+  --inspect      serve the live inspector while it runs and print its URL
+
+ls / show / stats options:
+  --db PATH      database to read (default ${DEMO_DB})
+  --type T       ls: only agents of this type
+  --resident     ls: only resident agents (none, in a stored database)
+  --last N       show: rollout entries to print (default 20)
+  --json         print JSON instead of a table
+
+inspect options:
+  --port N       port (default 0: any free port)
+  --host H       address to bind (default 127.0.0.1; any other host requires the token in the URL)
 `;
 
 function intOption(name: string, value: string | undefined, fallback: number, min: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) {
+  if (value.trim() === '' || !Number.isInteger(n) || n < min) {
     throw new UsageError(`Expected --${name} to be an integer ≥ ${min}, got \`${value}\``);
   }
   return n;
 }
 
-class UsageError extends Error {
-  override readonly name = 'UsageError';
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals = 0) {
+  const parsed = parseArgs({ args, options, strict: true, allowPositionals: positionals > 0 });
+  if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument \`${parsed.positionals[positionals]}\``);
+  return parsed;
 }
 
-function line(s: SimulationStats): string {
-  const hitRate = s.accepted ? ((100 * s.hits) / s.accepted).toFixed(1) : '0.0';
-  return (
-    `accepted ${s.accepted}  handled ${s.handled}  resident ${s.resident}  running ${s.running}  ` +
-    `loads ${s.loads}  evictions ${s.evictions}  hit rate ${hitRate}%`
-  );
-}
+const db = { db: { type: 'string' }, json: { type: 'boolean' } } as const;
 
-function demo(args: string[]): number {
-  const { values } = parseArgs({
-    args,
-    options: {
-      agents: { type: 'string' },
-      cap: { type: 'string' },
-      running: { type: 'string' },
-      messages: { type: 'string' },
-      seed: { type: 'string' },
-    },
-    strict: true,
-  });
-  const agents = intOption('agents', values.agents, 2000, 1);
-  const residentCap = intOption('cap', values.cap, 64, 1);
-  const runningCap = intOption('running', values.running, 8, 1);
-  const messages = intOption('messages', values.messages, 20_000, 1);
-  const seed = intOption('seed', values.seed, Date.now() % 2 ** 31, 0);
-  if (runningCap > residentCap) {
-    throw new UsageError(`Expected --running (${runningCap}) to be ≤ --cap (${residentCap})`);
+async function run(command: string | undefined, rest: string[], io: Io): Promise<number> {
+  switch (command) {
+    case 'demo': {
+      const { values } = parse(rest, {
+        agents: { type: 'string' }, cap: { type: 'string' }, running: { type: 'string' }, duration: { type: 'string' },
+        db: { type: 'string' }, keep: { type: 'boolean' }, seed: { type: 'string' }, inspect: { type: 'boolean' },
+      });
+      const agents = intOption('agents', values.agents, 2000, 2);
+      const residentCap = intOption('cap', values.cap, 64, 1);
+      const runningCap = intOption('running', values.running, 8, 1);
+      const duration = intOption('duration', values.duration, 20, 0);
+      const seed = intOption('seed', values.seed, Date.now() % 2 ** 31, 0);
+      if (runningCap > residentCap) throw new UsageError(`Expected --running (${runningCap}) to be ≤ --cap (${residentCap})`);
+      if (values.db === '') throw new UsageError('Expected --db to be a file path, got an empty string');
+      return demo(
+        { agents, residentCap, runningCap, duration, seed, db: values.db ?? DEMO_DB, keep: values.keep === true, ...(values.inspect ? { inspect: { port: 0 } } : {}) },
+        io,
+      );
+    }
+    case 'ls': {
+      const { values } = parse(rest, { ...db, type: { type: 'string' }, resident: { type: 'boolean' } });
+      return ls({ db: values.db ?? DEMO_DB, type: values.type, resident: values.resident === true, json: values.json === true }, io);
+    }
+    case 'show': {
+      const { values, positionals } = parse(rest, { ...db, last: { type: 'string' } }, 1);
+      const id = positionals[0];
+      if (id === undefined) throw new UsageError('show needs an agent id: residency show <id>');
+      const last = intOption('last', values.last, 20, 1);
+      return show({ db: values.db ?? DEMO_DB, id, last, json: values.json === true }, io);
+    }
+    case 'stats': {
+      const { values } = parse(rest, db);
+      return stats({ db: values.db ?? DEMO_DB, json: values.json === true }, io);
+    }
+    case 'inspect': {
+      const { values } = parse(rest, { db: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' } });
+      const port = intOption('port', values.port, 0, 0);
+      const path = values.db ?? DEMO_DB;
+      if (!existsSync(path)) throw new CliError(`No database at ${path}: run \`residency demo\` first, or pass --db`);
+      const store = sqliteStore(path);
+      const inspector = await serveStoredInspector(store, { port, ...(values.host ? { host: values.host } : {}) });
+      io.out(`inspector (read-only): ${inspector.url}\nCtrl-C to stop\n`);
+      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      await inspector.close();
+      await store.close();
+      return 0;
+    }
+    case 'help':
+    case '--help':
+    case '-h':
+      io.out(USAGE);
+      return 0;
+    default:
+      throw new UsageError(command === undefined ? 'no command given' : `unknown command \`${command}\``);
   }
-
-  console.log(`residency demo: ${agents} agents, resident cap ${residentCap}, running cap ${runningCap}, seed ${seed}`);
-  console.log('(the runtime with durable stores is being built; this run drives the two statecharts on a simulated clock)');
-  const started = performance.now();
-  const s = simulate({
-    agents,
-    residentCap,
-    runningCap,
-    messages,
-    seed,
-    progressEvery: Math.max(1, Math.floor(messages / 10)),
-    onProgress: (p) => console.log(`  ${line(p)}`),
-  });
-  const ms = performance.now() - started;
-  console.log(`done: ${line(s)}`);
-  console.log(
-    `max resident ${s.maxResident} (cap ${residentCap}), max running ${s.maxRunning} (cap ${runningCap}), ` +
-      `saturated ${s.saturations} times, ${(s.simulatedMs / 1000).toFixed(1)} s simulated in ${(ms / 1000).toFixed(1)} s`,
-  );
-  const exact = s.handled === s.accepted;
-  console.log(`every accepted message handled exactly once: ${exact ? 'yes' : 'NO'} (${s.handled} of ${s.accepted})`);
-  return exact ? 0 : 1;
 }
 
-export function main(argv: string[]): number {
+/** Runs the command line `argv` (without node and the script); resolves to the exit code. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [command, ...rest] = argv;
   try {
-    switch (command) {
-      case 'demo':
-        return demo(rest);
-      case 'help':
-      case '--help':
-      case '-h':
-        console.log(USAGE);
-        return 0;
-      default:
-        throw new UsageError(command === undefined ? 'no command given' : `unknown command \`${command}\``);
-    }
+    return await run(command, rest, io);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`residency: ${(err as Error).message}\n\n${USAGE}`);
+      io.err(`residency: ${(err as Error).message}\n\n${USAGE}`);
       return 2;
+    }
+    if (err instanceof CliError || err instanceof ResidencyError) {
+      io.err(`residency: ${err.message}\n`);
+      return 1;
     }
     throw err;
   }

@@ -12,6 +12,7 @@ import type { AgentDefinition } from './defineAgent.js';
 import { AgentNotFoundError, AskTimeoutError, RuntimeStoppedError, UnknownAgentTypeError } from './errors.js';
 import { RUNTIME_EVENT_NAMES, RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
 import { Accepter } from './runtime/Accepter.js';
+import { serveInspector, type Inspector, type LiveInspectorOptions } from './inspector/serveInspector.js';
 import { Host, type TurnResult } from './runtime/Host.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
 import { sqliteStore } from './store/sqliteStore.js';
@@ -94,6 +95,8 @@ export interface Runtime {
   stats(): RuntimeStats;
   on<K extends RuntimeEventName>(name: K, handler: (payload: RuntimeEvents[K]) => void): () => void;
   inspect(observer: (event: InspectionEvent | { type: '@residency.event'; name: string; payload: unknown }) => void): { unsubscribe(): void };
+  /** Serves the live inspector page (127.0.0.1 by default; another host needs the token in the URL). */
+  serveInspector(options?: LiveInspectorOptions): Promise<Inspector>;
   stop(): Promise<void>;
 }
 
@@ -460,6 +463,10 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       };
     },
 
+    serveInspector(opts = {}) {
+      return serveInspector(runtime, opts);
+    },
+
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -486,6 +493,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
           return { id: e.id, state: host.stateOf(e.id), pinned: snap.context.pinned, mailbox: snap.context.mailbox, inTurn: e.turn !== null && !e.turn.interrupted };
         }),
       books: () => host.supervisor.getSnapshot().context as SupervisorContext,
+      store: () => store,
       chains: async () => {
         await accepter.drained();
         await Promise.all([...host.entries.values()].map((e) => e.chain));

@@ -45,6 +45,8 @@ export {
 } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { RuntimeEventName, RuntimeEvents } from './events.js';
+export { serveInspector, serveStoredInspector } from './inspector/serveInspector.js';
+export type { Inspector, InspectorOptions, LiveInspectorOptions } from './inspector/serveInspector.js';
 export { manualClock, systemClock } from './clock.js';
 export type { Clock, ManualClock } from './clock.js';
 

@@ -5,6 +5,7 @@
  */
 import type { LifecycleState } from '../../machines/agent.js';
 import type { SupervisorContext } from '../../machines/supervisor.js';
+import type { Store } from '../store/Store.js';
 
 export const INTERNALS = Symbol.for('residency.internals');
 
@@ -23,4 +24,9 @@ export interface RuntimeInternals {
   books(): SupervisorContext;
   /** Resolves when every queued store operation of every agent in memory has finished. */
   chains(): Promise<void>;
+  /**
+   * The runtime's store, for read-only views (the inspector reads rollouts and mailboxes).
+   * Optional so that runtimes built before it existed still satisfy the interface.
+   */
+  store?(): Store;
 }

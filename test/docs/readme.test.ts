@@ -31,7 +31,7 @@ export function instrument(block: string, depth: string): string {
 mkdirSync(tmp, { recursive: true });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-for (const doc of ['README.md', 'docs/testing.md']) describe(doc, () => {
+for (const doc of ['README.md', 'docs/testing.md', 'docs/guide.md']) describe(doc, () => {
   const blocks = tsBlocks(readFileSync(`${root}${doc}`, 'utf8'));
 
   it('has code to run', () => {

@@ -1,0 +1,197 @@
+/**
+ * `residency ls`, `show` and `stats`: read a database left behind by a runtime (the
+ * demo's, or yours) through the Store interface. No runtime runs it, so no agent is
+ * resident: every agent is `unloaded`, its mailbox and rollout as they were stored.
+ */
+import fs from 'node:fs';
+import { AgentNotFoundError } from '../errors.js';
+import { sqliteStore } from '../store/sqliteStore.js';
+import type { AgentRecord, RolloutEntry, Store } from '../store/Store.js';
+import { count, fields, table, time, type Io } from './format.js';
+
+export const NOT_RESIDENT_NOTE = 'nothing is resident in a stored database: no runtime is running it, so every agent is unloaded';
+
+/** Opens an existing database (never creates one), runs `fn`, closes it. */
+export async function withStore<T>(db: string, fn: (store: Store) => Promise<T>): Promise<T> {
+  if (!fs.existsSync(db)) {
+    throw new CliError(`No database at "${db}": run \`residency demo\` first, or pass --db <path>`);
+  }
+  const store = sqliteStore(db);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** A failure to report (exit 1), not a usage error. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+}
+
+interface Row {
+  id: string;
+  type: string;
+  parent: string | null;
+  pinned: boolean;
+  state: 'unloaded';
+  resident: false;
+  mailbox: number;
+  turns: number;
+  lastActiveAt: number;
+}
+
+async function row(store: Store, rec: AgentRecord): Promise<Row> {
+  const rollout = await store.rollout(rec.id);
+  return {
+    id: rec.id,
+    type: rec.type,
+    parent: rec.parent,
+    pinned: rec.pinned,
+    state: 'unloaded',
+    resident: false,
+    mailbox: await store.mailboxSize(rec.id),
+    turns: rollout.filter((e) => e.kind === 'turn.finished').length,
+    lastActiveAt: rollout.at(-1)?.at ?? rec.createdAt,
+  };
+}
+
+async function* allAgents(store: Store, type?: string): AsyncGenerator<AgentRecord> {
+  let cursor: string | null = null;
+  do {
+    const page = await store.listAgents({ type, limit: 500, cursor });
+    yield* page.agents;
+    cursor = page.cursor;
+  } while (cursor !== null);
+}
+
+export async function ls(o: { db: string; type?: string; resident: boolean; json: boolean }, io: Io): Promise<number> {
+  const rows = await withStore(o.db, async (store) => {
+    const out: Row[] = [];
+    if (o.resident) return out;
+    for await (const rec of allAgents(store, o.type)) out.push(await row(store, rec));
+    return out;
+  });
+  if (o.json) {
+    io.out(`${JSON.stringify({ agents: rows, ...(o.resident ? { note: NOT_RESIDENT_NOTE } : {}) }, null, 2)}\n`);
+    return 0;
+  }
+  if (o.resident) {
+    io.out(`no resident agents: ${NOT_RESIDENT_NOTE}\n`);
+    return 0;
+  }
+  io.out(
+    `${table(
+      ['ID', 'TYPE', 'PARENT', 'PINNED', 'STATE', 'MAILBOX', 'TURNS', 'LAST ACTIVE'],
+      rows.map((r) => [r.id, r.type, r.parent ?? '-', r.pinned ? 'yes' : 'no', r.state, r.mailbox, r.turns, time(r.lastActiveAt)]),
+    )}\n${count(rows.length)} agents${o.type ? ` of type ${o.type}` : ''} (stored: none resident)\n`,
+  );
+  return 0;
+}
+
+function describeEntry(e: RolloutEntry): string {
+  switch (e.kind) {
+    case 'accepted':
+      return `#${e.seq} accepted ${JSON.stringify(e.message)}`;
+    case 'turn.started':
+      return `#${e.seq} turn started`;
+    case 'turn.finished':
+      return `#${e.seq} turn ${e.outcome} in ${e.durationMs} ms${e.error ? `: ${e.error}` : ''}`;
+    case 'output':
+      return `#${e.seq} output ${JSON.stringify(e.output)}`;
+    case 'snapshot':
+      return `#${e.seq} snapshot saved`;
+    case 'note':
+      return `${e.note}${e.reason ? ` (${e.reason})` : ''}`;
+  }
+}
+
+export async function show(o: { db: string; id: string; json: boolean; last: number }, io: Io): Promise<number> {
+  const found = await withStore(o.db, async (store) => {
+    const rec = await store.getAgent(o.id);
+    if (!rec) return null;
+    const children = (await store.listAgents({ parent: o.id, limit: 1000 })).agents.map((a) => a.id);
+    return {
+      info: await row(store, rec),
+      input: rec.input,
+      createdAt: rec.createdAt,
+      children,
+      mailbox: await store.pending(o.id, 20),
+      rollout: await store.rollout(o.id, { limit: o.last }),
+    };
+  });
+  if (!found) throw new CliError(new AgentNotFoundError(o.id).message);
+  if (o.json) {
+    io.out(`${JSON.stringify(found, null, 2)}\n`);
+    return 0;
+  }
+  const { info } = found;
+  io.out(
+    `${fields([
+      ['id', info.id],
+      ['type', info.type],
+      ['parent', info.parent ?? '-'],
+      ['pinned', info.pinned ? 'yes' : 'no'],
+      ['state', `${info.state} (stored database: nothing is resident)`],
+      ['created', time(found.createdAt)],
+      ['last active', time(info.lastActiveAt)],
+      ['turns', info.turns],
+      ['mailbox', info.mailbox === 0 ? 'empty' : `${info.mailbox} pending`],
+      ['children', found.children.length === 0 ? '-' : `${found.children.length}: ${found.children.slice(0, 8).join(', ')}${found.children.length > 8 ? ', …' : ''}`],
+    ])}\n`,
+  );
+  if (found.mailbox.length > 0) {
+    io.out(`\nmailbox (oldest first)\n${found.mailbox.map((m) => `  #${m.seq} ${time(m.at)} ${JSON.stringify(m.message)}`).join('\n')}\n`);
+  }
+  io.out(`\nrollout (last ${found.rollout.length} entries)\n${found.rollout.map((e) => `  ${time(e.at)}  ${describeEntry(e)}`).join('\n')}\n`);
+  return 0;
+}
+
+export async function stats(o: { db: string; json: boolean }, io: Io): Promise<number> {
+  const s = await withStore(o.db, async (store) => {
+    const byType: Record<string, number> = {};
+    const outcomes: Record<string, number> = {};
+    let agents = 0, pinned = 0, accepted = 0, pending = 0, loads = 0, evictions = 0, withMail = 0;
+    for await (const rec of allAgents(store)) {
+      agents++;
+      if (rec.pinned) pinned++;
+      byType[rec.type] = (byType[rec.type] ?? 0) + 1;
+      for (const e of await store.rollout(rec.id)) {
+        if (e.kind === 'accepted') accepted++;
+        else if (e.kind === 'turn.finished') outcomes[e.outcome] = (outcomes[e.outcome] ?? 0) + 1;
+        else if (e.kind === 'note' && e.note === 'loaded') loads++;
+        else if (e.kind === 'note' && e.note === 'evicted') evictions++;
+      }
+      const n = await store.mailboxSize(rec.id);
+      pending += n;
+      if (n > 0) withMail++;
+    }
+    const inFlight = (await store.turnsInFlight()).length;
+    const handled = Object.values(outcomes).reduce((a, b) => a + b, 0);
+    return {
+      db: o.db,
+      bytes: fs.statSync(o.db).size,
+      agents, pinned, byType,
+      resident: 0,
+      note: NOT_RESIDENT_NOTE,
+      messages: { accepted, handled, pending, agentsWithPending: withMail, turnsInFlight: inFlight },
+      outcomes, loads, evictions,
+    };
+  });
+  if (o.json) {
+    io.out(`${JSON.stringify(s, null, 2)}\n`);
+    return 0;
+  }
+  io.out(
+    `${fields([
+      ['database', `${s.db} (${count(Math.round(s.bytes / 1024))} KiB)`],
+      ['agents', `${count(s.agents)} (${Object.entries(s.byType).sort(([a], [b]) => a.localeCompare(b)).map(([t, n]) => `${count(n)} ${t}`).join(', ') || 'none'}), ${count(s.pinned)} pinned`],
+      ['resident', `0: ${s.note}`],
+      ['messages', `${count(s.messages.accepted)} accepted, ${count(s.messages.handled)} handled, ${count(s.messages.pending)} pending (in ${count(s.messages.agentsWithPending)} mailboxes)`],
+      ['turns', Object.entries(s.outcomes).map(([k, n]) => `${count(n)} ${k}`).join(', ') || 'none'],
+      ['in flight', `${count(s.messages.turnsInFlight)} (recorded crashed at the next start)`],
+      ['loads', `${count(s.loads)} loads, ${count(s.evictions)} evictions recorded`],
+    ])}\n`,
+  );
+  return 0;
+}

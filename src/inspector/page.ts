@@ -1,0 +1,454 @@
+/**
+ * The inspector page: one self-contained HTML document (inline CSS and JS, no CDN, no
+ * network beyond its own server), so it works offline and ships inside the package.
+ *
+ * Routes (hash): `#/` the overview, `#/agent/<id>` one agent. Data: `/api/snapshot`,
+ * `/api/agent/<id>`, `/api/lifecycle`, and `/events` (SSE batches `{ events, dropped }`).
+ * The client code avoids template literals so it can live in this TS string as is.
+ */
+
+const CSS = String.raw`
+:root { --bg:#0f1419; --panel:#171d24; --line:#2a333d; --text:#d8dee6; --dim:#8a96a3; --accent:#4fb3ff;
+  --idle:#3fb950; --running:#f0883e; --loading:#a371f7; --flushing:#d29922; --unloaded:#6e7681; --failed:#f85149; --destroyed:#484f58; }
+* { box-sizing: border-box; }
+body { margin:0; font:13px/1.45 ui-sans-serif, system-ui, -apple-system, "Segoe UI", sans-serif; background:var(--bg); color:var(--text); }
+header { display:flex; gap:16px; align-items:center; padding:10px 18px; border-bottom:1px solid var(--line); background:var(--panel); }
+header h1 { font-size:15px; margin:0; letter-spacing:.02em; }
+header a { color:var(--accent); text-decoration:none; }
+header .conn { margin-left:auto; color:var(--dim); font-size:12px; }
+header .conn.ok::before { content:"● "; color:var(--idle); }
+header .conn.off::before { content:"● "; color:var(--failed); }
+main { padding:16px 18px; }
+h2 { font-size:13px; text-transform:uppercase; letter-spacing:.06em; color:var(--dim); margin:18px 0 8px; }
+.cards { display:flex; flex-wrap:wrap; gap:8px; }
+.card { background:var(--panel); border:1px solid var(--line); border-radius:6px; padding:8px 12px; min-width:92px; }
+.card .v { font-size:20px; font-variant-numeric:tabular-nums; }
+.card .k { color:var(--dim); font-size:11px; }
+.card svg { display:block; margin-top:4px; }
+.row { display:flex; gap:24px; flex-wrap:wrap; }
+.row > section { flex:1 1 280px; min-width:0; }
+.ids { display:flex; flex-wrap:wrap; gap:4px; min-height:22px; }
+.ids a, .ids span { background:var(--panel); border:1px solid var(--line); border-radius:4px; padding:1px 6px; color:var(--text); text-decoration:none; font-family:ui-monospace, monospace; font-size:12px; }
+.empty { color:var(--dim); font-style:italic; }
+table { border-collapse:collapse; width:100%; }
+th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--line); white-space:nowrap; }
+th { color:var(--dim); font-weight:500; font-size:12px; }
+td.num { font-variant-numeric:tabular-nums; }
+td a { color:var(--accent); text-decoration:none; font-family:ui-monospace, monospace; }
+.badge { display:inline-block; padding:0 7px; border-radius:9px; font-size:12px; color:#0b0f14; background:var(--unloaded); }
+.badge.idle { background:var(--idle); } .badge.running { background:var(--running); } .badge.loading { background:var(--loading); }
+.badge.flushing { background:var(--flushing); } .badge.failed { background:var(--failed); } .badge.destroyed { background:var(--destroyed); color:var(--text); }
+.filters { display:flex; gap:8px; align-items:center; margin-bottom:8px; }
+input, select, button { background:var(--panel); color:var(--text); border:1px solid var(--line); border-radius:4px; padding:4px 8px; font:inherit; }
+button { cursor:pointer; }
+.banner { background:#2d2a1a; border:1px solid #6b5b1f; color:#e3c26b; padding:6px 10px; border-radius:6px; margin-bottom:10px; }
+svg.chart { background:var(--panel); border:1px solid var(--line); border-radius:6px; }
+svg.chart .node rect { fill:#1d252e; stroke:#3a4550; stroke-width:1.5; rx:8; }
+svg.chart .node text { fill:var(--text); font-size:13px; }
+svg.chart .node text.sub { fill:var(--dim); font-size:11px; }
+svg.chart .node.lit rect { fill:#16324a; stroke:var(--accent); stroke-width:3; filter:drop-shadow(0 0 6px #4fb3ff88); }
+svg.chart .node.lit.running rect { stroke:var(--running); fill:#3a2614; filter:drop-shadow(0 0 6px #f0883e88); }
+svg.chart .node.lit.failed rect { stroke:var(--failed); fill:#3a1616; }
+svg.chart .node.initial rect { stroke-dasharray:4 3; }
+svg.chart path.edge { fill:none; stroke:#4a5663; stroke-width:1.4; }
+svg.chart path.edge.fired { stroke:var(--accent); stroke-width:3; animation:fade 1.2s ease-out forwards; }
+@keyframes fade { from { stroke:var(--accent); stroke-width:3; } to { stroke:#4a5663; stroke-width:1.4; } }
+svg.chart text.label { fill:var(--dim); font-size:10px; }
+.agent-head { display:flex; gap:16px; align-items:baseline; flex-wrap:wrap; }
+.agent-head .id { font-family:ui-monospace, monospace; font-size:18px; }
+.timeline { list-style:none; margin:0; padding:0; border-left:2px solid var(--line); }
+.timeline li { position:relative; padding:3px 0 3px 14px; font-family:ui-monospace, monospace; font-size:12px; }
+.timeline li::before { content:""; position:absolute; left:-5px; top:9px; width:8px; height:8px; border-radius:50%; background:var(--unloaded); }
+.timeline li[data-kind=accepted]::before { background:var(--accent); }
+.timeline li[data-kind="turn.started"]::before { background:var(--running); }
+.timeline li[data-kind="turn.finished"]::before { background:var(--idle); }
+.timeline li[data-kind="turn.finished"][data-outcome=failed]::before, .timeline li[data-kind="turn.finished"][data-outcome=crashed]::before { background:var(--failed); }
+.timeline li[data-kind=evicted]::before { background:var(--flushing); }
+.timeline li[data-kind=loaded]::before { background:var(--loading); }
+.timeline li.past { opacity:.35; }
+.timeline .t { color:var(--dim); margin-right:8px; }
+.mailbox { margin:0; padding-left:22px; }
+.mailbox li { font-family:ui-monospace, monospace; font-size:12px; }
+.mailbox li.empty { list-style:none; margin-left:-22px; }
+main a { color:var(--accent); }
+.slider { display:flex; gap:8px; align-items:center; margin:6px 0; color:var(--dim); }
+.slider input { flex:1; }
+`;
+
+const JS = String.raw`
+(function () {
+  'use strict';
+  var token = new URLSearchParams(location.search).get('token');
+  function api(path) {
+    return token ? path + (path.indexOf('?') >= 0 ? '&' : '?') + 'token=' + encodeURIComponent(token) : path;
+  }
+  function getJSON(path) {
+    return fetch(api(path)).then(function (r) {
+      if (!r.ok) throw new Error(r.status + ' ' + path);
+      return r.json();
+    });
+  }
+  function el(tag, attrs, children) {
+    var e = document.createElement(tag);
+    for (var k in attrs || {}) {
+      if (k === 'text') e.textContent = attrs[k];
+      else if (k === 'cls') e.className = attrs[k];
+      else if (attrs[k] !== undefined && attrs[k] !== null) e.setAttribute(k, attrs[k]);
+    }
+    (children || []).forEach(function (c) { if (c) e.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
+    return e;
+  }
+  var SVGNS = 'http://www.w3.org/2000/svg';
+  function sv(tag, attrs, text) {
+    var e = document.createElementNS(SVGNS, tag);
+    for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function clock(at) {
+    if (at === null || at === undefined) return '–';
+    var d = new Date(at);
+    function p(n, w) { n = String(n); while (n.length < w) n = '0' + n; return n; }
+    return p(d.getHours(), 2) + ':' + p(d.getMinutes(), 2) + ':' + p(d.getSeconds(), 2) + '.' + p(d.getMilliseconds(), 3);
+  }
+  function ago(at) {
+    if (at === null || at === undefined) return '–';
+    var s = Math.max(0, (Date.now() - at) / 1000);
+    return s < 1 ? 'just now' : s < 60 ? Math.floor(s) + ' s ago' : s < 3600 ? Math.floor(s / 60) + ' min ago' : clock(at);
+  }
+  function throttle(fn, ms) {
+    var timer = null, again = false;
+    return function () {
+      if (timer) { again = true; return; }
+      fn();
+      timer = setTimeout(function () { timer = null; if (again) { again = false; fn(); } }, ms);
+    };
+  }
+
+  // --- live events -------------------------------------------------------------
+  var STATE_AFTER = { 'agent.loading': 'loading', 'agent.loaded': 'idle', 'turn.started': 'running', 'turn.finished': 'idle',
+    'agent.evicting': 'flushing', 'agent.evicted': 'unloaded', 'agent.failed': 'failed', 'agent.destroyed': 'destroyed' };
+  var stats = { events: 0, dropped: 0 };
+  var onBatch = null;
+  var conn = document.getElementById('conn');
+  var es = new EventSource(api('/events'));
+  es.onopen = function () { conn.className = 'conn ok'; conn.textContent = 'live'; };
+  es.onerror = function () { conn.className = 'conn off'; conn.textContent = 'disconnected (retrying)'; };
+  es.onmessage = function (m) {
+    var batch = JSON.parse(m.data);
+    stats.events += batch.events.length;
+    stats.dropped += batch.dropped;
+    conn.textContent = 'live · ' + stats.events + ' events' + (stats.dropped ? ' · dropped ' + stats.dropped : '');
+    if (onBatch) onBatch(batch);
+  };
+
+  var view = document.getElementById('view');
+  var cleanup = null;
+  function route() {
+    if (cleanup) cleanup();
+    cleanup = null;
+    onBatch = null;
+    view.textContent = '';
+    var m = /^#\/agent\/(.+)$/.exec(location.hash);
+    if (m) agentPage(decodeURIComponent(m[1]));
+    else overview();
+  }
+  window.addEventListener('hashchange', route);
+
+  // --- overview -------------------------------------------------------------------
+  var filters = { type: '', state: '', resident: '', cursor: null, prev: [] };
+  var samples = [];
+  function spark(values, label) {
+    var w = 110, h = 26, max = Math.max.apply(null, values.concat([1]));
+    var s = sv('svg', { width: w, height: h, 'aria-label': label });
+    var pts = values.map(function (v, i) { return (values.length < 2 ? 0 : i * w / (values.length - 1)).toFixed(1) + ',' + (h - 2 - v / max * (h - 4)).toFixed(1); });
+    s.appendChild(sv('polyline', { points: pts.join(' '), fill: 'none', stroke: '#4fb3ff', 'stroke-width': 1.5 }));
+    return s;
+  }
+  function card(k, v, extra) {
+    return el('div', { cls: 'card', 'data-stat': k }, [el('div', { cls: 'v', text: String(v) }), el('div', { cls: 'k', text: k }), extra]);
+  }
+  function ids(list, what) {
+    if (!list.length) return el('div', { cls: 'ids' }, [el('span', { cls: 'empty', text: 'none ' + what })]);
+    return el('div', { cls: 'ids' }, list.map(function (id) { return el('a', { href: '#/agent/' + encodeURIComponent(id), text: id }); }));
+  }
+  function overview() {
+    var top = el('div');
+    var table = el('tbody');
+    var typeIn = el('input', { placeholder: 'type', value: filters.type, 'aria-label': 'filter by type' });
+    var stateIn = el('select', { 'aria-label': 'filter by state' }, ['', 'unloaded', 'loading', 'idle', 'running', 'flushing', 'failed'].map(function (s) {
+      var o = el('option', { value: s, text: s || 'any state' }); if (s === filters.state) o.selected = true; return o; }));
+    var resIn = el('select', { 'aria-label': 'filter by residency' }, [['', 'resident or not'], ['true', 'resident'], ['false', 'not resident']].map(function (p) {
+      var o = el('option', { value: p[0], text: p[1] }); if (p[0] === filters.resident) o.selected = true; return o; }));
+    var prevB = el('button', { text: '← prev' }), nextB = el('button', { text: 'next →' });
+    var pageInfo = el('span', { cls: 'empty' });
+    view.appendChild(top);
+    view.appendChild(el('h2', { text: 'Agents' }));
+    view.appendChild(el('div', { cls: 'filters' }, [typeIn, stateIn, resIn, prevB, nextB, pageInfo]));
+    view.appendChild(el('table', { id: 'agents' }, [el('thead', {}, [el('tr', {}, ['id', 'type', 'state', 'mailbox', 'last activity', 'turns', 'pinned'].map(function (h) { return el('th', { text: h }); }))]), table]));
+    var rows = {};
+    var next = null;
+    function load() {
+      var q = '/api/snapshot?limit=50&top=20' + (filters.type ? '&type=' + encodeURIComponent(filters.type) : '') +
+        (filters.state ? '&state=' + filters.state : '') + (filters.resident ? '&resident=' + filters.resident : '') +
+        (filters.cursor ? '&cursor=' + encodeURIComponent(filters.cursor) : '');
+      return getJSON(q).then(draw).catch(function (e) { pageInfo.textContent = String(e); });
+    }
+    var refresh = throttle(load, 1000);
+    function draw(s) {
+      top.textContent = '';
+      if (!s.live) top.appendChild(el('div', { cls: 'banner', text: 'Read-only view of a stored database: nothing runs, so every agent is unloaded.' }));
+      if (s.stats) {
+        var st = s.stats;
+        samples.push({ at: s.at, loads: st.loads, evictions: st.evictions, hits: st.hits, misses: st.misses });
+        if (samples.length > 60) samples.shift();
+        function rate(key) { var out = []; for (var i = 1; i < samples.length; i++) out.push(Math.max(0, samples[i][key] - samples[i - 1][key])); return out.length ? out : [0]; }
+        var hitRate = st.hits + st.misses ? Math.round(100 * st.hits / (st.hits + st.misses)) + ' %' : '–';
+        top.appendChild(el('h2', { text: 'Supervisor' + (s.policy ? ' · policy ' + s.policy : '') }));
+        top.appendChild(el('div', { cls: 'cards', id: 'stats' }, [
+          card('resident cap', st.residentCap), card('running cap', st.runningCap), card('resident', st.resident), card('loading', st.loading),
+          card('flushing', st.flushing), card('running', st.running), card('pinned', st.pinned), card('waiting for slot', st.waitingForSlot),
+          card('waiting for permit', st.waitingForPermit), card('loads', st.loads, spark(rate('loads'), 'loads over time')),
+          card('evictions', st.evictions, spark(rate('evictions'), 'evictions over time')), card('hit rate', hitRate)]));
+        top.appendChild(el('div', { cls: 'row' }, [
+          el('section', {}, [el('h2', { text: 'LRU order (next victim first)' }), ids(s.lru, 'evictable')]),
+          el('section', {}, [el('h2', { text: 'Waiting for a slot' }), ids(s.slotQueue, 'waiting')]),
+          el('section', {}, [el('h2', { text: 'Waiting for a running permit' }), ids(s.permitQueue, 'waiting')])]));
+      }
+      next = s.cursor;
+      nextB.disabled = !next;
+      prevB.disabled = filters.prev.length === 0;
+      pageInfo.textContent = s.agents.length + ' shown';
+      var keep = {};
+      s.agents.forEach(function (a, i) {
+        keep[a.id] = true;
+        var r = rows[a.id];
+        if (!r) {
+          r = { tr: el('tr', { 'data-agent': a.id }), state: el('span'), mailbox: el('td', { cls: 'num mailbox' }), last: el('td', { cls: 'last' }),
+            turns: el('td', { cls: 'num' }), pinned: el('td'), at: null };
+          r.tr.appendChild(el('td', {}, [el('a', { href: '#/agent/' + encodeURIComponent(a.id), text: a.id })]));
+          r.tr.appendChild(el('td', { text: a.type }));
+          r.tr.appendChild(el('td', { cls: 'state' }, [r.state]));
+          [r.mailbox, r.last, r.turns, r.pinned].forEach(function (c) { r.tr.appendChild(c); });
+          rows[a.id] = r;
+        }
+        if (table.children[i] !== r.tr) table.insertBefore(r.tr, table.children[i] || null);
+        setRow(r, a.state, a.mailbox, a.lastActiveAt);
+        r.turns.textContent = a.turns === null ? '–' : String(a.turns);
+        r.pinned.textContent = a.pinned ? 'pinned' : '';
+      });
+      Object.keys(rows).forEach(function (id) { if (!keep[id]) { rows[id].tr.remove(); delete rows[id]; } });
+    }
+    function setRow(r, state, mailbox, at) {
+      r.state.className = 'badge ' + state;
+      r.state.textContent = state;
+      r.tr.setAttribute('data-state', state);
+      r.mailbox.textContent = String(mailbox);
+      r.at = at;
+      r.last.textContent = ago(at);
+    }
+    onBatch = function (batch) {
+      batch.events.forEach(function (e) {
+        var r = rows[e.id];
+        if (!r) return;
+        var st = STATE_AFTER[e.name];
+        var mb = Number(r.mailbox.textContent) || 0;
+        if (e.name === 'message.accepted') mb++;
+        if (e.name === 'turn.finished') mb = Math.max(0, mb - 1);
+        setRow(r, st || r.state.textContent, mb, e.at);
+      });
+      refresh();
+    };
+    typeIn.onchange = function () { filters.type = typeIn.value; filters.cursor = null; filters.prev = []; load(); };
+    stateIn.onchange = function () { filters.state = stateIn.value; filters.cursor = null; filters.prev = []; load(); };
+    resIn.onchange = function () { filters.resident = resIn.value; filters.cursor = null; filters.prev = []; load(); };
+    nextB.onclick = function () { if (!next) return; filters.prev.push(filters.cursor); filters.cursor = next; load(); };
+    prevB.onclick = function () { filters.cursor = filters.prev.pop() || null; load(); };
+    var tick = setInterval(function () {
+      Object.keys(rows).forEach(function (id) { rows[id].last.textContent = ago(rows[id].at); });
+      refresh();
+    }, 2000);
+    cleanup = function () { clearInterval(tick); };
+    load();
+  }
+
+  // --- agent page -----------------------------------------------------------------
+  var graphP = null;
+  function drawChart(g) {
+    var s = sv('svg', { 'class': 'chart', id: 'statechart', width: g.width, height: g.height + 60, viewBox: '0 0 ' + g.width + ' ' + (g.height + 60) });
+    var defs = sv('defs');
+    var marker = sv('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' });
+    marker.appendChild(sv('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#6e7a87' }));
+    defs.appendChild(marker);
+    s.appendChild(defs);
+    var byKey = {};
+    g.nodes.forEach(function (n) { byKey[n.key] = n; });
+    var edges = {};
+    g.edges.forEach(function (e, i) {
+      var a = byKey[e.source], b = byKey[e.target], d, lx, ly;
+      if (!e.back) {
+        var x1 = a.x + a.w, y1 = a.y + a.h / 2, x2 = b.x, y2 = b.y + b.h / 2;
+        if (b.rank === a.rank) { x1 = a.x + a.w / 2; y1 = a.y + a.h; x2 = b.x + b.w / 2; y2 = b.y; }
+        var dx = Math.max(30, (x2 - x1) / 2);
+        d = 'M' + x1 + ',' + y1 + ' C' + (x1 + dx) + ',' + y1 + ' ' + (x2 - dx) + ',' + y2 + ' ' + x2 + ',' + y2;
+        lx = (x1 + x2) / 2; ly = (y1 + y2) / 2 - 4;
+      } else {
+        var sx = a.x + a.w / 2 + 10, sy = a.y + a.h, tx = b.x + b.w / 2 - 10, ty = b.y + b.h;
+        var dip = Math.max(sy, ty) + 30 + (i % 4) * 14;
+        d = 'M' + sx + ',' + sy + ' C' + sx + ',' + dip + ' ' + tx + ',' + dip + ' ' + tx + ',' + ty;
+        lx = (sx + tx) / 2; ly = dip - 6;
+      }
+      var p = sv('path', { 'class': 'edge', d: d, 'marker-end': 'url(#arrow)', 'data-edge': e.source + '>' + e.target });
+      p.appendChild(sv('title', {}, e.events.join('\n')));
+      s.appendChild(p);
+      var names = e.events.map(function (x) { return x.split(' ')[0]; }).filter(function (x, j, all) { return all.indexOf(x) === j; });
+      s.appendChild(sv('text', { 'class': 'label', x: lx, y: ly, 'text-anchor': 'middle' }, names.join(', ')));
+      edges[e.source + '>' + e.target] = p;
+    });
+    var nodes = {};
+    g.nodes.forEach(function (n) {
+      var grp = sv('g', { 'class': 'node' + (n.initial ? ' initial' : ''), 'data-state': n.key });
+      grp.appendChild(sv('rect', { x: n.x, y: n.y, width: n.w, height: n.h, rx: 8 }));
+      grp.appendChild(sv('text', { x: n.x + n.w / 2, y: n.y + 30, 'text-anchor': 'middle' }, n.key));
+      n.children.forEach(function (c, j) { grp.appendChild(sv('text', { 'class': 'sub', x: n.x + n.w / 2, y: n.y + 48 + j * 14, 'text-anchor': 'middle' }, c)); });
+      s.appendChild(grp);
+      nodes[n.key] = grp;
+    });
+    g.fromAnyState.forEach(function (t, j) {
+      s.appendChild(sv('text', { 'class': 'label', x: 24, y: g.height + 40 + j * 14 }, 'from any state: ' + t.event + ' → ' + t.target));
+    });
+    var current = null;
+    return {
+      svg: s,
+      light: function (state) {
+        if (state === current) return;
+        if (current && edges[current + '>' + state]) {
+          var p = edges[current + '>' + state];
+          p.classList.remove('fired'); void p.getBoundingClientRect(); p.classList.add('fired');
+        }
+        Object.keys(nodes).forEach(function (k) {
+          var on = k === state;
+          nodes[k].classList.toggle('lit', on);
+          nodes[k].classList.toggle(k, on);
+        });
+        current = state;
+        s.setAttribute('data-lit', state);
+      }
+    };
+  }
+  function describe(r) {
+    if (r.kind === 'accepted') return '#' + r.seq + ' accepted ' + r.message.type;
+    if (r.kind === 'turn.started') return '#' + r.seq + ' turn started';
+    if (r.kind === 'turn.finished') return '#' + r.seq + ' turn ' + r.outcome + ' in ' + r.durationMs + ' ms' + (r.error ? ': ' + r.error : '');
+    if (r.kind === 'output') return '#' + r.seq + ' output ' + JSON.stringify(r.output).slice(0, 120);
+    if (r.kind === 'snapshot') return '#' + r.seq + ' snapshot';
+    if (r.kind === 'note') return r.note + (r.reason ? ' (' + r.reason + ')' : '');
+    return r.kind;
+  }
+  function stateAfterEntry(r, before) {
+    if (r.kind === 'turn.started') return 'running';
+    if (r.kind === 'turn.finished') return 'idle';
+    if (r.kind === 'note' && r.note === 'loaded') return 'idle';
+    if (r.kind === 'note' && r.note === 'evicted') return 'unloaded';
+    if (r.kind === 'note' && r.note === 'spawned') return 'unloaded';
+    return before;
+  }
+  function agentPage(id) {
+    var head = el('div', { cls: 'agent-head' });
+    var chartBox = el('div');
+    var slider = el('input', { type: 'range', min: 0, max: 0, value: 0, 'aria-label': 'step through the rollout' });
+    var sliderInfo = el('span', { text: 'live' });
+    var mailbox = el('ol', { cls: 'mailbox', id: 'mailbox' });
+    var timeline = el('ul', { cls: 'timeline', id: 'timeline' });
+    view.appendChild(el('div', {}, [el('a', { href: '#/', text: '← overview' })]));
+    view.appendChild(head);
+    view.appendChild(el('h2', { text: 'Lifecycle' }));
+    view.appendChild(chartBox);
+    view.appendChild(el('div', { cls: 'slider' }, [el('span', { text: 'step back' }), slider, sliderInfo]));
+    view.appendChild(el('div', { cls: 'row' }, [
+      el('section', {}, [el('h2', { text: 'Mailbox' }), mailbox]),
+      el('section', {}, [el('h2', { text: 'Rollout' }), timeline])]));
+    var chart = null, liveState = null, detail = null, stepping = false;
+    graphP = graphP || getJSON('/api/lifecycle');
+    function showState() {
+      if (!chart) return;
+      if (!stepping || !detail) { chart.light(liveState); return; }
+      var n = Number(slider.value), st = 'unloaded';
+      for (var i = 0; i < n; i++) st = stateAfterEntry(detail.rollout[i], st);
+      chart.light(st);
+      Array.prototype.forEach.call(timeline.children, function (li, i) { li.classList.toggle('past', i >= n); });
+    }
+    function drawDetail(d) {
+      detail = d;
+      var a = d.agent;
+      if (!stepping) liveState = a.state;
+      head.textContent = '';
+      head.appendChild(el('span', { cls: 'id', text: a.id }));
+      head.appendChild(el('span', { id: 'agent-state', cls: 'badge ' + liveState, text: liveState }));
+      head.appendChild(el('span', { text: 'type ' + a.type }));
+      head.appendChild(el('span', { text: 'mailbox ' + a.mailbox }));
+      head.appendChild(el('span', { text: 'turns ' + (a.turns === null ? '–' : a.turns) }));
+      if (a.pinned) head.appendChild(el('span', { text: 'pinned' }));
+      if (a.parent) head.appendChild(el('a', { href: '#/agent/' + encodeURIComponent(a.parent), text: 'parent ' + a.parent }));
+      mailbox.textContent = '';
+      if (!d.mailbox.length) mailbox.appendChild(el('li', { cls: 'empty', text: 'empty' }));
+      d.mailbox.forEach(function (m) { mailbox.appendChild(el('li', { text: '#' + m.seq + ' ' + m.message.type + ' · ' + clock(m.at) })); });
+      timeline.textContent = '';
+      d.rollout.forEach(function (r) {
+        timeline.appendChild(el('li', { 'data-kind': r.kind === 'note' ? r.note : r.kind, 'data-outcome': r.outcome },
+          [el('span', { cls: 't', text: clock(r.at) }), describe(r)]));
+      });
+      var atEnd = Number(slider.value) === Number(slider.max);
+      slider.max = String(d.rollout.length);
+      if (!stepping || atEnd) slider.value = slider.max;
+      showState();
+    }
+    function load() {
+      return getJSON('/api/agent/' + encodeURIComponent(id)).then(drawDetail).catch(function (e) {
+        head.textContent = String(e).indexOf('404') >= 0 ? 'Agent "' + id + '" does not exist.' : String(e);
+      });
+    }
+    var refresh = throttle(load, 250);
+    slider.oninput = function () {
+      stepping = Number(slider.value) < Number(slider.max);
+      sliderInfo.textContent = stepping ? 'entry ' + slider.value + ' of ' + slider.max : 'live';
+      if (!stepping) Array.prototype.forEach.call(timeline.children, function (li) { li.classList.remove('past'); });
+      showState();
+    };
+    onBatch = function (batch) {
+      var mine = false;
+      batch.events.forEach(function (e) {
+        if (e.id !== id) return;
+        mine = true;
+        if (STATE_AFTER[e.name]) liveState = STATE_AFTER[e.name];
+      });
+      if (!mine) return;
+      var badge = document.getElementById('agent-state');
+      if (badge) { badge.className = 'badge ' + liveState; badge.textContent = liveState; }
+      showState();
+      refresh();
+    };
+    graphP.then(function (g) { chart = drawChart(g); chartBox.appendChild(chart.svg); showState(); });
+    load();
+  }
+
+  route();
+})();
+`;
+
+/** The whole page. */
+export const INSPECTOR_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>residency inspector</title>
+<style>${CSS}</style>
+</head>
+<body>
+<header><h1><a href="#/">residency inspector</a></h1><span id="conn" class="conn off">connecting…</span></header>
+<main id="view"></main>
+<script>${JS}</script>
+</body>
+</html>
+`;

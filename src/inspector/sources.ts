@@ -1,0 +1,157 @@
+/**
+ * Where the inspector's data comes from: a running runtime (live, with events) or a
+ * stored database (read-only, nothing runs). The server and the page only see this
+ * interface.
+ */
+import type { AgentInfo, Runtime, RuntimeStats } from '../createRuntime.js';
+import { RUNTIME_EVENT_NAMES } from '../events.js';
+import { INTERNALS, type RuntimeInternals } from '../runtime/internals.js';
+import type { RolloutEntry, Store, StoredMessage } from '../store/Store.js';
+import type { InspectorEvent } from './EventBatcher.js';
+
+export interface AgentRow extends Omit<AgentInfo, 'turns'> {
+  /** Turns finished; `null` when not counted (stored view). */
+  turns: number | null;
+}
+
+export interface SnapshotQuery {
+  limit: number;
+  cursor: string | null;
+  type?: string;
+  resident?: boolean;
+  state?: string;
+  /** How many ids of the LRU order and of each queue to include. */
+  top: number;
+}
+
+export interface Snapshot {
+  live: boolean;
+  at: number;
+  stats: RuntimeStats | null;
+  policy: string | null;
+  /** Next victim first. */
+  lru: string[];
+  slotQueue: string[];
+  permitQueue: string[];
+  agents: AgentRow[];
+  cursor: string | null;
+}
+
+export interface AgentDetail {
+  agent: AgentRow;
+  mailbox: StoredMessage[];
+  rollout: RolloutEntry[];
+}
+
+export interface InspectorSource {
+  readonly live: boolean;
+  snapshot(query: SnapshotQuery): Promise<Snapshot>;
+  /** `null` when the agent does not exist. */
+  agent(id: string, limits: { rollout: number; mailbox: number }): Promise<AgentDetail | null>;
+  /** Subscribes to every runtime event; returns the unsubscribe. Absent for stored views. */
+  subscribe?(listener: (event: InspectorEvent) => void): () => void;
+}
+
+function take(it: Iterable<string>, n: number): string[] {
+  const out: string[] = [];
+  for (const k of it) {
+    if (out.length >= n) break;
+    out.push(k);
+  }
+  return out;
+}
+
+/** Makes an event JSON-friendly: errors become their message. */
+function plain(name: string, payload: unknown): InspectorEvent {
+  const p = { ...(payload as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(p)) if (v instanceof Error) p[k] = v.message;
+  return { ...(p as { id: string; at: number }), name };
+}
+
+export function internalsOf(runtime: Runtime): RuntimeInternals | null {
+  const hook = (runtime as unknown as Record<symbol, unknown>)[INTERNALS];
+  return typeof hook === 'function' ? (hook as () => RuntimeInternals)() : null;
+}
+
+export function runtimeSource(runtime: Runtime, store: Store | null): InspectorSource {
+  const internals = internalsOf(runtime);
+  const storeOf = (): Store | null => store ?? internals?.store?.() ?? null;
+  return {
+    live: true,
+    async snapshot(q) {
+      const books = internals?.books();
+      const page = await runtime.list({ limit: q.limit, cursor: q.cursor, type: q.type, resident: q.resident });
+      let agents: AgentRow[] = page.agents;
+      if (q.state) agents = agents.filter((a) => a.state === q.state);
+      return {
+        live: true,
+        at: Date.now(),
+        stats: runtime.stats(),
+        policy: books?.policy.name ?? null,
+        lru: books ? books.policy.order(q.top) : [],
+        slotQueue: books ? take(books.slotQueue.keys(), q.top) : [],
+        permitQueue: books ? take(books.permitQueue.keys(), q.top) : [],
+        agents,
+        cursor: page.cursor,
+      };
+    },
+    async agent(id, limits) {
+      let agent: AgentInfo;
+      try {
+        agent = await runtime.get(id);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'AGENT_NOT_FOUND') return null;
+        throw err;
+      }
+      const s = storeOf();
+      const [mailbox, rollout] = s
+        ? await Promise.all([s.pending(id, limits.mailbox), s.rollout(id, { limit: limits.rollout })])
+        : [[], []];
+      return { agent, mailbox, rollout };
+    },
+    subscribe(listener) {
+      const offs = RUNTIME_EVENT_NAMES.map((name) => runtime.on(name, (payload) => listener(plain(name, payload))));
+      return () => {
+        for (const off of offs) off();
+      };
+    },
+  };
+}
+
+/** A read-only view of a stored database: every agent is unloaded, since nothing runs. */
+export function storeSource(store: Store): InspectorSource {
+  const row = async (rec: Awaited<ReturnType<Store['getAgent']>> & object): Promise<AgentRow> => {
+    const [mailbox, last] = await Promise.all([store.mailboxSize(rec.id), store.rollout(rec.id, { limit: 1 })]);
+    return {
+      id: rec.id,
+      type: rec.type,
+      parent: rec.parent,
+      state: 'unloaded',
+      resident: false,
+      pinned: rec.pinned,
+      mailbox,
+      lastActiveAt: last[0]?.at ?? rec.createdAt,
+      turns: null,
+    };
+  };
+  return {
+    live: false,
+    async snapshot(q) {
+      const page = q.resident === true ? { agents: [], cursor: null } : await store.listAgents({ type: q.type, limit: q.limit, cursor: q.cursor });
+      let agents = await Promise.all(page.agents.map(row));
+      if (q.state) agents = agents.filter((a) => a.state === q.state);
+      return { live: false, at: Date.now(), stats: null, policy: null, lru: [], slotQueue: [], permitQueue: [], agents, cursor: page.cursor };
+    },
+    async agent(id, limits) {
+      const rec = await store.getAgent(id);
+      if (!rec) return null;
+      const [agent, mailbox, rollout] = await Promise.all([
+        row(rec),
+        store.pending(id, limits.mailbox),
+        store.rollout(id, { limit: limits.rollout }),
+      ]);
+      const turns = rollout.filter((r) => r.kind === 'turn.finished').length;
+      return { agent: { ...agent, turns: rollout.length < limits.rollout ? turns : null }, mailbox, rollout };
+    },
+  };
+}

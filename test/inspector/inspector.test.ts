@@ -1,0 +1,111 @@
+/**
+ * The inspector in a real browser: Debian's `chromium` driven by playwright-core (which
+ * never downloads a browser). Skips, loudly, only when no `chromium` is on PATH.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { createRuntime, type Runtime } from '../../src/createRuntime.js';
+import { serveInspector, type Inspector } from '../../src/inspector/serveInspector.js';
+import { memoryStore } from '../../src/store/memoryStore.js';
+import type { Store } from '../../src/store/Store.js';
+import { counterAgent, deferred, type Deferred } from '../runtime/helpers.js';
+
+function findChromium(): string | null {
+  try {
+    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+const executablePath = findChromium();
+const ARTIFACTS = 'test-artifacts';
+
+if (!executablePath) {
+  console.warn('\n*** test/inspector: SKIPPED browser tests: no `chromium` on PATH (apt-get install -y chromium) ***\n');
+}
+
+describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
+  let browser: Browser;
+  let page: Page;
+  let runtime: Runtime;
+  let store: Store;
+  let inspector: Inspector;
+  const holds = new Map<string, Deferred>();
+
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    store = memoryStore();
+    runtime = await createRuntime({ agents: [counterAgent(new Map(), holds)], residentCap: 1, runningCap: 1, store });
+    await runtime.spawn('counter', { id: 'alice' });
+    inspector = await serveInspector(runtime, { store });
+    browser = await chromium.launch({
+      executablePath: executablePath!,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await inspector?.close();
+    await runtime?.stop();
+  });
+
+  it('shows an agent change state on the overview after a send', async () => {
+    await page.goto(inspector.url);
+    await page.waitForSelector('tr[data-agent="alice"][data-state="unloaded"]');
+    await page.waitForSelector('#conn.ok');
+    await runtime.send('alice', { type: 'ping' });
+    await page.waitForSelector('tr[data-agent="alice"][data-state="idle"]');
+    await page.waitForSelector('[data-stat="resident cap"] .v >> text=1');
+    await page.screenshot({ path: `${ARTIFACTS}/inspector-overview.png`, fullPage: true });
+  });
+
+  it('lights the current lifecycle state on the agent page: idle, running, idle', async () => {
+    await page.goto(`${inspector.url}#/agent/alice`);
+    await page.waitForSelector('#statechart g.node.lit[data-state="idle"]');
+    expect(await page.locator('#statechart g.node.lit').count()).toBe(1);
+
+    const hold = deferred();
+    holds.set('h1', hold);
+    await runtime.send('alice', { type: 'hold', key: 'h1' });
+    await page.waitForSelector('#statechart g.node.lit[data-state="running"]');
+    await page.waitForSelector('#timeline li[data-kind="turn.started"]');
+    hold.resolve();
+    await page.waitForSelector('#statechart g.node.lit[data-state="idle"]');
+    await page.waitForSelector('#timeline li[data-kind="turn.finished"][data-outcome="done"]');
+  });
+
+  it('shows an eviction in the timeline', async () => {
+    // The cap is 1: bob's load evicts alice.
+    await runtime.spawn('counter', { id: 'bob' });
+    await runtime.send('bob', { type: 'ping' });
+    await page.waitForSelector('#timeline li[data-kind="evicted"]');
+    await page.waitForSelector('#statechart g.node.lit[data-state="unloaded"]');
+    await page.screenshot({ path: `${ARTIFACTS}/inspector-agent.png`, fullPage: true });
+  });
+
+  it('refuses requests without the token when bound to a non-loopback host', async () => {
+    const open = await serveInspector(runtime, { host: '0.0.0.0', store });
+    try {
+      const url = new URL(open.url);
+      const token = url.searchParams.get('token');
+      expect(token).toMatch(/^[\w-]{24,}$/);
+      const base = `http://127.0.0.1:${url.port}`;
+      for (const path of ['/', '/api/snapshot', '/api/lifecycle', '/api/agent/alice', '/events']) {
+        expect((await fetch(base + path)).status, path).toBe(403);
+        expect((await fetch(`${base}${path}?token=wrong-${token}`)).status, path).toBe(403);
+      }
+      expect((await fetch(`${base}/api/snapshot?token=${token}`)).status).toBe(200);
+      // The page carries the token on to its own requests.
+      await page.goto(`${base}/?token=${token}`);
+      await page.waitForSelector('tr[data-agent="alice"]');
+      await page.waitForSelector('#conn.ok');
+    } finally {
+      await open.close();
+    }
+  });
+});
