@@ -66,16 +66,13 @@ export async function benchMemory(): Promise<string> {
     '',
     `- resident idle agent, runtime's share minus a bare actor: **${b(overhead)}** — ${
       overhead <= 1024 ? '**met**' : `**missed** by ${b(overhead - 1024)} (${fmt(overhead / 1024, 1)}× the 1 KB allowed)`
-    }. Each resident agent holds two XState actors: its logic (the bare actor's cost) and its`,
-    `  lifecycle statechart (${b(lifecycle.total)} alone, each root actor with its own actor system);`,
-    `  the rest, ${b(overhead - lifecycle.total)}, is everything else kept per resident agent (its entry and record copy,`,
-    '  the subscription to its lifecycle, its promise chain, the supervisor\'s books).',
+    }. Besides its logic actor (the bare actor's cost), a resident agent keeps its lifecycle`,
+    `  (a small interpreter's state: value and context; a full XState actor for it would cost ${b(lifecycle.total)}, the row`,
+    '  above), its entry and record copy, its promise chain and its place in the supervisor\'s books.',
     `  With the store, a resident agent costs ${b(resident.total)}, ${fmt(resident.total / bare.total, 1)}× a bare actor.`,
     `- unloaded agent after \`send\`: the runtime keeps **${b(evicted.runtime)}** per agent (the store keeps ${b(evicted.store)}:`,
     '  its record, the message id, the snapshot and the whole rollout, as the store contract asks).',
-    `- unloaded agent after \`ask\`: the runtime keeps **${b(evictedAsk.runtime)}** per agent: an empty \`Map\` is left in`,
-    '  `Host.waiters` for every agent ever asked (createRuntime.ts `ask` creates it; Host `#finish` deletes the',
-    '  waiter but never the map).',
+    `- unloaded agent after \`ask\`: the runtime keeps **${b(evictedAsk.runtime)}** per agent.`,
     `- the runtime's fixed cost (supervisor, emitter, maps), not per agent: ${fmt(resident.fixedRuntime / 1024)} KB resident, ${fmt(evicted.fixedRuntime / 1024)} KB unloaded.`,
   ].join('\n');
 }

@@ -17,6 +17,7 @@ import { sqliteStore } from '../store/sqliteStore.js';
 import { serveInspector } from '../inspector/serveInspector.js';
 import type { Store } from '../store/Store.js';
 import { count, fields, ms, percent, percentile, type Io } from './format.js';
+import { prng } from '../prng.js';
 
 export interface DemoOptions {
   agents: number;
@@ -31,17 +32,6 @@ export interface DemoOptions {
   inspect?: { port: number; host?: string };
 }
 
-/** A small, fast, seeded PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A model call: waits `delay` ms, or rejects as soon as the turn is interrupted. */
 function modelCall(delay: number, signal: AbortSignal): Promise<void> {

@@ -32,6 +32,7 @@ import { AgentExistsError } from '../../src/errors.js';
 import { fromTurn } from '../../src/fromTurn.js';
 import { sqliteStore } from '../../src/store/sqliteStore.js';
 import type { Message } from '../../src/store/Store.js';
+import { prng } from '../../src/prng.js';
 
 export const AGENTS = 30;
 export const RESIDENT_CAP = 4;
@@ -48,17 +49,7 @@ export interface WorkState {
   last: string[];
 }
 
-/** mulberry32: a small seeded PRNG (the same in the test and here). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 const work = defineAgent({
   type: 'work',
