@@ -81,7 +81,8 @@ export class Accepter {
   }
 
   async #sendBatch(batch: SendOp[]): Promise<void> {
-    const toCheck = [...new Set(batch.map((op) => op.request.agentId).filter((id) => this.hooks.needsCheck(id)))];
+    const checked = new Set(batch.map((op) => op.request.agentId).filter((id) => this.hooks.needsCheck(id)));
+    const toCheck = [...checked];
     let ok = batch;
     const found = new Map<string, AgentRecord>();
     if (toCheck.length > 0) {
@@ -94,7 +95,7 @@ export class Accepter {
       ok = [];
       for (const op of batch) {
         const id = op.request.agentId;
-        if (toCheck.includes(id) && !found.has(id)) op.reject(new AgentNotFoundError(id));
+        if (checked.has(id) && !found.has(id)) op.reject(new AgentNotFoundError(id));
         else ok.push(op);
       }
     }
