@@ -9,6 +9,7 @@ import { benchChurn } from './churn.js';
 import { benchDelivery } from './delivery.js';
 import { benchDurable } from './durable.js';
 import { benchEviction } from './eviction.js';
+import { benchInspector } from './inspector.js';
 import { machine } from './harness.js';
 import { benchMemory } from './memory.js';
 import { benchRuntimeEviction } from './runtimeEviction.js';
@@ -19,6 +20,7 @@ const sections: [string, () => string | Promise<string>][] = [
   ['delivery', benchDelivery],
   ['churn', benchChurn],
   ['memory', benchMemory],
+  ['inspector overhead', benchInspector],
   ['durable accepts and reloads', benchDurable],
 ];
 
