@@ -19,7 +19,7 @@ import type { AgentDefinition } from '../defineAgent.js';
 import { AgentExistsError, AgentNotFoundError, StoreCorruptionError, TurnFailedError } from '../errors.js';
 import type { RuntimeEmitter } from '../events.js';
 import { INTERRUPT_EVENT, TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput } from '../fromTurn.js';
-import type { AgentRecord, AppendRequest, Message, Store, StoredMessage, TurnOutcome } from '../store/Store.js';
+import type { AgentRecord, AppendRequest, Message, Store, TurnOutcome } from '../store/Store.js';
 import { assertAgentId, assertJson, assertMessage } from '../validate.js';
 
 export interface TurnResult {
@@ -320,7 +320,7 @@ export class Host {
       message: structuredClone(message),
       signal: turn.abort.signal,
       self: entry.id,
-      send: (to, msg) => this.#outboxSend(entry, turn, to, msg),
+      send: (to, msg) => this.#outboxSend(turn, to, msg),
       spawn: (type, options) => this.#outboxSpawn(entry, turn, type, options),
       emit: (output) => {
         assertJson(output, 'an output');
@@ -329,11 +329,10 @@ export class Host {
     };
   }
 
-  #outboxSend(entry: Entry, turn: Turn, to: string, message: Message): void {
+  #outboxSend(turn: Turn, to: string, message: Message): void {
     assertAgentId(to, 'to');
     assertMessage(message);
     turn.outbox.push({ agentId: to, messageId: this.o.newId(), message: structuredClone(message), at: this.o.clock.now() });
-    void entry;
   }
 
   #outboxSpawn(entry: Entry, turn: Turn, type: string, options: { id: string; input?: unknown; pinned?: boolean }): string {
@@ -379,7 +378,7 @@ export class Host {
       return;
     }
     try {
-      if (ev.type === 'agent.send') this.#outboxSend(entry, turn, ev.to as string, ev.message as Message);
+      if (ev.type === 'agent.send') this.#outboxSend(turn, ev.to as string, ev.message as Message);
       else if (ev.type === 'agent.spawn') this.#outboxSpawn(entry, turn, ev.agentType as string, ev as never);
       else {
         assertJson(ev, 'an emitted event');
@@ -697,10 +696,5 @@ export class Host {
       e.lifecycle.stop();
     }
     this.supervisor.stop();
-  }
-
-  /** Pending messages of an agent for get(): from the store. */
-  pendingOf(id: string): Promise<StoredMessage[]> {
-    return this.o.store.pending(id);
   }
 }
