@@ -14,6 +14,8 @@
  */
 
 import { AgentExistsError, AgentNotFoundError, StoreError } from '../errors.js';
+import { assertIntegerAtLeast } from '../validate.js';
+import { DEFAULT_LIST_LIMIT, notPending } from './common.js';
 import type {
   AgentRecord,
   AppendRequest,
@@ -27,7 +29,6 @@ import type {
   StoredMessage,
 } from './Store.js';
 
-const DEFAULT_LIST_LIMIT = 100;
 /** Consumed slots at the head of a mailbox are dropped once there are this many (and they are half of it). */
 const COMPACT_AT = 1024;
 
@@ -171,7 +172,7 @@ export function memoryStore(): Store {
     async listAgents(options: ListOptions = {}): Promise<ListResult> {
       checkOpen();
       const { type, parent, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
-      checkLimit('limit', limit);
+      assertIntegerAtLeast(limit, 'limit', 1);
       sortedIds ??= [...agents.keys()].sort();
       const ids = sortedIds;
       const out: AgentRecord[] = [];
@@ -208,7 +209,7 @@ export function memoryStore(): Store {
 
     async pending(agentId, limit = Number.POSITIVE_INFINITY) {
       checkOpen();
-      if (limit !== Number.POSITIVE_INFINITY) checkLimit('limit', limit);
+      if (limit !== Number.POSITIVE_INFINITY) assertIntegerAtLeast(limit, 'limit', 1);
       const agent = agents.get(agentId);
       return agent === undefined ? [] : structuredClone(agent.mailbox.first(limit));
     },
@@ -284,7 +285,7 @@ export function memoryStore(): Store {
     async rollout(agentId, options = {}) {
       checkOpen();
       const { limit } = options;
-      if (limit !== undefined) checkLimit('limit', limit);
+      if (limit !== undefined) assertIntegerAtLeast(limit, 'limit', 1);
       const entries = agents.get(agentId)?.rollout ?? [];
       return structuredClone(limit === undefined ? entries : entries.slice(Math.max(0, entries.length - limit)));
     },
@@ -327,17 +328,7 @@ function copyIn<T>(value: T, what: string): T {
   }
 }
 
-function notPending(agentId: string, seq: number, action: string): StoreError {
-  return new StoreError(
-    `Cannot ${action} message #${seq} of agent "${agentId}": it is not pending (already consumed, or never appended)`,
-  );
-}
 
-function checkLimit(name: string, value: number): void {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new TypeError(`Expected \`${name}\` to be an integer ≥ 1, got \`${String(value)}\` (${typeof value})`);
-  }
-}
 
 /** The index of the first id greater than `cursor` in sorted `ids`. */
 function firstAfter(ids: readonly string[], cursor: string): number {

@@ -40,7 +40,8 @@ import nodePath from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import Database from 'better-sqlite3';
 import { AgentExistsError, AgentNotFoundError, ResidencyError, StoreCorruptionError, StoreError } from '../errors.js';
-import { describeValue } from '../validate.js';
+import { assertIntegerAtLeast, describeValue } from '../validate.js';
+import { DEFAULT_LIST_LIMIT, notPending } from './common.js';
 import { checkDatabase, checkFileHeader, migrate } from './sqliteSchema.js';
 import type {
   AgentRecord,
@@ -67,7 +68,6 @@ export interface SqliteStoreOptions {
 const BUSY_TIMEOUT_MS = 5_000;
 /** The WAL file is truncated to this size after a checkpoint (it never shrinks otherwise). */
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
-const DEFAULT_LIST_LIMIT = 100;
 const MEMORY = ':memory:';
 
 interface AgentRow {
@@ -231,7 +231,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     async listAgents(options: ListOptions = {}): Promise<ListResult> {
       const { type, parent, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
       return run('list agents', () => {
-        checkLimit('limit', limit);
+        assertIntegerAtLeast(limit, 'limit', 1);
         const key = `${type === undefined ? '' : 't'}${parent === undefined ? '' : 'p'}${cursor === null ? '' : 'c'}`;
         let statement = listings.get(key);
         if (statement === undefined) {
@@ -270,7 +270,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
 
     async pending(agentId, limit = Number.POSITIVE_INFINITY) {
       return run(`read the mailbox of agent "${agentId}"`, () => {
-        if (limit !== Number.POSITIVE_INFINITY) checkLimit('limit', limit);
+        if (limit !== Number.POSITIVE_INFINITY) assertIntegerAtLeast(limit, 'limit', 1);
         const rows = sql.pending.all(agentId, limit === Number.POSITIVE_INFINITY ? -1 : limit) as MessageRow[];
         return rows.map(
           (row): StoredMessage => ({
@@ -331,7 +331,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     async rollout(agentId, options = {}) {
       const { limit } = options;
       return run(`read the rollout of agent "${agentId}"`, () => {
-        if (limit !== undefined) checkLimit('limit', limit);
+        if (limit !== undefined) assertIntegerAtLeast(limit, 'limit', 1);
         const texts =
           limit === undefined
             ? (sql.rolloutAll.all(agentId) as string[])
@@ -515,17 +515,7 @@ function parseOf(agentId: string, text: string, what: string): unknown {
   }
 }
 
-function notPending(agentId: string, seq: number, action: string): StoreError {
-  return new StoreError(
-    `Cannot ${action} message #${seq} of agent "${agentId}": it is not pending (already consumed, or never appended)`,
-  );
-}
 
-function checkLimit(name: string, value: number): void {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new TypeError(`Expected \`${name}\` to be an integer ≥ 1, got \`${String(value)}\` (${typeof value})`);
-  }
-}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
