@@ -4,7 +4,8 @@
  * `ops` operations per round; `check()` says afterwards whether it did what it claims.
  */
 import { createActor, type Actor } from 'xstate';
-import { agentMachine } from '../machines/agent.js';
+import { agentMachine, type AgentContext, type AgentEvent } from '../machines/agent.js';
+import { Lifecycle } from '../src/runtime/Lifecycle.js';
 import { agentEventFor, supervisorBoundActions } from '../machines/protocol.js';
 import { supervisorMachine, type SupervisorEffects } from '../machines/supervisor.js';
 import { memoryStore } from '../src/index.js';
@@ -202,7 +203,7 @@ function bareCycle(arg: { resident: number; batch: number }): AsyncCandidate {
 function statechartsOnly(): AsyncCandidate {
   let turns = 0;
   let loads = 0;
-  let life!: Actor<typeof agentMachine>;
+  let life!: Lifecycle<AgentContext, AgentEvent>;
   const sup = createActor(
     supervisorMachine.provide({
       actions: {
@@ -214,9 +215,10 @@ function statechartsOnly(): AsyncCandidate {
     { input: { residentCap: 1, runningCap: 1 } },
   );
   const bound = supervisorBoundActions((e) => sup.send(e), () => Date.now());
-  life = createActor(
+  // As the Host runs it: the lifecycle statechart on the Lifecycle interpreter.
+  life = new Lifecycle<AgentContext, AgentEvent>(
     agentMachine.provide({ actions: { ...bound, startLoad: () => void loads++, startTurn: () => void turns++ } }),
-    { input: { id: 'a' } },
+    { id: 'a' },
   );
   let messages = 0;
   return {
