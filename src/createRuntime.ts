@@ -13,6 +13,7 @@ import { AgentNotFoundError, AskTimeoutError, RuntimeStoppedError, UnknownAgentT
 import { RUNTIME_EVENT_NAMES, RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
 import { Accepter } from './runtime/Accepter.js';
 import { serveInspector, type Inspector, type LiveInspectorOptions } from './inspector/serveInspector.js';
+import { isTurnLogic } from './fromTurn.js';
 import { Host, type TurnResult } from './runtime/Host.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
 import { sqliteStore } from './store/sqliteStore.js';
@@ -494,6 +495,14 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         }),
       books: () => host.supervisor.getSnapshot().context as SupervisorContext,
       store: () => store,
+      machineOf: (type) => {
+        const def = definitions.get(type);
+        return def && !isTurnLogic(def.logic) ? def.logic : null;
+      },
+      logicValue: (id) => {
+        const actor = host.entries.get(id)?.actor;
+        return actor ? (actor.getSnapshot() as { value?: unknown }).value : undefined;
+      },
       chains: async () => {
         await accepter.drained();
         await Promise.all([...host.entries.values()].map((e) => e.chain));

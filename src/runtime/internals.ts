@@ -5,6 +5,7 @@
  */
 import type { LifecycleState } from '../../machines/agent.js';
 import type { SupervisorContext } from '../../machines/supervisor.js';
+import type { AnyStateMachine } from 'xstate';
 import type { Store } from '../store/Store.js';
 
 export const INTERNALS = Symbol.for('residency.internals');
@@ -29,4 +30,8 @@ export interface RuntimeInternals {
    * Optional so that runtimes built before it existed still satisfy the interface.
    */
   store?(): Store;
+  /** The logic of an agent type when it is a statechart of the user's (not fromTurn); else null. */
+  machineOf?(type: string): AnyStateMachine | null;
+  /** The state value of a resident agent's logic; undefined when it is not resident. */
+  logicValue?(id: string): unknown;
 }
