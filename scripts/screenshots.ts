@@ -1,6 +1,6 @@
 /**
  * Regenerates the inspector screenshots in docs/ (docs/inspector-overview.png,
- * docs/inspector-agent.png): runs a small swarm in memory, holds a few turns open so
+ * docs/inspector-agent.png, docs/inspector-logic.png): runs a small swarm in memory, holds a few turns open so
  * the picture shows running agents and a queue, and photographs both pages in headless
  * Chromium (Debian's `chromium`, found on PATH; playwright-core never downloads one).
  *
@@ -9,6 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { createMachine } from 'xstate';
 import { createRuntime } from '../src/createRuntime.js';
 import { defineAgent } from '../src/defineAgent.js';
 import { fromTurn } from '../src/fromTurn.js';
@@ -39,8 +40,30 @@ const chat = defineAgent({
   ),
 });
 
+// An agent whose logic is a statechart of its own: the agent page draws it too.
+const ticket = defineAgent({
+  type: 'ticket',
+  logic: createMachine({
+    id: 'ticket',
+    initial: 'open',
+    states: {
+      open: { on: { triage: 'triaged', comment: {} } },
+      triaged: { on: { assign: 'working', close: 'closed' } },
+      working: {
+        initial: 'drafting',
+        on: { close: 'closed', comment: {} },
+        states: {
+          drafting: { on: { submit: 'reviewing' } },
+          reviewing: { on: { approve: '#ticket.closed', reject: 'drafting' } },
+        },
+      },
+      closed: { on: { reopen: 'open' } },
+    },
+  }),
+});
+
 const store = memoryStore();
-const runtime = await createRuntime({ agents: [chat], residentCap: 4, runningCap: 2, store });
+const runtime = await createRuntime({ agents: [chat, ticket], residentCap: 4, runningCap: 2, store });
 const ids = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi'];
 for (const id of ids) await runtime.spawn('chat', { id });
 // A history for alice: turns, then an eviction (others take her slot), then a reload.
@@ -48,6 +71,8 @@ await runtime.ask('alice', { type: 'hello' });
 await runtime.ask('alice', { type: 'question' });
 for (const id of ['bob', 'carol', 'dave', 'erin']) await runtime.ask(id, { type: 'hello' });
 await runtime.ask('alice', { type: 'follow-up' });
+await runtime.spawn('ticket', { id: 'ticket-7' });
+for (const type of ['triage', 'assign', 'submit']) await runtime.ask('ticket-7', { type });
 // Two held turns (the running cap), one agent waiting for a permit.
 for (const id of ['bob', 'carol', 'dave']) await runtime.send(id, { type: 'slow' });
 
@@ -67,7 +92,11 @@ try {
   await page.waitForSelector('#timeline li[data-kind="evicted"]');
   await page.waitForSelector('#statechart g.node.lit');
   await page.screenshot({ path: docs('inspector-agent.png'), fullPage: true });
-  console.log('wrote docs/inspector-overview.png and docs/inspector-agent.png');
+
+  await page.goto(`${inspector.url}#/agent/ticket-7`);
+  await page.waitForSelector('#logicchart[data-lit="working working.reviewing"]');
+  await page.screenshot({ path: docs('inspector-logic.png'), fullPage: true });
+  console.log('wrote docs/inspector-overview.png, docs/inspector-agent.png and docs/inspector-logic.png');
 } finally {
   await browser.close();
   await inspector.close();

@@ -3,7 +3,7 @@
  * network beyond its own server), so it works offline and ships inside the package.
  *
  * Routes (hash): `#/` the overview, `#/agent/<id>` one agent. Data: `/api/snapshot`,
- * `/api/agent/<id>`, `/api/lifecycle`, and `/events` (SSE batches `{ events, dropped }`).
+ * `/api/agent/<id>`, `/api/lifecycle`, `/api/machine/<type>`, and `/events` (SSE batches `{ events, dropped }`).
  * The client code avoids template literals so it can live in this TS string as is.
  */
 
@@ -43,17 +43,22 @@ input, select, button { background:var(--panel); color:var(--text); border:1px s
 button { cursor:pointer; }
 .banner { background:#2d2a1a; border:1px solid #6b5b1f; color:#e3c26b; padding:6px 10px; border-radius:6px; margin-bottom:10px; }
 svg.chart { background:var(--panel); border:1px solid var(--line); border-radius:6px; }
-svg.chart .node rect { fill:#1d252e; stroke:#3a4550; stroke-width:1.5; rx:8; }
+.chartbox { overflow-x:auto; max-width:100%; }
+svg.chart .node rect { fill:#1d252e; stroke:#3a4550; stroke-width:1.5; }
+svg.chart .node.compound > rect, svg.chart .node.parallel > rect { fill:#161c23; stroke:#34404c; }
+svg.chart .node.parallel > rect { stroke-dasharray:6 3; }
+svg.chart .node.final rect.inner { fill:none; }
 svg.chart .node text { fill:var(--text); font-size:13px; }
-svg.chart .node text.sub { fill:var(--dim); font-size:11px; }
-svg.chart .node.lit rect { fill:#16324a; stroke:var(--accent); stroke-width:3; filter:drop-shadow(0 0 6px #4fb3ff88); }
-svg.chart .node.lit.running rect { stroke:var(--running); fill:#3a2614; filter:drop-shadow(0 0 6px #f0883e88); }
-svg.chart .node.lit.failed rect { stroke:var(--failed); fill:#3a1616; }
-svg.chart .node.initial rect { stroke-dasharray:4 3; }
-svg.chart path.edge { fill:none; stroke:#4a5663; stroke-width:1.4; }
+svg.chart .node text.sub { fill:var(--dim); font-size:10px; font-style:italic; }
+svg.chart .node.lit > rect { fill:#16324a; stroke:var(--accent); stroke-width:3; filter:drop-shadow(0 0 6px #4fb3ff88); }
+svg.chart .node.compound.lit > rect, svg.chart .node.parallel.lit > rect { fill:#14222f; }
+svg#statechart .node.lit[data-state=running] > rect { stroke:var(--running); fill:#3a2614; filter:drop-shadow(0 0 6px #f0883e88); }
+svg#statechart .node.lit[data-state=failed] > rect { stroke:var(--failed); fill:#3a1616; }
+svg.chart circle.initial-dot { fill:#8a96a3; }
+svg.chart path.edge { fill:none; stroke:#4a5663; stroke-width:1.4; stroke-linejoin:round; }
 svg.chart path.edge.fired { stroke:var(--accent); stroke-width:3; animation:fade 1.2s ease-out forwards; }
 @keyframes fade { from { stroke:var(--accent); stroke-width:3; } to { stroke:#4a5663; stroke-width:1.4; } }
-svg.chart text.label { fill:var(--dim); font-size:10px; }
+svg.chart text.label { fill:#9aa6b2; font-size:10px; paint-order:stroke; stroke:var(--panel); stroke-width:3px; }
 .agent-head { display:flex; gap:16px; align-items:baseline; flex-wrap:wrap; }
 .agent-head .id { font-family:ui-monospace, monospace; font-size:18px; }
 .timeline { list-style:none; margin:0; padding:0; border-left:2px solid var(--line); }
@@ -273,68 +278,107 @@ const JS = String.raw`
   }
 
   // --- agent page -----------------------------------------------------------------
-  var graphP = null;
-  function drawChart(g) {
-    var s = sv('svg', { 'class': 'chart', id: 'statechart', width: g.width, height: g.height + 60, viewBox: '0 0 ' + g.width + ' ' + (g.height + 60) });
+  // A statechart drawn from the server's layout (src/inspector/machineGraph.ts): boxes
+  // nested as the states are, orthogonal edges with their events, initial dots.
+  var charts = {};
+  function chartOf(path) {
+    charts[path] = charts[path] || getJSON(path);
+    return charts[path];
+  }
+  function drawChart(g, id) {
+    var pad = 4;
+    // Natural size, shrunk to the page's width when wider (the viewBox keeps proportions).
+    var s = sv('svg', { 'class': 'chart', id: id, width: g.width + pad * 2, height: g.height + pad * 2,
+      viewBox: (-pad) + ' ' + (-pad) + ' ' + (g.width + pad * 2) + ' ' + (g.height + pad * 2), 'data-machine': g.machineId,
+      style: 'max-width:100%;height:auto' });
     var defs = sv('defs');
-    var marker = sv('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' });
+    var marker = sv('marker', { id: id + '-arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' });
     marker.appendChild(sv('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#6e7a87' }));
     defs.appendChild(marker);
     s.appendChild(defs);
-    var byKey = {};
-    g.nodes.forEach(function (n) { byKey[n.key] = n; });
-    var edges = {};
-    g.edges.forEach(function (e, i) {
-      var a = byKey[e.source], b = byKey[e.target], d, lx, ly;
-      if (!e.back) {
-        var x1 = a.x + a.w, y1 = a.y + a.h / 2, x2 = b.x, y2 = b.y + b.h / 2;
-        if (b.rank === a.rank) { x1 = a.x + a.w / 2; y1 = a.y + a.h; x2 = b.x + b.w / 2; y2 = b.y; }
-        var dx = Math.max(30, (x2 - x1) / 2);
-        d = 'M' + x1 + ',' + y1 + ' C' + (x1 + dx) + ',' + y1 + ' ' + (x2 - dx) + ',' + y2 + ' ' + x2 + ',' + y2;
-        lx = (x1 + x2) / 2; ly = (y1 + y2) / 2 - 4;
-      } else {
-        var sx = a.x + a.w / 2 + 10, sy = a.y + a.h, tx = b.x + b.w / 2 - 10, ty = b.y + b.h;
-        var dip = Math.max(sy, ty) + 30 + (i % 4) * 14;
-        d = 'M' + sx + ',' + sy + ' C' + sx + ',' + dip + ' ' + tx + ',' + dip + ' ' + tx + ',' + ty;
-        lx = (sx + tx) / 2; ly = dip - 6;
-      }
-      var p = sv('path', { 'class': 'edge', d: d, 'marker-end': 'url(#arrow)', 'data-edge': e.source + '>' + e.target });
+    var byId = {}, nodes = {}, parentOf = {};
+    g.states.forEach(function (n) {
+      byId[n.id] = n;
+      parentOf[n.id] = n.parent;
+      var compound = n.type === 'compound' || n.type === 'parallel';
+      var grp = sv('g', { 'class': 'node ' + n.type + (n.initial ? ' initial' : ''), 'data-state': n.path.join('.'), 'data-id': n.id });
+      grp.appendChild(sv('rect', { x: n.x, y: n.y, width: n.w, height: n.h, rx: compound ? 10 : 8 }));
+      if (n.type === 'final') grp.appendChild(sv('rect', { 'class': 'inner', x: n.x + 3, y: n.y + 3, width: n.w - 6, height: n.h - 6, rx: 6 }));
+      var title = n.type === 'history' ? 'H ' + n.key : n.key;
+      grp.appendChild(sv('text', { x: n.x + (compound ? 10 : n.w / 2), y: n.y + (compound ? 18 : 21), 'text-anchor': compound ? 'start' : 'middle' }, title));
+      n.internal.slice(0, 3).forEach(function (ev, j) {
+        grp.appendChild(sv('text', { 'class': 'sub', x: n.x + (compound ? n.w - 10 : n.w / 2), y: n.y + (compound ? 18 : 36) + j * 13,
+          'text-anchor': compound ? 'end' : 'middle' }, ev));
+      });
+      if (n.internal.length) grp.appendChild(sv('title', {}, 'handled in place: ' + n.internal.join(', ')));
+      s.appendChild(grp);
+      nodes[n.id] = grp;
+    });
+    function line(points) {
+      return points.map(function (p, i) { return (i ? 'L' : 'M') + p[0] + ',' + p[1]; }).join(' ');
+    }
+    g.initials.forEach(function (m) {
+      s.appendChild(sv('circle', { 'class': 'initial-dot', cx: m.x, cy: m.y, r: 5 }));
+      s.appendChild(sv('path', { 'class': 'edge initial-edge', d: line(m.points), 'marker-end': 'url(#' + id + '-arrow)' }));
+    });
+    var edges = [];
+    g.edges.forEach(function (e) {
+      var p = sv('path', { 'class': 'edge', d: line(e.points), 'marker-end': 'url(#' + id + '-arrow)', 'data-edge': e.source + '>' + e.target });
       p.appendChild(sv('title', {}, e.events.join('\n')));
       s.appendChild(p);
-      var names = e.events.map(function (x) { return x.split(' ')[0]; }).filter(function (x, j, all) { return all.indexOf(x) === j; });
-      s.appendChild(sv('text', { 'class': 'label', x: lx, y: ly, 'text-anchor': 'middle' }, names.join(', ')));
-      edges[e.source + '>' + e.target] = p;
-    });
-    var nodes = {};
-    g.nodes.forEach(function (n) {
-      var grp = sv('g', { 'class': 'node' + (n.initial ? ' initial' : ''), 'data-state': n.key });
-      grp.appendChild(sv('rect', { x: n.x, y: n.y, width: n.w, height: n.h, rx: 8 }));
-      grp.appendChild(sv('text', { x: n.x + n.w / 2, y: n.y + 30, 'text-anchor': 'middle' }, n.key));
-      n.children.forEach(function (c, j) { grp.appendChild(sv('text', { 'class': 'sub', x: n.x + n.w / 2, y: n.y + 48 + j * 14, 'text-anchor': 'middle' }, c)); });
-      s.appendChild(grp);
-      nodes[n.key] = grp;
+      if (e.label) {
+        var t = sv('text', { 'class': 'label', x: e.label.x + e.label.w / 2, y: e.label.y, 'text-anchor': 'middle' });
+        e.lines.forEach(function (l, j) { var ts = sv('tspan', { x: e.label.x + e.label.w / 2, dy: j ? 13 : 10 }, l); t.appendChild(ts); });
+        s.appendChild(t);
+      }
+      edges.push({ el: p, source: e.source, target: e.target });
     });
     g.fromAnyState.forEach(function (t, j) {
-      s.appendChild(sv('text', { 'class': 'label', x: 24, y: g.height + 40 + j * 14 }, 'from any state: ' + t.event + ' → ' + t.target));
+      s.appendChild(sv('text', { 'class': 'label', x: 20, y: g.height - 6 - (g.fromAnyState.length - 1 - j) * 15 }, 'from any state: ' + t.event + ' → ' + t.target));
     });
-    var current = null;
+    function selfOrAncestorIn(id, set) {
+      for (var cur = id; cur; cur = parentOf[cur]) if (set[cur]) return true;
+      return false;
+    }
+    var current = {};
     return {
       svg: s,
-      light: function (state) {
-        if (state === current) return;
-        if (current && edges[current + '>' + state]) {
-          var p = edges[current + '>' + state];
-          p.classList.remove('fired'); void p.getBoundingClientRect(); p.classList.add('fired');
+      // Lights the states with these ids; edges from a state that was lit to one newly lit flash.
+      light: function (ids) {
+        var next = {};
+        ids.forEach(function (i) { if (nodes[i]) next[i] = true; });
+        var fresh = {};
+        Object.keys(next).forEach(function (i) { if (!current[i]) fresh[i] = true; });
+        if (Object.keys(current).length) {
+          edges.forEach(function (e) {
+            if (selfOrAncestorIn(e.source, current) && selfOrAncestorIn(e.target, fresh)) {
+              e.el.classList.remove('fired'); void e.el.getBoundingClientRect(); e.el.classList.add('fired');
+            }
+          });
         }
-        Object.keys(nodes).forEach(function (k) {
-          var on = k === state;
-          nodes[k].classList.toggle('lit', on);
-          nodes[k].classList.toggle(k, on);
-        });
-        current = state;
-        s.setAttribute('data-lit', state);
+        Object.keys(nodes).forEach(function (k) { nodes[k].classList.toggle('lit', !!next[k]); });
+        current = next;
+        s.setAttribute('data-lit', Object.keys(next).map(function (k) { return byId[k].path.join('.'); }).join(' '));
       }
     };
+  }
+  // The ids of the states a state value names, ancestors included.
+  function activeIds(g, value) {
+    var byPath = {}, out = [];
+    g.states.forEach(function (n) { byPath[JSON.stringify(n.path)] = n.id; });
+    function walk(v, prefix) {
+      if (typeof v === 'string') { var k = byPath[JSON.stringify(prefix.concat([v]))]; if (k) out.push(k); return; }
+      if (v && typeof v === 'object') Object.keys(v).forEach(function (key) {
+        var k = byPath[JSON.stringify(prefix.concat([key]))];
+        if (k) out.push(k);
+        walk(v[key], prefix.concat([key]));
+      });
+    }
+    walk(value, []);
+    return out;
+  }
+  function lifecycleIds(g, state) {
+    return g.states.filter(function (n) { return n.depth === 1 && n.key === state; }).map(function (n) { return n.id; });
   }
   function describe(r) {
     if (r.kind === 'accepted') return '#' + r.seq + ' accepted ' + r.message.type;
@@ -355,7 +399,10 @@ const JS = String.raw`
   }
   function agentPage(id) {
     var head = el('div', { cls: 'agent-head' });
-    var chartBox = el('div');
+    var chartBox = el('div', { cls: 'chartbox' });
+    var logicHead = el('h2', { text: 'Logic' });
+    var logicInfo = el('div', { cls: 'empty', id: 'logic-info' });
+    var logicBox = el('div', { cls: 'chartbox' });
     var slider = el('input', { type: 'range', min: 0, max: 0, value: 0, 'aria-label': 'step through the rollout' });
     var sliderInfo = el('span', { text: 'live' });
     var mailbox = el('ol', { cls: 'mailbox', id: 'mailbox' });
@@ -365,17 +412,19 @@ const JS = String.raw`
     view.appendChild(el('h2', { text: 'Lifecycle' }));
     view.appendChild(chartBox);
     view.appendChild(el('div', { cls: 'slider' }, [el('span', { text: 'step back' }), slider, sliderInfo]));
+    view.appendChild(logicHead);
+    view.appendChild(logicInfo);
+    view.appendChild(logicBox);
     view.appendChild(el('div', { cls: 'row' }, [
       el('section', {}, [el('h2', { text: 'Mailbox' }), mailbox]),
       el('section', {}, [el('h2', { text: 'Rollout' }), timeline])]));
-    var chart = null, liveState = null, detail = null, stepping = false;
-    graphP = graphP || getJSON('/api/lifecycle');
+    var chart = null, lifecycle = null, logic = null, logicType = null, liveState = null, detail = null, stepping = false;
     function showState() {
       if (!chart) return;
-      if (!stepping || !detail) { chart.light(liveState); return; }
+      if (!stepping || !detail) { chart.light(lifecycleIds(lifecycle, liveState)); return; }
       var n = Number(slider.value), st = 'unloaded';
       for (var i = 0; i < n; i++) st = stateAfterEntry(detail.rollout[i], st);
-      chart.light(st);
+      chart.light(lifecycleIds(lifecycle, st));
       Array.prototype.forEach.call(timeline.children, function (li, i) { li.classList.toggle('past', i >= n); });
     }
     function drawDetail(d) {
@@ -398,6 +447,7 @@ const JS = String.raw`
         timeline.appendChild(el('li', { 'data-kind': r.kind === 'note' ? r.note : r.kind, 'data-outcome': r.outcome },
           [el('span', { cls: 't', text: clock(r.at) }), describe(r)]));
       });
+      showLogic(a.type, d.logic);
       var atEnd = Number(slider.value) === Number(slider.max);
       slider.max = String(d.rollout.length);
       if (!stepping || atEnd) slider.value = slider.max;
@@ -428,7 +478,25 @@ const JS = String.raw`
       showState();
       refresh();
     };
-    graphP.then(function (g) { chart = drawChart(g); chartBox.appendChild(chart.svg); showState(); });
+    // The agent's own statechart, when its logic is one; lit by its current state value.
+    function showLogic(type, l) {
+      var value = l && l.value !== null && l.value !== undefined ? l.value : null;
+      logicInfo.textContent = !l ? '' : (l.drawable ? 'Its statechart' : l.kind === 'turn' ? 'A turn function (fromTurn): no statechart of its own' :
+        'Its statechart is not available here (a stored view has no agent definitions)') +
+        (value !== null ? ' · state ' + JSON.stringify(value) + (l.resident ? '' : ' (as stored)') : '');
+      if (!l || !l.drawable) { logicBox.textContent = ''; logic = null; logicType = null; return; }
+      if (logicType === type) { if (logic) logic.chart.light(activeIds(logic.g, value)); return; }
+      logicType = type;
+      chartOf('/api/machine/' + encodeURIComponent(type)).then(function (g) {
+        if (logicType !== type) return;
+        logic = { g: g, chart: drawChart(g, 'logicchart') };
+        logicHead.textContent = 'Logic · ' + g.machineId;
+        logicBox.textContent = '';
+        logicBox.appendChild(logic.chart.svg);
+        logic.chart.light(activeIds(g, detail && detail.logic ? detail.logic.value : null));
+      }).catch(function (e) { logicInfo.textContent = String(e); });
+    }
+    chartOf('/api/lifecycle').then(function (g) { lifecycle = g; chart = drawChart(g, 'statechart'); chartBox.appendChild(chart.svg); showState(); });
     load();
   }
 

@@ -13,7 +13,8 @@ import type { AddressInfo } from 'node:net';
 import type { Runtime } from '../createRuntime.js';
 import type { Store } from '../store/Store.js';
 import { EventBatcher, type Batch } from './EventBatcher.js';
-import { lifecycleGraph } from './lifecycleGraph.js';
+import { agentMachine } from '../../machines/agent.js';
+import { drawMachine, type MachineDrawing } from './machineGraph.js';
 import { INSPECTOR_PAGE } from './page.js';
 import { runtimeSource, storeSource, type InspectorSource } from './sources.js';
 
@@ -103,7 +104,9 @@ async function serve(source: InspectorSource, options: InspectorOptions): Promis
   const host = options.host ?? '127.0.0.1';
   const loopback = LOOPBACK.has(host);
   const token = options.token ?? (loopback ? null : randomBytes(24).toString('base64url'));
-  const graph = lifecycleGraph();
+  // Layouts are computed once, on first request (elkjs loads then).
+  let lifecycle: Promise<MachineDrawing> | null = null;
+  const drawings = new Map<string, Promise<MachineDrawing>>();
 
   // --- live events: one subscription shared by every connected page ---
   const clients = new Set<ServerResponse>();
@@ -164,7 +167,28 @@ async function serve(source: InspectorSource, options: InspectorOptions): Promis
       res.end(INSPECTOR_PAGE);
       return;
     }
-    if (path === '/api/lifecycle') return json(res, 200, graph);
+    if (path === '/api/lifecycle') {
+      lifecycle ??= drawMachine(agentMachine);
+      return json(res, 200, await lifecycle);
+    }
+    const machineMatch = /^\/api\/machine\/(.+)$/.exec(path);
+    if (machineMatch) {
+      const type = decodeURIComponent(machineMatch[1]!);
+      const machine = source.machine(type);
+      if (!machine) {
+        return json(res, 404, {
+          error: source.live
+            ? `Agent type "${type}" has no statechart to draw: it is not defined here or its logic is a fromTurn function`
+            : 'A stored view has no agent definitions, so no agent statechart to draw',
+        });
+      }
+      let drawing = drawings.get(type);
+      if (!drawing) {
+        drawing = drawMachine(machine);
+        drawings.set(type, drawing);
+      }
+      return json(res, 200, await drawing);
+    }
     if (path === '/api/snapshot') {
       const p = url.searchParams;
       const resident = p.get('resident');

@@ -3,6 +3,7 @@
  * stored database (read-only, nothing runs). The server and the page only see this
  * interface.
  */
+import type { AnyStateMachine } from 'xstate';
 import type { AgentInfo, Runtime, RuntimeStats } from '../createRuntime.js';
 import { RUNTIME_EVENT_NAMES } from '../events.js';
 import { INTERNALS, type RuntimeInternals } from '../runtime/internals.js';
@@ -37,10 +38,22 @@ export interface Snapshot {
   cursor: string | null;
 }
 
+/** What the page knows of an agent's own logic. */
+export interface LogicView {
+  /** `machine`: an XState machine of the user's; `turn`: a fromTurn function; `unknown`: a stored view. */
+  kind: 'machine' | 'turn' | 'unknown';
+  /** `/api/machine/<type>` can draw it. */
+  drawable: boolean;
+  /** The logic's state value: the live one when resident, else the stored snapshot's (null when none). */
+  value: unknown;
+  resident: boolean;
+}
+
 export interface AgentDetail {
   agent: AgentRow;
   mailbox: StoredMessage[];
   rollout: RolloutEntry[];
+  logic: LogicView;
 }
 
 export interface InspectorSource {
@@ -48,6 +61,8 @@ export interface InspectorSource {
   snapshot(query: SnapshotQuery): Promise<Snapshot>;
   /** `null` when the agent does not exist. */
   agent(id: string, limits: { rollout: number; mailbox: number }): Promise<AgentDetail | null>;
+  /** An agent type's logic when it is a statechart of the user's (null otherwise or unknown). */
+  machine(type: string): AnyStateMachine | null;
   /** Subscribes to every runtime event; returns the unsubscribe. Absent for stored views. */
   subscribe?(listener: (event: InspectorEvent) => void): () => void;
 }
@@ -59,6 +74,11 @@ function take(it: Iterable<string>, n: number): string[] {
     out.push(k);
   }
   return out;
+}
+
+/** The state value of a persisted snapshot, if it has one. */
+function valueOf(snapshot: unknown): unknown {
+  return snapshot !== null && typeof snapshot === 'object' && 'value' in snapshot ? (snapshot as { value: unknown }).value : null;
 }
 
 /** Makes an event JSON-friendly: errors become their message. */
@@ -107,8 +127,17 @@ export function runtimeSource(runtime: Runtime, store: Store | null): InspectorS
       const [mailbox, rollout] = s
         ? await Promise.all([s.pending(id, limits.mailbox), s.rollout(id, { limit: limits.rollout })])
         : [[], []];
-      return { agent, mailbox, rollout };
+      const machine = internals?.machineOf?.(agent.type) ?? null;
+      const live = internals?.logicValue?.(id);
+      const logic: LogicView = {
+        kind: machine ? 'machine' : 'turn',
+        drawable: machine !== null,
+        value: !machine ? null : live !== undefined ? live : s ? valueOf(await s.loadSnapshot(id)) : null,
+        resident: live !== undefined,
+      };
+      return { agent, mailbox, rollout, logic };
     },
+    machine: (type) => internals?.machineOf?.(type) ?? null,
     subscribe(listener) {
       const offs = RUNTIME_EVENT_NAMES.map((name) => runtime.on(name, (payload) => listener(plain(name, payload))));
       return () => {
@@ -151,7 +180,9 @@ export function storeSource(store: Store): InspectorSource {
         store.rollout(id, { limit: limits.rollout }),
       ]);
       const turns = rollout.filter((r) => r.kind === 'turn.finished').length;
-      return { agent: { ...agent, turns: rollout.length < limits.rollout ? turns : null }, mailbox, rollout };
+      const logic: LogicView = { kind: 'unknown', drawable: false, value: valueOf(await store.loadSnapshot(id)), resident: false };
+      return { agent: { ...agent, turns: rollout.length < limits.rollout ? turns : null }, mailbox, rollout, logic };
     },
+    machine: () => null,
   };
 }

@@ -6,7 +6,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { createMachine } from 'xstate';
 import { createRuntime, type Runtime } from '../../src/createRuntime.js';
+import { defineAgent } from '../../src/defineAgent.js';
 import { serveInspector, type Inspector } from '../../src/inspector/serveInspector.js';
 import { memoryStore } from '../../src/store/memoryStore.js';
 import type { Store } from '../../src/store/Store.js';
@@ -38,7 +40,18 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     store = memoryStore();
-    runtime = await createRuntime({ agents: [counterAgent(new Map(), holds)], residentCap: 1, runningCap: 1, store });
+    const door = defineAgent({
+      type: 'door',
+      logic: createMachine({
+        id: 'door',
+        initial: 'closed',
+        states: {
+          closed: { on: { open: 'opened' } },
+          opened: { initial: 'wide', on: { close: 'closed' }, states: { wide: { on: { narrow: 'ajar' } }, ajar: {} } },
+        },
+      }),
+    });
+    runtime = await createRuntime({ agents: [counterAgent(new Map(), holds), door], residentCap: 1, runningCap: 1, store });
     await runtime.spawn('counter', { id: 'alice' });
     inspector = await serveInspector(runtime, { store });
     browser = await chromium.launch({
@@ -88,6 +101,29 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
     await page.screenshot({ path: `${ARTIFACTS}/inspector-agent.png`, fullPage: true });
   });
 
+  it("draws an agent's own statechart and lights its state as messages move it", async () => {
+    await runtime.spawn('door', { id: 'front' });
+    await runtime.ask('front', { type: 'open' });
+    await page.goto(`${inspector.url}#/agent/front`);
+    await page.waitForSelector('#statechart g.node.lit[data-state="idle"]');
+    await page.waitForSelector('#logicchart[data-lit="opened opened.wide"]');
+    expect(await page.locator('#logicchart g.node').count()).toBe(4);
+    expect(await page.locator('#logicchart g.node.lit').count()).toBe(2);
+    expect(await page.locator('#logicchart path.edge.fired').count()).toBe(0);
+    await runtime.send('front', { type: 'narrow' });
+    await page.waitForSelector('#logicchart[data-lit="opened opened.ajar"]');
+    // The transition just taken is the one that flashes.
+    // (attached, not visible: a straight path has an empty box to playwright)
+    await page.waitForSelector('#logicchart path.edge.fired[data-edge="door.opened.wide>door.opened.ajar"]', { state: 'attached' });
+    expect(await page.locator('#logicchart path.edge.fired').count()).toBe(1);
+    await page.screenshot({ path: `${ARTIFACTS}/inspector-logic.png`, fullPage: true });
+    // Evicted (alice takes the slot): the stored state stays lit, marked as stored.
+    await runtime.send('alice', { type: 'ping' });
+    await page.waitForSelector('#statechart g.node.lit[data-state="unloaded"]');
+    await page.waitForSelector('#logic-info >> text=(as stored)');
+    await page.waitForSelector('#logicchart[data-lit="opened opened.ajar"]');
+  });
+
   it('refuses requests without the token when bound to a non-loopback host', async () => {
     const open = await serveInspector(runtime, { host: '0.0.0.0', store });
     try {
@@ -95,7 +131,7 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
       const token = url.searchParams.get('token');
       expect(token).toMatch(/^[\w-]{24,}$/);
       const base = `http://127.0.0.1:${url.port}`;
-      for (const path of ['/', '/api/snapshot', '/api/lifecycle', '/api/agent/alice', '/events']) {
+      for (const path of ['/', '/api/snapshot', '/api/lifecycle', '/api/machine/door', '/api/agent/alice', '/events']) {
         expect((await fetch(base + path)).status, path).toBe(403);
         expect((await fetch(`${base}${path}?token=wrong-${token}`)).status, path).toBe(403);
       }

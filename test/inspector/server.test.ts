@@ -1,12 +1,13 @@
 /**
- * The inspector's server and its parts, without a browser: event batching, the
- * lifecycle layout, the JSON API, the stored (read-only) view.
+ * The inspector's server and its parts, without a browser: event batching, the JSON
+ * API, the stored (read-only) view. The layout has its own file (machineGraph.test.ts).
  */
 import { get } from 'node:http';
+import { createMachine } from 'xstate';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRuntime } from '../../src/createRuntime.js';
+import { defineAgent } from '../../src/defineAgent.js';
 import { EventBatcher, type Batch } from '../../src/inspector/EventBatcher.js';
-import { lifecycleGraph } from '../../src/inspector/lifecycleGraph.js';
 import { serveInspector, serveStoredInspector, type Inspector } from '../../src/inspector/serveInspector.js';
 import { memoryStore } from '../../src/store/memoryStore.js';
 import { counterAgent } from '../runtime/helpers.js';
@@ -59,27 +60,6 @@ describe('EventBatcher', () => {
   });
 });
 
-describe('lifecycleGraph', () => {
-  it('draws every top-level lifecycle state once, ranked left to right from unloaded', () => {
-    const g = lifecycleGraph();
-    expect(g.nodes.map((n) => n.key).sort()).toEqual(['destroyed', 'failed', 'flushing', 'idle', 'loading', 'running', 'settling', 'unloaded']);
-    const rank = Object.fromEntries(g.nodes.map((n) => [n.key, n.rank]));
-    expect(rank.unloaded).toBe(0);
-    expect(rank.loading).toBeLessThan(rank.idle!);
-    expect(rank.idle).toBeLessThan(rank.running!);
-    expect(g.nodes.find((n) => n.key === 'unloaded')!.children).toEqual(['dormant', 'waitingForSlot', 'backoff']);
-    for (const e of g.edges) expect(e.back || rank[e.source]! < rank[e.target]!, `${e.source}→${e.target}`).toBe(true);
-    expect(g.edges.find((e) => e.source === 'idle' && e.target === 'running')?.events.join()).toContain('permit.granted');
-    expect(g.fromAnyState.map((t) => t.target)).toContain('destroyed');
-    // No two boxes overlap.
-    for (const a of g.nodes) for (const b of g.nodes) {
-      if (a === b) continue;
-      const apart = a.x + a.w <= b.x || b.x + b.w <= a.x || a.y + a.h <= b.y || b.y + b.h <= a.y;
-      expect(apart, `${a.key} overlaps ${b.key}`).toBe(true);
-    }
-  });
-});
-
 describe('serveInspector', () => {
   const open: Inspector[] = [];
   afterEach(async () => {
@@ -118,6 +98,59 @@ describe('serveInspector', () => {
     await runtime.stop();
   });
 
+  it("draws an agent type's own statechart and reports its state, live and as stored", async () => {
+    const door = defineAgent({
+      type: 'door',
+      logic: createMachine({
+        id: 'door',
+        initial: 'closed',
+        states: {
+          closed: { on: { open: 'opened' } },
+          opened: { initial: 'wide', on: { close: 'closed' }, states: { wide: { on: { narrow: 'ajar' } }, ajar: {} } },
+        },
+      }),
+    });
+    const store = memoryStore();
+    const runtime = await createRuntime({ agents: [counterAgent(new Map()), door], residentCap: 1, runningCap: 1, store });
+    await runtime.spawn('door', { id: 'front' });
+    await runtime.spawn('counter', { id: 'alice' });
+    await runtime.ask('front', { type: 'open' });
+    await runtime.ask('front', { type: 'narrow' });
+    const inspector = await serveInspector(runtime, { store });
+    open.push(inspector);
+    const drawing = await getJson(`${inspector.url}api/machine/door`);
+    expect(drawing.machineId).toBe('door');
+    expect(drawing.states.map((s: { path: string[] }) => s.path.join('.'))).toEqual(['closed', 'opened', 'opened.wide', 'opened.ajar']);
+    expect(drawing.edges.map((e: { source: string; target: string; lines: string[] }) => `${e.source}>${e.target}:${e.lines}`).sort()).toEqual([
+      'door.closed>door.opened:open',
+      'door.opened.wide>door.opened.ajar:narrow',
+      'door.opened>door.closed:close',
+    ]);
+    // Resident: the live state value.
+    let front = await getJson(`${inspector.url}api/agent/front`);
+    expect(front.logic).toEqual({ kind: 'machine', drawable: true, value: { opened: 'ajar' }, resident: true });
+    // Evicted (alice takes the only slot): the stored snapshot's value.
+    await runtime.ask('alice', { type: 'ping' });
+    front = await getJson(`${inspector.url}api/agent/front`);
+    expect(front.agent.state).toBe('unloaded');
+    expect(front.logic).toEqual({ kind: 'machine', drawable: true, value: { opened: 'ajar' }, resident: false });
+    // A fromTurn agent has no statechart of its own to draw; an unknown type is a clear 404.
+    const alice = await getJson(`${inspector.url}api/agent/alice`);
+    expect(alice.logic).toMatchObject({ kind: 'turn', drawable: false, value: null });
+    for (const type of ['counter', 'nope']) {
+      const res = await fetch(`${inspector.url}api/machine/${type}`);
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { error: string }).error).toMatch(new RegExp(`"${type}" has no statechart`));
+    }
+    // The lifecycle drawing is the agent machine's.
+    const lifecycle = await getJson(`${inspector.url}api/lifecycle`);
+    expect(lifecycle.machineId).toBe('agent');
+    expect(lifecycle.states.filter((s: { depth: number }) => s.depth === 1).map((s: { key: string }) => s.key)).toEqual(
+      expect.arrayContaining(['unloaded', 'loading', 'idle', 'running', 'flushing']),
+    );
+    await runtime.stop();
+  });
+
   it('refuses a token shorter than 16 characters and an invalid port', async () => {
     const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 1, runningCap: 1, store: memoryStore() });
     expect(() => serveInspector(runtime, { token: 'short' })).toThrow(TypeError);
@@ -141,6 +174,9 @@ describe('serveStoredInspector', () => {
       expect(snap.agents.map((a: { id: string; state: string }) => [a.id, a.state])).toEqual([['alice', 'unloaded']]);
       const agent = await getJson(`${inspector.url}api/agent/alice`);
       expect(agent.agent.turns).toBe(1);
+      // No definitions here: the logic's stored state is shown, nothing drawn.
+      expect(agent.logic).toMatchObject({ kind: 'unknown', drawable: false, resident: false });
+      expect((await fetch(`${inspector.url}api/machine/counter`)).status).toBe(404);
       expect(agent.rollout.some((r: { kind: string }) => r.kind === 'accepted')).toBe(true);
       const post = await fetch(`${inspector.url}api/snapshot`, { method: 'POST' });
       expect(post.status).toBe(405);
