@@ -1,8 +1,8 @@
 /**
  * `residency demo`: a swarm of agents on the real runtime and the embedded SQLite store.
  *
- * A few pinned root agents spawn the sub-agents (in batches, from their turns, the way a
- * coding agent spawns helpers); users send tasks to a skewed selection of agents; a task
+ * A few pinned root agents (statecharts) spawn the sub-agents (in batches, from their
+ * turns, the way a coding agent spawns helpers); users send tasks to a skewed selection of agents; a task
  * is a simulated model call (jittered latency, occasional failure) that may pass work on
  * to a peer or report to its root. The resident cap is far below the number of agents,
  * so agents are evicted and reloaded all the time. At the end the store itself is read
@@ -10,6 +10,7 @@
  */
 import fs from 'node:fs';
 import nodePath from 'node:path';
+import { assign, enqueueActions, setup } from 'xstate';
 import { createRuntime, type Runtime } from '../createRuntime.js';
 import { defineAgent } from '../defineAgent.js';
 import { fromTurn } from '../fromTurn.js';
@@ -106,27 +107,51 @@ export async function demo(o: DemoOptions, io: Io): Promise<number> {
   const workers = o.agents - roots;
   const known: string[] = []; // worker ids spawned so far, in spawn order
 
+  // A root is a statechart (its state shows lit in the inspector): `growing` while it
+  // spawns its sub-agents in batches, `supervising` once all are spawned. Effects leave
+  // it as emitted `agent.spawn` / `agent.send` events, carried out when the turn commits.
+  type RootContext = { index: number; spawned: number; reports: number };
+  const remaining = (c: RootContext) => Math.max(0, Math.ceil((workers - c.index) / roots) - c.spawned);
   const root = defineAgent({
     type: 'root',
-    logic: fromTurn<{ index: number; spawned: number; reports: number }>(
-      async ({ state, message, self, spawn, send }) => {
-        if (message.type === 'grow') {
-          // Spawn the next batch of this root's sub-agents (they stay unloaded until their
-          // first message) and brief the first of them.
-          let next = state.spawned;
-          for (let n = 0; n < SPAWN_BATCH; n++, next++) {
-            const i = state.index + next * roots;
-            if (i >= workers) break;
-            const id = spawn('worker', { id: workerId(i) });
-            if (n === 0) send(id, { type: 'task', hops: 0, from: self });
-          }
-          if (state.index + next * roots < workers) send(self, { type: 'grow' });
-          return { ...state, spawned: next };
-        }
-        return { ...state, reports: state.reports + 1 };
+    logic: setup({
+      types: {} as {
+        context: RootContext;
+        input: { index: number };
+        events: { type: 'grow' } | { type: 'report' };
+        emitted: { type: 'agent.spawn'; agentType: string; id: string } | { type: 'agent.send'; to: string; message: { type: string; [k: string]: unknown } };
       },
-      { initialState: (input) => ({ index: (input as { index: number }).index, spawned: 0, reports: 0 }) },
-    ),
+      actions: {
+        spawnBatch: enqueueActions(({ context, enqueue }) => {
+          const batch = Math.min(SPAWN_BATCH, remaining(context));
+          for (let n = 0; n < batch; n++) {
+            const id = workerId(context.index + (context.spawned + n) * roots);
+            enqueue.emit({ type: 'agent.spawn', agentType: 'worker', id });
+            if (n === 0) enqueue.emit({ type: 'agent.send', to: id, message: { type: 'task', hops: 0, from: `root-${context.index}` } });
+          }
+          if (batch < remaining(context)) enqueue.emit({ type: 'agent.send', to: `root-${context.index}`, message: { type: 'grow' } });
+          enqueue.assign({ spawned: context.spawned + batch });
+        }),
+        countReport: assign({ reports: ({ context }) => context.reports + 1 }),
+      },
+      guards: { lastBatch: ({ context }) => remaining(context) <= SPAWN_BATCH },
+    }).createMachine({
+      id: 'root',
+      context: ({ input }) => ({ index: input.index, spawned: 0, reports: 0 }),
+      initial: 'growing',
+      on: { report: { actions: 'countReport' } },
+      states: {
+        growing: {
+          on: {
+            grow: [
+              { guard: 'lastBatch', target: 'supervising', actions: 'spawnBatch' },
+              { actions: 'spawnBatch' },
+            ],
+          },
+        },
+        supervising: {},
+      },
+    }),
   });
 
   const worker = defineAgent({

@@ -59,8 +59,8 @@ export interface MachineDrawing {
   states: DrawnState[];
   edges: DrawnEdge[];
   initials: InitialMark[];
-  /** Transitions defined on the root, taken from any state (e.g. `destroy`). */
-  fromAnyState: { event: string; target: string }[];
+  /** Transitions defined on the root, taken from any state (e.g. `destroy`); `target` null when handled in place. */
+  fromAnyState: { event: string; target: string | null }[];
   width: number;
   height: number;
 }
@@ -174,13 +174,17 @@ export async function drawMachine(machine: AnyStateMachine): Promise<MachineDraw
 
   // Transitions: grouped by (source, target); targetless ones are listed on their state.
   const internal = new Map<string, string[]>();
-  const fromAnyState: { event: string; target: string }[] = [];
+  const fromAnyState: { event: string; target: string | null }[] = [];
   const grouped = new Map<string, { source: string; target: string; events: string[]; names: string[] }>();
   for (const t of transitionsOf(machine)) {
     const name = eventLabel(t.event);
     const label = t.guard ? `${name} [${t.guard}]` : name;
     if (t.targets.length === 0) {
       if (t.event === '*') continue; // a catch-all handled in place draws nothing useful
+      if (t.source === root.id) {
+        if (!fromAnyState.some((f) => f.event === label && f.target === null)) fromAnyState.push({ event: label, target: null });
+        continue;
+      }
       const list = internal.get(t.source) ?? [];
       if (!list.includes(name)) list.push(name);
       internal.set(t.source, list);

@@ -334,7 +334,7 @@ const JS = String.raw`
       edges.push({ el: p, source: e.source, target: e.target });
     });
     g.fromAnyState.forEach(function (t, j) {
-      s.appendChild(sv('text', { 'class': 'label', x: 20, y: g.height - 6 - (g.fromAnyState.length - 1 - j) * 15 }, 'from any state: ' + t.event + ' → ' + t.target));
+      s.appendChild(sv('text', { 'class': 'label', x: 20, y: g.height - 6 - (g.fromAnyState.length - 1 - j) * 15 }, 'from any state: ' + t.event + (t.target === null ? ' (handled in place)' : ' → ' + t.target)));
     });
     function selfOrAncestorIn(id, set) {
       for (var cur = id; cur; cur = parentOf[cur]) if (set[cur]) return true;

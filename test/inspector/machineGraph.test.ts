@@ -98,7 +98,7 @@ describe('drawMachine', () => {
     const m = createMachine({
       id: 'm',
       initial: 'a',
-      on: { RESET: '.a' },
+      on: { RESET: '.a', PING: { actions: () => {} } },
       states: {
         a: {
           initial: 'x',
@@ -128,7 +128,7 @@ describe('drawMachine', () => {
     expect(edge('m.b.p.p1', 'm.b.p.p2')).toEqual(['T']);
     expect(d.states.find((s) => s.id === 'm.a')!.internal).toEqual(['COUNT']);
     expect(d.states.find((s) => s.id === 'm.b')!.internal).toEqual(['BACK ↺']);
-    expect(d.fromAnyState).toEqual([{ event: 'RESET', target: 'a' }]);
+    expect(d.fromAnyState).toEqual([{ event: 'RESET', target: 'a' }, { event: 'PING', target: null }]);
     // A parallel state has no initial marker; its regions' compound children do.
     expect(d.initials.map((i) => i.parent).sort()).toEqual(['m', 'm.a', 'm.b.p', 'm.b.q']);
     // Self loops and edges into one's own child start on the box border; the rest of the geometry holds.
