@@ -14,6 +14,7 @@ import { RUNTIME_EVENT_NAMES, RuntimeEmitter, type RuntimeEventName, type Runtim
 import { Accepter } from './runtime/Accepter.js';
 import { serveInspector, type Inspector, type LiveInspectorOptions } from './inspector/serveInspector.js';
 import { isTurnLogic } from './fromTurn.js';
+import { isInspectionObserver, toNext, type InspectionObserver } from './inspector/stately.js';
 import { Host, type TurnResult } from './runtime/Host.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
 import { sqliteStore } from './store/sqliteStore.js';
@@ -37,6 +38,24 @@ export interface RuntimeOptions {
   policy?: PolicyFactory;
   /** How long `stop()` lets running turns finish before interrupting them (ms). Default 10,000. */
   stopTimeout?: number;
+  /**
+   * The bridge to Stately's inspector: an XState inspection observer, such as
+   * `createBrowserInspector().inspect` or `createWebSocketInspector().inspect` from
+   * `@statelyai/inspect`. From the runtime's creation on, it gets the `@xstate.actor`,
+   * `@xstate.event` and `@xstate.snapshot` events of every agent while it is resident
+   * (nothing else: not the runtime's supervisor, not microsteps or actions), with session
+   * ids that name agents: the agent id for its root actor, `<agentId>/<sessionId>` for
+   * actors inside it (see src/inspector/stately.ts). Default: none, and inspection costs
+   * nothing.
+   */
+  inspect?: InspectionObserver;
+}
+
+/** A runtime event, as `runtime.inspect()` observers get it besides XState's inspection events. */
+export interface ResidencyInspectionEvent {
+  type: '@residency.event';
+  name: RuntimeEventName;
+  payload: unknown;
 }
 
 export interface SpawnRequest {
@@ -95,7 +114,16 @@ export interface Runtime {
   list(request?: ListRequest): Promise<{ agents: AgentInfo[]; cursor: string | null }>;
   stats(): RuntimeStats;
   on<K extends RuntimeEventName>(name: K, handler: (payload: RuntimeEvents[K]) => void): () => void;
-  inspect(observer: (event: InspectionEvent | { type: '@residency.event'; name: string; payload: unknown }) => void): { unsubscribe(): void };
+  /**
+   * Observes everything, from now until `unsubscribe()`: the XState inspection events of
+   * every resident agent (all types, with the session ids of the Stately bridge: the agent
+   * id for its root actor, `<agentId>/<sessionId>` inside it) and of the runtime's
+   * supervisor (session id `@residency/supervisor`), and every runtime event as a
+   * `@residency.event`. Agents already resident are announced with an `@xstate.actor`.
+   * A function or an observer `{ next }`. For Stately's inspector, use the `inspect`
+   * option of createRuntime, which forwards only what it understands.
+   */
+  inspect(observer: InspectionObserver<InspectionEvent | ResidencyInspectionEvent>): { unsubscribe(): void };
   /** Serves the live inspector page (127.0.0.1 by default; another host needs the token in the URL). */
   serveInspector(options?: LiveInspectorOptions): Promise<Inspector>;
   stop(): Promise<void>;
@@ -152,6 +180,11 @@ function assertOptions(options: unknown): asserts options is RuntimeOptions {
   if (o.policy !== undefined && typeof o.policy !== 'function') {
     throw new TypeError(`Expected \`policy\` to be a policy factory such as lru, got ${describeValue(o.policy)}`);
   }
+  if (o.inspect !== undefined && !isInspectionObserver(o.inspect)) {
+    throw new TypeError(
+      `Expected \`inspect\` to be an inspection observer (a function, or { next } such as createBrowserInspector().inspect), got ${describeValue(o.inspect)}`,
+    );
+  }
 }
 
 /**
@@ -202,6 +235,8 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     },
   });
 
+  if (options.inspect !== undefined) host.attachInspector(toNext(options.inspect), { stately: true });
+
   const accepter = new Accepter(store, {
     needsCheck: (id) => !host.entries.has(id),
     hold: (id, record) => {
@@ -250,6 +285,20 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     for (const e of crashed) emitter.emit('turn.finished', () => e);
     for (const id of [...recovered.keys()]) if (!stopped) scheduleRecovered(id);
   });
+
+  // runtime.inspect() observers also get the runtime's events; one throwing does not keep them from the others.
+  const taps = new Set<(name: string, payload: unknown) => void>();
+  const tapAll = (name: string, payload: unknown) => {
+    let failure: { error: unknown } | null = null;
+    for (const tap of taps) {
+      try {
+        tap(name, payload);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure) throw failure.error; // the emitter reports it as an 'error' event
+  };
 
   const live = (operation: string) => {
     if (stopped) throw new RuntimeStoppedError(operation);
@@ -449,17 +498,19 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     },
 
     inspect(observer) {
-      if (typeof observer !== 'function') throw new TypeError(`Expected the inspect observer to be a function, got ${describeValue(observer)}`);
-      const detach = host.attachInspector(observer as (e: InspectionEvent) => void);
-      const previous = emitter.tap;
-      emitter.tap = (name, payload) => {
-        previous?.(name, payload);
-        observer({ type: '@residency.event', name, payload });
-      };
+      if (!isInspectionObserver(observer)) {
+        throw new TypeError(`Expected the inspect observer to be a function or an observer { next }, got ${describeValue(observer)}`);
+      }
+      const next = toNext(observer);
+      const detach = host.attachInspector(next, { stately: false });
+      const tap = (name: string, payload: unknown) => next({ type: '@residency.event', name: name as RuntimeEventName, payload });
+      taps.add(tap);
+      emitter.tap = tapAll;
       return {
         unsubscribe() {
           detach();
-          emitter.tap = previous;
+          taps.delete(tap);
+          if (taps.size === 0) emitter.tap = null;
         },
       };
     },

@@ -21,6 +21,7 @@ import type { RuntimeEmitter } from '../events.js';
 import { INTERRUPT_EVENT, TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput } from '../fromTurn.js';
 import type { AgentRecord, AppendRequest, Message, Store, TurnOutcome } from '../store/Store.js';
 import { assertAgentId, assertJson, assertMessage } from '../validate.js';
+import { SUPERVISOR_SESSION_ID, SessionIds, isStatelyEvent } from '../inspector/stately.js';
 
 export interface TurnResult {
   outcome: 'done' | 'interrupted';
@@ -109,6 +110,13 @@ export function quiescent(actor: AnyActorRef): boolean {
   return Object.values(snap.children).every(quiescent);
 }
 
+/** An inspection observer as the Host keeps it. */
+interface InspectionSink {
+  next: (e: InspectionEvent) => void;
+  /** The Stately bridge: agents only, `@xstate.actor`, `@xstate.event` and `@xstate.snapshot` only. */
+  stately: boolean;
+}
+
 export type Waiter = { resolve: (r: TurnResult) => void; reject: (e: unknown) => void };
 
 export class Host {
@@ -128,8 +136,12 @@ export class Host {
     this.#waiters.delete(key);
     return w;
   }
-  /** Inspection observers and their subscriptions to every actor's system. */
-  readonly inspectors = new Map<(e: InspectionEvent) => void, Subscription[]>();
+  /** Inspection observers (runtime.inspect() and the `inspect` option); none: no XState inspection at all. */
+  readonly #sinks = new Set<InspectionSink>();
+  /** The inspection subscription of every live agent actor's system, only while someone observes. */
+  readonly #watched = new Map<AnyActorRef, Subscription>();
+  #supervisorWatch: Subscription | null = null;
+  readonly #sessions = new SessionIds();
   #lifecycleLogic: typeof agentMachine;
   #logic = new Map<string, AnyStateMachine>();
   #idleTimer: unknown = null;
@@ -360,8 +372,17 @@ export class Host {
     if (!isTurnLogic(entry.def.logic)) {
       actor.on('*', (ev: { type: string; [k: string]: unknown }) => this.#machineEffect(entry, ev));
     }
-    this.#inspect(actor);
-    actor.start();
+    if (this.#sinks.size > 0) {
+      this.#watch(entry.id, actor);
+      // XState announced the actor (and children of its first state) in the constructor, unobserved.
+      for (const ev of this.#sessions.actorEvents(actor, entry.id)) for (const sink of this.#sinks) this.#notify(sink, ev, entry.id);
+    }
+    try {
+      actor.start();
+    } catch (err) {
+      this.#stopActor(actor);
+      throw err;
+    }
     return actor;
   }
 
@@ -424,6 +445,7 @@ export class Host {
         entry.lastPersisted = snapshot ?? undefined;
         if (entry.actor.getSnapshot().status === 'error') throw new StoreCorruptionError(entry.id, 'its snapshot does not restore');
       } catch (err) {
+        if (entry.actor) this.#stopActor(entry.actor);
         entry.actor = null;
         this.#loadFailed(entry, err instanceof StoreCorruptionError ? err : new StoreCorruptionError(entry.id, `its snapshot does not restore (${(err as Error).message})`, { cause: err }), true);
         return;
@@ -567,7 +589,7 @@ export class Host {
   #rollback(entry: Entry, turn: Turn): void {
     if (isTurnLogic(entry.def.logic) && entry.actor?.getSnapshot().status === 'active') return; // state untouched
     if (turn.before === undefined) return; // the turn did not run
-    entry.actor?.stop();
+    if (entry.actor) this.#stopActor(entry.actor);
     entry.actor = this.#newActor(entry, turn.before);
   }
 
@@ -610,9 +632,9 @@ export class Host {
   #flush(entry: Entry, reason: EvictReason): void {
     this.#queue(entry, async () => {
       // State was committed at the end of every turn: flushing only stops the actor.
-      entry.actor?.stop();
+      if (entry.actor) this.#stopActor(entry.actor);
       entry.actor = null;
-        if (!entry.destroyed) {
+      if (!entry.destroyed) {
         await this.o.store.note(entry.id, { kind: 'note', note: 'evicted', reason, at: this.o.clock.now() }).catch(() => {});
       }
       this.counters.evictions++;
@@ -655,7 +677,7 @@ export class Host {
       entry.turn.abort.abort(new Error('destroyed'));
     }
     await entry.chain;
-    entry.actor?.stop();
+    if (entry.actor) this.#stopActor(entry.actor);
     entry.actor = null;
     entry.lifecycle.stop();
     for (const r of entry.leftMemory.splice(0)) r();
@@ -673,26 +695,83 @@ export class Host {
   }
 
   // --- inspection --------------------------------------------------------------------
+  //
+  // Nothing at all while nobody observes: no XState inspection callback is attached (one
+  // costs about half the throughput). With an observer, every live agent actor's system
+  // has one subscription that maps the events (src/inspector/stately.ts: session ids that
+  // name the agent) and hands them to every observer; the supervisor's system has one
+  // while a runtime.inspect() observer (not only the Stately bridge) is attached.
 
-  /** Attaches every observer to a new actor (nothing at all when nobody observes). */
-  #inspect(actor: AnyActorRef): void {
-    for (const [observer, subs] of this.inspectors) subs.push(actor.system.inspect(observer));
+  /**
+   * Attaches an observer. `stately`: the Stately bridge, which gets only `@xstate.actor`,
+   * `@xstate.event` and `@xstate.snapshot` of agents (never the supervisor's). Agents
+   * already resident are announced to it at once (`@xstate.actor`). Returns a detach.
+   */
+  attachInspector(next: (e: InspectionEvent) => void, options: { stately: boolean }): () => void {
+    const sink: InspectionSink = { next, stately: options.stately };
+    this.#sinks.add(sink);
+    if (!sink.stately && !this.#supervisorWatch) {
+      this.#supervisorWatch = this.supervisor.system.inspect((e) => this.#dispatch(SUPERVISOR_SESSION_ID, e, true));
+    }
+    for (const e of this.entries.values()) {
+      if (!e.actor) continue;
+      this.#watch(e.id, e.actor);
+      for (const ev of this.#sessions.actorEvents(e.actor, e.id)) this.#notify(sink, ev, e.id);
+    }
+    return () => {
+      if (!this.#sinks.delete(sink)) return;
+      if (this.#supervisorWatch && ![...this.#sinks].some((s) => !s.stately)) {
+        this.#supervisorWatch.unsubscribe();
+        this.#supervisorWatch = null;
+      }
+      if (this.#sinks.size === 0) {
+        for (const sub of this.#watched.values()) sub.unsubscribe();
+        this.#watched.clear();
+      }
+    };
   }
 
-  attachInspector(observer: (e: InspectionEvent) => void): () => void {
-    const subs: Subscription[] = [this.supervisor.system.inspect(observer)];
-    for (const e of this.entries.values()) if (e.actor) subs.push(e.actor.system.inspect(observer));
-    this.inspectors.set(observer, subs);
-    return () => {
-      for (const s of this.inspectors.get(observer) ?? []) s.unsubscribe();
-      this.inspectors.delete(observer);
-    };
+  /** Subscribes to an agent actor's system (once). */
+  #watch(agentId: string, actor: AnyActorRef): void {
+    if (this.#watched.has(actor)) return;
+    this.#watched.set(actor, actor.system.inspect((e: InspectionEvent) => this.#dispatch(agentId, e, false)));
+  }
+
+  /** Stops an agent actor and drops its inspection subscription (after its last events). */
+  #stopActor(actor: AnyActorRef): void {
+    actor.stop();
+    const sub = this.#watched.get(actor);
+    if (!sub) return;
+    sub.unsubscribe();
+    this.#watched.delete(actor);
+  }
+
+  /** Maps an event of the agent (or the supervisor) `root` once and hands it to the observers that want it. */
+  #dispatch(root: string, raw: InspectionEvent, supervisor: boolean): void {
+    const forStately = !supervisor && isStatelyEvent(raw);
+    let mapped: InspectionEvent | undefined;
+    for (const sink of this.#sinks) {
+      if (sink.stately && !forStately) continue;
+      mapped ??= this.#sessions.event(raw, root);
+      this.#notify(sink, mapped, supervisor ? '*' : root);
+    }
+  }
+
+  /** A throwing observer never breaks the runtime: it is reported as an `error` event. */
+  #notify(sink: InspectionSink, event: InspectionEvent, id: string): void {
+    try {
+      sink.next(event);
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      // Later, as for event listeners: the observer may have thrown in the middle of a transition.
+      queueMicrotask(() => this.o.emitter.emit('error', () => ({ id, at: this.o.clock.now(), error, where: 'inspect observer' })));
+    }
   }
 
   stopAll(): void {
     if (this.#idleTimer !== null) this.o.clock.clearTimeout(this.#idleTimer);
     for (const e of this.entries.values()) {
-      e.actor?.stop();
+      if (e.actor) this.#stopActor(e.actor);
       e.lifecycle.stop();
     }
     this.supervisor.stop();

@@ -528,7 +528,14 @@ const observerEntries: CallEntry[] = [
     name: 'inspect with an observer that is not a function (42)',
     call: (rt) => rt.inspect(42 as never),
     error: TypeError,
-    message: literal('Expected the inspect observer to be a function, got `42` (number)'),
+    message: literal('Expected the inspect observer to be a function or an observer { next }, got `42` (number)'),
+    sync: true,
+  },
+  {
+    name: 'inspect with an object without next() ({ complete })',
+    call: (rt) => rt.inspect({ complete: () => {} } as never),
+    error: TypeError,
+    message: literal('Expected the inspect observer to be a function or an observer { next }, got `[object Object]` (object)'),
     sync: true,
   },
 ];
@@ -750,6 +757,19 @@ const optionEntries: OptionEntry[] = [
     options: (g) => ({ ...g, policy: 'lru' }),
     message: literal('Expected `policy` to be a policy factory such as lru, got `"lru"` (string)'),
   },
+  ...([
+    [null, '`null`'],
+    ['stately', '`"stately"` (string)'],
+    [{ next: 'x' }, '`[object Object]` (object)'],
+  ] as const).map(
+    ([v, got]): OptionEntry => ({
+      name: `inspect ${v === null ? 'null' : typeof v === 'string' ? `'${v}'` : "{ next: 'x' } (next not a function)"}`,
+      options: (g) => ({ ...g, inspect: v }),
+      message: literal(
+        `Expected \`inspect\` to be an inspection observer (a function, or { next } such as createBrowserInspector().inspect), got ${got}`,
+      ),
+    }),
+  ),
 ];
 
 describe('bad createRuntime options', () => {
