@@ -7,7 +7,7 @@
  * const runtime = await createRuntime({ agents: [chat], residentCap: 32, runningCap: 8 });
  */
 export { createRuntime, DEFAULT_DB } from './createRuntime.js';
-export type { AgentInfo, ListRequest, Runtime, RuntimeOptions, RuntimeStats, SpawnRequest } from './createRuntime.js';
+export type { AgentInfo, ListRequest, ResidencyInspectionEvent, Runtime, RuntimeOptions, RuntimeStats, SpawnRequest } from './createRuntime.js';
 export type { TurnResult } from './runtime/Host.js';
 export { defineAgent } from './defineAgent.js';
 export type { AgentDefinition, DefineAgentOptions } from './defineAgent.js';
@@ -47,6 +47,7 @@ export type { ErrorCode } from './errors.js';
 export type { RuntimeEventName, RuntimeEvents } from './events.js';
 export { serveInspector, serveStoredInspector } from './inspector/serveInspector.js';
 export type { Inspector, InspectorOptions, LiveInspectorOptions } from './inspector/serveInspector.js';
+export type { InspectionObserver } from './inspector/stately.js';
 export { manualClock, systemClock } from './clock.js';
 export type { Clock, ManualClock } from './clock.js';
 
