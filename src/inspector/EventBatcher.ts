@@ -61,6 +61,16 @@ export class EventBatcher {
     if (this.#timer === null) this.#timer = this.#setTimeout(() => this.#fire(), this.#interval);
   }
 
+  /**
+   * Like `push`, but the event is only built when it will be sent: once the batch is
+   * full, an event costs one counter increment.
+   */
+  offer(make: () => InspectorEvent): void {
+    if (this.#events.length < this.#maxBatch) this.#events.push(make());
+    else this.#dropped++;
+    if (this.#timer === null) this.#timer = this.#setTimeout(() => this.#fire(), this.#interval);
+  }
+
   /** Events waiting for the next flush. */
   get pending(): number {
     return this.#events.length;

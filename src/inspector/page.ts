@@ -163,8 +163,8 @@ const JS = String.raw`
   // --- overview -------------------------------------------------------------------
   var filters = { type: '', state: '', resident: '', cursor: null, prev: [] };
   var samples = [];
-  function spark(values, label) {
-    var w = 110, h = 26, max = Math.max.apply(null, values.concat([1]));
+  function spark(values, label, ceiling) {
+    var w = 110, h = 26, max = ceiling || Math.max.apply(null, values.concat([1]));
     var s = sv('svg', { width: w, height: h, 'aria-label': label });
     var pts = values.map(function (v, i) { return (values.length < 2 ? 0 : i * w / (values.length - 1)).toFixed(1) + ',' + (h - 2 - v / max * (h - 4)).toFixed(1); });
     s.appendChild(sv('polyline', { points: pts.join(' '), fill: 'none', stroke: '#4fb3ff', 'stroke-width': 1.5 }));
@@ -209,12 +209,22 @@ const JS = String.raw`
         if (samples.length > 60) samples.shift();
         function rate(key) { var out = []; for (var i = 1; i < samples.length; i++) out.push(Math.max(0, samples[i][key] - samples[i - 1][key])); return out.length ? out : [0]; }
         var hitRate = st.hits + st.misses ? Math.round(100 * st.hits / (st.hits + st.misses)) + ' %' : '–';
+        // Hit rate per interval between samples (the last one carried over an interval without traffic).
+        function hitRates() {
+          var out = [], last = 0;
+          for (var i = 1; i < samples.length; i++) {
+            var h = samples[i].hits - samples[i - 1].hits, m = samples[i].misses - samples[i - 1].misses;
+            if (h + m > 0) last = 100 * h / (h + m);
+            out.push(last);
+          }
+          return out.length ? out : [0];
+        }
         top.appendChild(el('h2', { text: 'Supervisor' + (s.policy ? ' · policy ' + s.policy : '') }));
         top.appendChild(el('div', { cls: 'cards', id: 'stats' }, [
           card('resident cap', st.residentCap), card('running cap', st.runningCap), card('resident', st.resident), card('loading', st.loading),
           card('flushing', st.flushing), card('running', st.running), card('pinned', st.pinned), card('waiting for slot', st.waitingForSlot),
           card('waiting for permit', st.waitingForPermit), card('loads', st.loads, spark(rate('loads'), 'loads over time')),
-          card('evictions', st.evictions, spark(rate('evictions'), 'evictions over time')), card('hit rate', hitRate)]));
+          card('evictions', st.evictions, spark(rate('evictions'), 'evictions over time')), card('hit rate', hitRate, spark(hitRates(), 'hit rate over time', 100))]));
         top.appendChild(el('div', { cls: 'row' }, [
           el('section', {}, [el('h2', { text: 'LRU order (next victim first)' }), ids(s.lru, 'evictable')]),
           el('section', {}, [el('h2', { text: 'Waiting for a slot' }), ids(s.slotQueue, 'waiting')]),

@@ -124,7 +124,7 @@ async function serve(source: InspectorSource, options: InspectorOptions): Promis
   );
   const attach = (res: ServerResponse) => {
     clients.add(res);
-    if (!unsubscribe && source.subscribe) unsubscribe = source.subscribe((e) => batcher.push(e));
+    if (!unsubscribe && source.subscribe) unsubscribe = source.subscribe((make) => batcher.offer(make));
   };
   const detach = (res: ServerResponse) => {
     clients.delete(res);

@@ -63,8 +63,11 @@ export interface InspectorSource {
   agent(id: string, limits: { rollout: number; mailbox: number }): Promise<AgentDetail | null>;
   /** An agent type's logic when it is a statechart of the user's (null otherwise or unknown). */
   machine(type: string): AnyStateMachine | null;
-  /** Subscribes to every runtime event; returns the unsubscribe. Absent for stored views. */
-  subscribe?(listener: (event: InspectorEvent) => void): () => void;
+  /**
+   * Subscribes to every runtime event; returns the unsubscribe. The listener gets a
+   * function that builds the event, so a full batch costs nothing more. Absent for stored views.
+   */
+  subscribe?(listener: (make: () => InspectorEvent) => void): () => void;
 }
 
 function take(it: Iterable<string>, n: number): string[] {
@@ -81,11 +84,16 @@ function valueOf(snapshot: unknown): unknown {
   return snapshot !== null && typeof snapshot === 'object' && 'value' in snapshot ? (snapshot as { value: unknown }).value : null;
 }
 
-/** Makes an event JSON-friendly: errors become their message. */
+/** Makes an event JSON-friendly (errors become their message), named. */
 function plain(name: string, payload: unknown): InspectorEvent {
-  const p = { ...(payload as Record<string, unknown>) };
-  for (const [k, v] of Object.entries(p)) if (v instanceof Error) p[k] = v.message;
-  return { ...(p as { id: string; at: number }), name };
+  const p = payload as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const k in p) {
+    const v = p[k];
+    out[k] = v instanceof Error ? v.message : v;
+  }
+  out.name = name;
+  return out as InspectorEvent;
 }
 
 export function internalsOf(runtime: Runtime): RuntimeInternals | null {
@@ -139,7 +147,7 @@ export function runtimeSource(runtime: Runtime, store: Store | null): InspectorS
     },
     machine: (type) => internals?.machineOf?.(type) ?? null,
     subscribe(listener) {
-      const offs = RUNTIME_EVENT_NAMES.map((name) => runtime.on(name, (payload) => listener(plain(name, payload))));
+      const offs = RUNTIME_EVENT_NAMES.map((name) => runtime.on(name, (payload) => listener(() => plain(name, payload))));
       return () => {
         for (const off of offs) off();
       };

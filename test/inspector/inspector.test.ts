@@ -74,6 +74,8 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
     await runtime.send('alice', { type: 'ping' });
     await page.waitForSelector('tr[data-agent="alice"][data-state="idle"]');
     await page.waitForSelector('[data-stat="resident cap"] .v >> text=1');
+    // Loads, evictions and hit rate have their small charts over time.
+    for (const stat of ['loads', 'evictions', 'hit rate']) expect(await page.locator(`[data-stat="${stat}"] svg polyline`).count(), stat).toBe(1);
     await page.screenshot({ path: `${ARTIFACTS}/inspector-overview.png`, fullPage: true });
   });
 

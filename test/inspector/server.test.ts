@@ -48,6 +48,17 @@ describe('EventBatcher', () => {
     expect(batches[1]).toEqual({ events: [{ name: 'turn.started', id: 'x', at: 0 }], dropped: 0 });
   });
 
+  it('offer() builds an event only when it will be sent', () => {
+    const t = manualTimers();
+    const batches: Batch[] = [];
+    const b = new EventBatcher((x) => batches.push(x), { maxBatch: 2, ...t });
+    let built = 0;
+    for (let i = 0; i < 5; i++) b.offer(() => (built++, { name: 'message.accepted', id: `a${i}`, at: i }));
+    expect(built).toBe(2);
+    t.fire();
+    expect(batches).toEqual([{ events: [{ name: 'message.accepted', id: 'a0', at: 0 }, { name: 'message.accepted', id: 'a1', at: 1 }], dropped: 3 }]);
+  });
+
   it('arms no timer while nothing happens, and stop() discards what waits', () => {
     const t = manualTimers();
     const batches: Batch[] = [];
