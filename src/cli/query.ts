@@ -100,7 +100,7 @@ function describeEntry(e: RolloutEntry): string {
     case 'output':
       return `#${e.seq} output ${JSON.stringify(e.output)}`;
     case 'snapshot':
-      return `#${e.seq} snapshot saved`;
+      return `#${e.seq} snapshot saved${e.value === undefined ? '' : ` · state ${JSON.stringify(e.value)}`}`;
     case 'note':
       return `${e.note}${e.reason ? ` (${e.reason})` : ''}`;
   }

@@ -395,7 +395,7 @@ const JS = String.raw`
     if (r.kind === 'turn.started') return '#' + r.seq + ' turn started';
     if (r.kind === 'turn.finished') return '#' + r.seq + ' turn ' + r.outcome + ' in ' + r.durationMs + ' ms' + (r.error ? ': ' + r.error : '');
     if (r.kind === 'output') return '#' + r.seq + ' output ' + JSON.stringify(r.output).slice(0, 120);
-    if (r.kind === 'snapshot') return '#' + r.seq + ' snapshot';
+    if (r.kind === 'snapshot') return '#' + r.seq + ' snapshot' + (r.value !== undefined ? ' · state ' + JSON.stringify(r.value) : '');
     if (r.kind === 'note') return r.note + (r.reason ? ' (' + r.reason + ')' : '');
     return r.kind;
   }
@@ -431,10 +431,19 @@ const JS = String.raw`
     var chart = null, lifecycle = null, logic = null, logicType = null, liveState = null, detail = null, stepping = false;
     function showState() {
       if (!chart) return;
-      if (!stepping || !detail) { chart.light(lifecycleIds(lifecycle, liveState)); return; }
-      var n = Number(slider.value), st = 'unloaded';
-      for (var i = 0; i < n; i++) st = stateAfterEntry(detail.rollout[i], st);
+      if (!stepping || !detail) {
+        chart.light(lifecycleIds(lifecycle, liveState));
+        if (logic && detail && detail.logic) logic.chart.light(activeIds(logic.g, detail.logic.value));
+        return;
+      }
+      var n = Number(slider.value), st = 'unloaded', value = null;
+      for (var i = 0; i < n; i++) {
+        st = stateAfterEntry(detail.rollout[i], st);
+        if (detail.rollout[i].kind === 'snapshot' && detail.rollout[i].value !== undefined) value = detail.rollout[i].value;
+      }
       chart.light(lifecycleIds(lifecycle, st));
+      // The agent's own chart: the state its last snapshot up to here recorded.
+      if (logic) logic.chart.light(activeIds(logic.g, value));
       Array.prototype.forEach.call(timeline.children, function (li, i) { li.classList.toggle('past', i >= n); });
     }
     function drawDetail(d) {
@@ -495,7 +504,7 @@ const JS = String.raw`
         'Its statechart is not available here (a stored view has no agent definitions)') +
         (value !== null ? ' · state ' + JSON.stringify(value) + (l.resident ? '' : ' (as stored)') : '');
       if (!l || !l.drawable) { logicBox.textContent = ''; logic = null; logicType = null; return; }
-      if (logicType === type) { if (logic) logic.chart.light(activeIds(logic.g, value)); return; }
+      if (logicType === type) return; // lit by showState()
       logicType = type;
       chartOf('/api/machine/' + encodeURIComponent(type)).then(function (g) {
         if (logicType !== type) return;
@@ -503,7 +512,7 @@ const JS = String.raw`
         logicHead.textContent = 'Logic · ' + g.machineId;
         logicBox.textContent = '';
         logicBox.appendChild(logic.chart.svg);
-        logic.chart.light(activeIds(g, detail && detail.logic ? detail.logic.value : null));
+        showState();
       }).catch(function (e) { logicInfo.textContent = String(e); });
     }
     chartOf('/api/lifecycle').then(function (g) { lifecycle = g; chart = drawChart(g, 'statechart'); chartBox.appendChild(chart.svg); showState(); });

@@ -19,7 +19,7 @@ import type { AgentDefinition } from '../defineAgent.js';
 import { AgentExistsError, AgentNotFoundError, StoreCorruptionError, TurnFailedError } from '../errors.js';
 import type { RuntimeEmitter } from '../events.js';
 import { INTERRUPT_EVENT, TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput } from '../fromTurn.js';
-import type { AgentRecord, AppendRequest, Message, Store, TurnOutcome } from '../store/Store.js';
+import type { AgentRecord, AppendRequest, Json, Message, Store, TurnOutcome } from '../store/Store.js';
 import { assertAgentId, assertJson, assertMessage } from '../validate.js';
 import { SUPERVISOR_SESSION_ID, SessionIds, isStatelyEvent } from '../inspector/stately.js';
 
@@ -115,6 +115,13 @@ interface InspectionSink {
   next: (e: InspectionEvent) => void;
   /** The Stately bridge: agents only, `@xstate.actor`, `@xstate.event` and `@xstate.snapshot` only. */
   stately: boolean;
+}
+
+/** The state value of a machine snapshot, unless it says nothing (`{}`: a machine without states). */
+function stateValueOf(snapshot: unknown): Json | undefined {
+  const value = (snapshot as { value?: Json } | null)?.value;
+  if (value === undefined || (typeof value === 'object' && value !== null && Object.keys(value).length === 0)) return undefined;
+  return value;
 }
 
 export type Waiter = { resolve: (r: TurnResult) => void; reject: (e: unknown) => void };
@@ -546,11 +553,15 @@ export class Host {
     if (failure === undefined) {
       try {
         const snapshot = persistable(actor.getPersistedSnapshot());
+        // A statechart's state after the turn goes in the rollout too (the inspector's timeline);
+        // not for fromTurn logic, nor a machine without states (its value is always `{}`).
+        const value = isTurnLogic(entry.def.logic) ? undefined : stateValueOf(snapshot);
         const r = await this.o.store.commitTurn({
           agentId: entry.id,
           seq: turn.seq,
           outcome: 'done',
           snapshot,
+          value,
           outputs: turn.outputs,
           outbox: turn.outbox,
           spawned: turn.spawned,

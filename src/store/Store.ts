@@ -88,6 +88,12 @@ export interface CommitTurn {
   outcome: TurnOutcome;
   /** The logic's snapshot after the turn; `undefined` keeps the previous one. */
   snapshot?: unknown;
+  /**
+   * The state value of the agent's own statechart after the turn (machine logic only),
+   * repeated in the rollout's `snapshot` entry so a timeline can show the state after each
+   * turn. Ignored without a `snapshot`.
+   */
+  value?: Json;
   /** What the turn emitted as outputs, in order. */
   outputs?: unknown[];
   /** Messages the turn sent to other agents (or itself), appended atomically with the commit. */
@@ -110,7 +116,7 @@ export type RolloutEntry =
   | { kind: 'turn.started'; seq: number; at: number }
   | { kind: 'turn.finished'; seq: number; outcome: TurnOutcome; at: number; durationMs: number; error?: string }
   | { kind: 'output'; seq: number; output: unknown; at: number }
-  | { kind: 'snapshot'; seq: number; at: number }
+  | { kind: 'snapshot'; seq: number; at: number; value?: Json }
   | { kind: 'note'; note: 'loaded' | 'evicted' | 'spawned'; reason?: string; at: number };
 
 export interface ListOptions {

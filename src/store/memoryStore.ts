@@ -245,6 +245,7 @@ export function memoryStore(): Store {
       }
       const what = `the turn of agent "${agentId}" on message #${seq}`;
       const snapshot = commit.snapshot === undefined ? undefined : copyIn(commit.snapshot, `the snapshot of ${what}`);
+      const value = snapshot === undefined || commit.value === undefined ? undefined : copyIn(commit.value, `the state value of ${what}`);
       const outputs = copyIn(commit.outputs ?? [], `the outputs of ${what}`);
       const spawned = copyIn(commit.spawned ?? [], `the agents spawned by ${what}`);
       const outbox = copyIn(commit.outbox ?? [], `the outbox of ${what}`);
@@ -253,7 +254,7 @@ export function memoryStore(): Store {
       for (const output of outputs) agent.rollout.push({ kind: 'output', seq, output, at });
       if (snapshot !== undefined) {
         agent.snapshot = snapshot;
-        agent.rollout.push({ kind: 'snapshot', seq, at });
+        agent.rollout.push(value === undefined ? { kind: 'snapshot', seq, at } : { kind: 'snapshot', seq, at, value });
       }
       agent.rollout.push({
         kind: 'turn.finished',

@@ -300,7 +300,10 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
           toJson({ kind: 'output', seq, output, at }, `output ${i} of ${what}`),
         ),
         snapshot: turn.snapshot === undefined ? undefined : toJson(turn.snapshot, `the snapshot of ${what}`),
-        snapshotEntry: JSON.stringify({ kind: 'snapshot', seq, at }),
+        snapshotEntry:
+          turn.value === undefined
+            ? JSON.stringify({ kind: 'snapshot', seq, at })
+            : toJson({ kind: 'snapshot', seq, at, value: turn.value }, `the state value of ${what}`),
         finished: toJson(
           { kind: 'turn.finished', seq, outcome, at, durationMs, ...(error === undefined ? {} : { error }) },
           `the record of ${what}`,

@@ -118,7 +118,16 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
     // (attached, not visible: a straight path has an empty box to playwright)
     await page.waitForSelector('#logicchart path.edge.fired[data-edge="door.opened.wide>door.opened.ajar"]', { state: 'attached' });
     expect(await page.locator('#logicchart path.edge.fired').count()).toBe(1);
+    await page.waitForSelector('#timeline li[data-kind="snapshot"] >> text=state {"opened":"ajar"}');
     await page.screenshot({ path: `${ARTIFACTS}/inspector-logic.png`, fullPage: true });
+    // Stepping back to just after the first turn lights the state that turn left.
+    const kinds = await Promise.all((await page.locator('#timeline li').all()).map((li) => li.getAttribute('data-kind')));
+    const slider = page.locator('input[type=range]');
+    await slider.fill(String(kinds.indexOf('snapshot') + 1));
+    await page.waitForSelector('#logicchart[data-lit="opened opened.wide"]');
+    await page.waitForSelector('#statechart g.node.lit[data-state="running"]');
+    await slider.fill(String(kinds.length));
+    await page.waitForSelector('#logicchart[data-lit="opened opened.ajar"]');
     // Evicted (alice takes the slot): the stored state stays lit, marked as stored.
     await runtime.send('alice', { type: 'ping' });
     await page.waitForSelector('#statechart g.node.lit[data-state="unloaded"]');

@@ -140,6 +140,9 @@ describe('serveInspector', () => {
     // Resident: the live state value.
     let front = await getJson(`${inspector.url}api/agent/front`);
     expect(front.logic).toEqual({ kind: 'machine', drawable: true, value: { opened: 'ajar' }, resident: true });
+    // The rollout keeps the state each turn left (for the timeline and the step-back slider).
+    const values = (front.rollout as { kind: string; value?: unknown }[]).filter((r) => r.kind === 'snapshot').map((r) => r.value);
+    expect(values).toEqual([{ opened: 'wide' }, { opened: 'ajar' }]);
     // Evicted (alice takes the only slot): the stored snapshot's value.
     await runtime.ask('alice', { type: 'ping' });
     front = await getJson(`${inspector.url}api/agent/front`);
@@ -148,6 +151,8 @@ describe('serveInspector', () => {
     // A fromTurn agent has no statechart of its own to draw; an unknown type is a clear 404.
     const alice = await getJson(`${inspector.url}api/agent/alice`);
     expect(alice.logic).toMatchObject({ kind: 'turn', drawable: false, value: null });
+    expect((alice.rollout as { kind: string }[]).filter((r) => r.kind === 'snapshot')).not.toContainEqual(expect.objectContaining({ value: expect.anything() }));
+    expect((alice.rollout as { kind: string }[]).some((r) => r.kind === 'snapshot')).toBe(true);
     for (const type of ['counter', 'nope']) {
       const res = await fetch(`${inspector.url}api/machine/${type}`);
       expect(res.status).toBe(404);

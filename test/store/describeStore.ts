@@ -456,6 +456,18 @@ export function describeStore(
         ]);
       });
 
+      it("a turn's state value, when given, is repeated in the rollout's snapshot entry (not without a snapshot)", async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2'), msg('alice', 'm3')]);
+        await store.commitTurn(turn('alice', 1, { snapshot: { value: { working: 'reviewing' } }, value: { working: 'reviewing' }, at: 300 }));
+        await store.commitTurn(turn('alice', 2, { snapshot: { count: 2 }, at: 400 }));
+        await store.commitTurn(turn('alice', 3, { value: 'ignored', at: 500 }));
+        const entries = (await store.rollout('alice')).filter((r) => r.kind === 'snapshot');
+        expect(entries).toEqual([
+          { kind: 'snapshot', seq: 1, at: 300, value: { working: 'reviewing' } },
+          { kind: 'snapshot', seq: 2, at: 400 },
+        ]);
+      });
+
       it('a failed turn records its outcome and error and keeps the previous snapshot', async () => {
         await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
         await store.commitTurn(turn('alice', 1, { snapshot: { count: 1 } }));
