@@ -407,6 +407,7 @@ const JS = String.raw`
     if (r.kind === 'note' && r.note === 'spawned') return 'unloaded';
     return before;
   }
+  var ROLLOUT = 200; // rollout entries shown (the latest)
   function agentPage(id) {
     var head = el('div', { cls: 'agent-head' });
     var chartBox = el('div', { cls: 'chartbox' });
@@ -417,6 +418,7 @@ const JS = String.raw`
     var sliderInfo = el('span', { text: 'live' });
     var mailbox = el('ol', { cls: 'mailbox', id: 'mailbox' });
     var timeline = el('ul', { cls: 'timeline', id: 'timeline' });
+    var windowNote = el('div', { cls: 'empty' });
     view.appendChild(el('div', {}, [el('a', { href: '#/', text: '← overview' })]));
     view.appendChild(head);
     view.appendChild(el('h2', { text: 'Lifecycle' }));
@@ -427,7 +429,7 @@ const JS = String.raw`
     view.appendChild(logicBox);
     view.appendChild(el('div', { cls: 'row' }, [
       el('section', {}, [el('h2', { text: 'Mailbox' }), mailbox]),
-      el('section', {}, [el('h2', { text: 'Rollout' }), timeline])]));
+      el('section', {}, [el('h2', { text: 'Rollout' }), windowNote, timeline])]));
     var chart = null, lifecycle = null, logic = null, logicType = null, liveState = null, detail = null, stepping = false;
     function showState() {
       if (!chart) return;
@@ -436,7 +438,8 @@ const JS = String.raw`
         if (logic && detail && detail.logic) logic.chart.light(activeIds(logic.g, detail.logic.value));
         return;
       }
-      var n = Number(slider.value), st = 'unloaded', value = null;
+      // A full window may not start at the agent's beginning: its first state is then unknown.
+      var n = Number(slider.value), st = detail.rollout.length >= ROLLOUT ? null : 'unloaded', value = null;
       for (var i = 0; i < n; i++) {
         st = stateAfterEntry(detail.rollout[i], st);
         if (detail.rollout[i].kind === 'snapshot' && detail.rollout[i].value !== undefined) value = detail.rollout[i].value;
@@ -467,13 +470,14 @@ const JS = String.raw`
           [el('span', { cls: 't', text: clock(r.at) }), describe(r)]));
       });
       showLogic(a.type, d.logic);
+      windowNote.textContent = d.rollout.length >= ROLLOUT ? 'the latest ' + ROLLOUT + ' entries (stepping back starts in an unknown state)' : '';
       var atEnd = Number(slider.value) === Number(slider.max);
       slider.max = String(d.rollout.length);
       if (!stepping || atEnd) slider.value = slider.max;
       showState();
     }
     function load() {
-      return getJSON('/api/agent/' + encodeURIComponent(id)).then(drawDetail).catch(function (e) {
+      return getJSON('/api/agent/' + encodeURIComponent(id) + '?rollout=' + ROLLOUT).then(drawDetail).catch(function (e) {
         head.textContent = String(e).indexOf('404') >= 0 ? 'Agent "' + id + '" does not exist.' : String(e);
       });
     }
