@@ -135,6 +135,22 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
     await page.waitForSelector('#logicchart[data-lit="opened opened.ajar"]');
   });
 
+  it('says when the rollout shown is not the whole history, and steps back from an unknown state', async () => {
+    await runtime.spawn('counter', { id: 'carol' });
+    for (let i = 0; i < 60; i++) await runtime.ask('carol', { type: 'ping' }); // 4 entries a turn: over 200
+    await page.goto(`${inspector.url}#/agent/carol`);
+    await page.waitForSelector('text=the latest 200 entries');
+    expect(await page.locator('#timeline li').count()).toBe(200);
+    // (The window starts on an entry that does not set the lifecycle state.)
+    expect(['accepted', 'snapshot', 'output']).toContain(await page.locator('#timeline li').first().getAttribute('data-kind'));
+    const slider = page.locator('input[type=range]');
+    await slider.fill('1');
+    // The first entry shown does not say which lifecycle state the agent was in: nothing is lit.
+    await page.waitForSelector('#statechart[data-lit=""]', { state: 'attached' });
+    await slider.fill('200');
+    await page.waitForSelector('#statechart g.node.lit[data-state="idle"]');
+  });
+
   it('refuses requests without the token when bound to a non-loopback host', async () => {
     const open = await serveInspector(runtime, { host: '0.0.0.0', store });
     try {
