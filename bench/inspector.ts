@@ -88,6 +88,19 @@ async function round(d: Driven, to: number[] = new Array<number>(MESSAGES).fill(
   return Number(process.hrtime.bigint() - t0) / to.length;
 }
 
+/**
+ * Runs both measurements of round `r`, in ABBA order (a first in even rounds, b first in
+ * odd ones), so that neither always runs first (the event loop and GC carry over).
+ */
+async function abba(r: number, a: () => Promise<number>, b: () => Promise<number>): Promise<[number, number]> {
+  if (r % 2 === 0) {
+    const x = await a();
+    return [x, await b()];
+  }
+  const y = await b();
+  return [await a(), y];
+}
+
 export async function benchInspector(): Promise<string> {
   const without = await setup(false);
   const withPage = await setup(true);
@@ -95,15 +108,10 @@ export async function benchInspector(): Promise<string> {
   const b: number[] = [];
   await round(without.d);
   await round(withPage.d);
-  // ABBA order: neither runtime always runs first (the event loop and GC carry over).
   for (let r = 0; r < ROUNDS; r++) {
-    if (r % 2 === 0) {
-      a.push(await round(without.d));
-      b.push(await round(withPage.d));
-    } else {
-      b.push(await round(withPage.d));
-      a.push(await round(without.d));
-    }
+    const [x, y] = await abba(r, () => round(without.d), () => round(withPage.d));
+    a.push(x);
+    b.push(y);
   }
   const bytes = withPage.received();
   await without.close();
@@ -122,9 +130,8 @@ export async function benchInspector(): Promise<string> {
   let seconds = 0;
   for (let r = 0; r < SWARM_ROUNDS; r++) {
     const to = targets(SWARM, SWARM_MESSAGES, r + 1);
-    if (r % 2 === 1) c.push(await round(swarmWithout.d, to));
-    const t = await round(swarmWith.d, to);
-    if (r % 2 === 0) c.push(await round(swarmWithout.d, to));
+    const [x, t] = await abba(r, () => round(swarmWithout.d, to), () => round(swarmWith.d, to));
+    c.push(x);
     e.push(t);
     seconds += (t * SWARM_MESSAGES) / 1e9;
   }

@@ -84,6 +84,14 @@ export function eventLabel(event: string): string {
   return event;
 }
 
+/** The transitions between one source and one target state. */
+interface EdgeGroup {
+  source: string;
+  target: string;
+  events: string[];
+  names: string[];
+}
+
 interface ElkLabel {
   text: string;
   width: number;
@@ -175,7 +183,7 @@ export async function drawMachine(machine: AnyStateMachine): Promise<MachineDraw
   // Transitions: grouped by (source, target); targetless ones are listed on their state.
   const internal = new Map<string, string[]>();
   const fromAnyState: { event: string; target: string | null }[] = [];
-  const grouped = new Map<string, { source: string; target: string; events: string[]; names: string[] }>();
+  const grouped = new Map<string, EdgeGroup>();
   for (const t of transitionsOf(machine)) {
     const name = eventLabel(t.event);
     const label = t.guard ? `${name} [${t.guard}]` : name;
@@ -238,11 +246,13 @@ export async function drawMachine(machine: AnyStateMachine): Promise<MachineDraw
     };
   };
   const top = toElk(root);
-  let n = 0;
+  const groupOf = new Map<string, EdgeGroup>();
   for (const g of grouped.values()) {
     const lines = g.names;
+    const id = `e${groupOf.size}`;
+    groupOf.set(id, g);
     edges.push({
-      id: `e${n++}`,
+      id,
       sources: [g.source],
       targets: [g.target],
       labels: [
@@ -293,7 +303,6 @@ export async function drawMachine(machine: AnyStateMachine): Promise<MachineDraw
 
   const drawnEdges: DrawnEdge[] = [];
   const initials: InitialMark[] = [];
-  const groups = [...grouped.values()];
   for (const e of laid.edges ?? []) {
     const origin = abs.get(e.container ?? root.id) ?? { x: 0, y: 0 };
     const points: [number, number][] = [];
@@ -306,7 +315,7 @@ export async function drawMachine(machine: AnyStateMachine): Promise<MachineDraw
       initials.push({ parent: markParent, target: e.targets[0]!, x: round(m.x + MARK / 2), y: round(m.y + MARK / 2), points });
       continue;
     }
-    const g = groups[Number(e.id.slice(1))]!;
+    const g = groupOf.get(e.id)!;
     const l = e.labels?.[0];
     drawnEdges.push({
       id: e.id,

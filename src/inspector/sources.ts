@@ -79,8 +79,16 @@ function take(it: Iterable<string>, n: number): string[] {
   return out;
 }
 
-/** The state value of a persisted snapshot, if it has one. */
-function valueOf(snapshot: unknown): unknown {
+/**
+ * The logic's stored state value: the latest one the rollout (already read) recorded with
+ * a snapshot, else read from the snapshot itself (older rollouts, machines without states).
+ */
+async function storedValue(store: Store, id: string, rollout: readonly RolloutEntry[]): Promise<unknown> {
+  for (let i = rollout.length - 1; i >= 0; i--) {
+    const r = rollout[i]!;
+    if (r.kind === 'snapshot' && r.value !== undefined) return r.value;
+  }
+  const snapshot = await store.loadSnapshot(id);
   return snapshot !== null && typeof snapshot === 'object' && 'value' in snapshot ? (snapshot as { value: unknown }).value : null;
 }
 
@@ -140,7 +148,7 @@ export function runtimeSource(runtime: Runtime, store: Store | null): InspectorS
       const logic: LogicView = {
         kind: machine ? 'machine' : 'turn',
         drawable: machine !== null,
-        value: !machine ? null : live !== undefined ? live : s ? valueOf(await s.loadSnapshot(id)) : null,
+        value: !machine ? null : live !== undefined ? live : s ? await storedValue(s, id, rollout) : null,
         resident: live !== undefined,
       };
       return { agent, mailbox, rollout, logic };
@@ -188,7 +196,7 @@ export function storeSource(store: Store): InspectorSource {
         store.rollout(id, { limit: limits.rollout }),
       ]);
       const turns = rollout.filter((r) => r.kind === 'turn.finished').length;
-      const logic: LogicView = { kind: 'unknown', drawable: false, value: valueOf(await store.loadSnapshot(id)), resident: false };
+      const logic: LogicView = { kind: 'unknown', drawable: false, value: await storedValue(store, id, rollout), resident: false };
       return { agent: { ...agent, turns: rollout.length < limits.rollout ? turns : null }, mailbox, rollout, logic };
     },
     machine: () => null,

@@ -6,13 +6,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { createMachine } from 'xstate';
 import { createRuntime, type Runtime } from '../../src/createRuntime.js';
-import { defineAgent } from '../../src/defineAgent.js';
 import { serveInspector, type Inspector } from '../../src/inspector/serveInspector.js';
 import { memoryStore } from '../../src/store/memoryStore.js';
 import type { Store } from '../../src/store/Store.js';
-import { counterAgent, deferred, type Deferred } from '../runtime/helpers.js';
+import { counterAgent, deferred, doorAgent, type Deferred } from '../runtime/helpers.js';
 
 function findChromium(): string | null {
   try {
@@ -40,17 +38,7 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     store = memoryStore();
-    const door = defineAgent({
-      type: 'door',
-      logic: createMachine({
-        id: 'door',
-        initial: 'closed',
-        states: {
-          closed: { on: { open: 'opened' } },
-          opened: { initial: 'wide', on: { close: 'closed' }, states: { wide: { on: { narrow: 'ajar' } }, ajar: {} } },
-        },
-      }),
-    });
+    const door = doorAgent();
     runtime = await createRuntime({ agents: [counterAgent(new Map(), holds), door], residentCap: 1, runningCap: 1, store });
     await runtime.spawn('counter', { id: 'alice' });
     inspector = await serveInspector(runtime, { store });

@@ -3,14 +3,12 @@
  * API, the stored (read-only) view. The layout has its own file (machineGraph.test.ts).
  */
 import { get } from 'node:http';
-import { createMachine } from 'xstate';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRuntime } from '../../src/createRuntime.js';
-import { defineAgent } from '../../src/defineAgent.js';
 import { EventBatcher, type Batch } from '../../src/inspector/EventBatcher.js';
 import { serveInspector, serveStoredInspector, type Inspector } from '../../src/inspector/serveInspector.js';
 import { memoryStore } from '../../src/store/memoryStore.js';
-import { counterAgent } from '../runtime/helpers.js';
+import { counterAgent, doorAgent } from '../runtime/helpers.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON read back from the API
 async function getJson(url: string): Promise<any> {
@@ -110,17 +108,7 @@ describe('serveInspector', () => {
   });
 
   it("draws an agent type's own statechart and reports its state, live and as stored", async () => {
-    const door = defineAgent({
-      type: 'door',
-      logic: createMachine({
-        id: 'door',
-        initial: 'closed',
-        states: {
-          closed: { on: { open: 'opened' } },
-          opened: { initial: 'wide', on: { close: 'closed' }, states: { wide: { on: { narrow: 'ajar' } }, ajar: {} } },
-        },
-      }),
-    });
+    const door = doorAgent();
     const store = memoryStore();
     const runtime = await createRuntime({ agents: [counterAgent(new Map()), door], residentCap: 1, runningCap: 1, store });
     await runtime.spawn('door', { id: 'front' });

@@ -1,8 +1,9 @@
 /**
  * Helpers for runtime tests: deferred turns (held open until the test releases them),
- * an event recorder, and `until()`, which yields to the event loop until a condition
+ * a counter agent and a door statechart agent, an event recorder, and `until()`, which yields to the event loop until a condition
  * holds (bounded by a number of turns of the loop, never by time).
  */
+import { createMachine } from 'xstate';
 import { defineAgent } from '../../src/defineAgent.js';
 import { fromTurn } from '../../src/fromTurn.js';
 import type { Runtime } from '../../src/createRuntime.js';
@@ -64,6 +65,24 @@ export function counterAgent(handled: Handled, holds = new Map<string, Deferred>
       },
       { initialState: { count: 0, seen: [] } },
     ),
+  });
+}
+
+/**
+ * A door whose logic is a statechart of its own: `closed` → `opened` (`wide` → `ajar`) →
+ * `closed`. For the inspector's drawings of an agent's own machine.
+ */
+export function doorAgent() {
+  return defineAgent({
+    type: 'door',
+    logic: createMachine({
+      id: 'door',
+      initial: 'closed',
+      states: {
+        closed: { on: { open: 'opened' } },
+        opened: { initial: 'wide', on: { close: 'closed' }, states: { wide: { on: { narrow: 'ajar' } }, ajar: {} } },
+      },
+    }),
   });
 }
 
