@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { manualClock, systemClock } from '../src/clock.js';
+import { manualClock, systemClock, type ManualClock } from '../src/clock.js';
 
 const seed = process.env.RESIDENCY_SEED ? Number(process.env.RESIDENCY_SEED) : Date.now() % 2 ** 31;
 
@@ -124,21 +124,21 @@ describe('manualClock: timers', () => {
 });
 
 /** The original implementation (scan every timer for the next one), as the reference. */
-function referenceClock(start = 0) {
+function referenceClock(start = 0): ManualClock {
   let now = start;
   let seq = 0;
   const timers = new Map<number, { at: number; fn: () => void }>();
   return {
     now: () => now,
-    setTimeout(fn: () => void, ms: number) {
+    setTimeout(fn, ms) {
       const id = ++seq;
       timers.set(id, { at: now + Math.max(0, ms), fn });
       return id;
     },
-    clearTimeout(h: unknown) {
+    clearTimeout(h) {
       timers.delete(h as number);
     },
-    advance(ms: number) {
+    advance(ms) {
       const until = now + ms;
       for (;;) {
         let next: [number, { at: number; fn: () => void }] | undefined;
@@ -167,7 +167,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 );
 
 /** Runs the ops on a clock and returns what happened: firings (label and time) and pending counts. */
-function play(clock: ReturnType<typeof referenceClock>, ops: Op[]): string[] {
+function play(clock: ManualClock, ops: Op[]): string[] {
   const log: string[] = [];
   const handles: unknown[] = [];
   let label = 0;
