@@ -41,7 +41,12 @@ export const RUNTIME_EVENT_NAMES = [
 /**
  * An emitter whose listeners are isolated: a listener that throws is reported as an
  * `error` event (and, if an `error` listener throws too, on the console), and the other
- * listeners and the runtime go on.
+ * listeners and the runtime go on. That `error` event is about the agent of the event
+ * whose listener threw (`'*'` when it names none) and is stamped by `now`, the runtime's
+ * clock (default `Date.now`).
+ *
+ * @example
+ * const emitter = new RuntimeEmitter(() => clock.now());
  */
 export class RuntimeEmitter {
   readonly #mitt: Emitter<Record<string, unknown>> = mitt<Record<string, unknown>>();
@@ -49,6 +54,11 @@ export class RuntimeEmitter {
   #count = 0;
   /** Everything emitted also goes here (inspectors). */
   tap: ((name: string, payload: unknown) => void) | null = null;
+  readonly #now: () => number;
+
+  constructor(now: () => number = () => Date.now()) {
+    this.#now = now;
+  }
 
   /** True when someone listens to `name` (or to everything). */
   wants(name: string): boolean {
@@ -63,7 +73,7 @@ export class RuntimeEmitter {
       try {
         this.tap(name, p);
       } catch (err) {
-        this.#listenerFailed(name, err);
+        this.#listenerFailed(name, p, err);
       }
     }
     if (this.#count > 0) this.#mitt.emit(name, p);
@@ -74,7 +84,7 @@ export class RuntimeEmitter {
       try {
         handler(payload);
       } catch (err) {
-        this.#listenerFailed(name, err);
+        this.#listenerFailed(name, payload, err);
       }
     }) as Handler<never>;
     this.#wrapped.set(handler, wrapped);
@@ -91,14 +101,16 @@ export class RuntimeEmitter {
     this.#count--;
   }
 
-  #listenerFailed(name: string, err: unknown): void {
+  #listenerFailed(name: string, payload: unknown, err: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
     if (name === 'error') {
       console.error(`residency: an 'error' listener threw:`, error);
       return;
     }
+    const about = (payload as { id?: unknown } | null)?.id;
+    const id = typeof about === 'string' ? about : '*';
     queueMicrotask(() =>
-      this.emit('error', () => ({ id: '*', at: Date.now(), error, where: `listener of '${name}'` })),
+      this.emit('error', () => ({ id, at: this.#now(), error, where: `listener of '${name}'` })),
     );
   }
 }
