@@ -12,6 +12,12 @@
  * Paths come from `xstate/graph` for machine logic (shortest paths and simple paths up
  * to a bound, over the events you supply), and from you for `fromTurn` logic (message
  * sequences, or a fast-check arbitrary that draws them).
+ *
+ * Nothing waits forever: a step whose turn never finishes (a promise nothing resolves)
+ * gives up after `maxRounds` turns of the event loop and is reported as a failure that
+ * says what still runs. A state XState cannot persist (an inline child actor, a value
+ * that is not JSON) is reported plainly with its fix, and error texts are compared with
+ * XState's generated actor ids left out.
  */
 import { getShortestPaths, getSimplePaths } from 'xstate/graph';
 import type { AnyStateMachine, InspectionEvent } from 'xstate';
@@ -45,9 +51,15 @@ export interface TransparencyOptions {
   makeStore?: () => Store | Promise<Store>;
   /** Other agent types the agent spawns or talks to, defined as in your runtime. */
   peers?: readonly AgentDefinition[];
+  /**
+   * Turns of the event loop a step may take before it counts as never finishing (as in
+   * the test runtime's `settle(maxRounds)`). Default 1,000.
+   */
+  maxRounds?: number;
 }
 
 export interface Observation {
+  /** The turn's outcome (`done`, `failed`, `interrupted`), or `unsettled`: it never finished. */
   outcome: string;
   state: unknown;
   outputs: unknown[];
@@ -63,7 +75,10 @@ export interface TransparencyFailure {
   message: Message;
   neverEvicted: Observation;
   evicted: Observation;
-  /** One line per difference: `state.count: 2 → 1`. */
+  /**
+   * One line per difference: `state.count: 2 → 1`. When the cause is known (a turn that
+   * never finished, a state XState cannot persist), the first line says so, with the fix.
+   */
   diff: string[];
 }
 
@@ -92,8 +107,13 @@ function recording(inner: Store, log: Map<number, Pick<CommitTurn, 'outbox' | 's
     }
     return inner.commitTurn(commit);
   };
-  for (const k of ['createAgent', 'getAgent', 'getAgents', 'listAgents', 'destroyAgent', 'append', 'pending', 'mailboxSize', 'beginTurn', 'loadSnapshot', 'note', 'rollout', 'agentsWithPending', 'turnsInFlight'] as const) {
-    (store as unknown as Record<string, unknown>)[k] = (inner[k] as (...a: unknown[]) => unknown).bind(inner);
+  // Every other method is the inner store's own, bound to it (whatever methods the store has).
+  for (let o: object | null = inner; o && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const k of Object.getOwnPropertyNames(o)) {
+      const v = (inner as unknown as Record<string, unknown>)[k];
+      if (k === 'constructor' || k === 'commitTurn' || typeof v !== 'function' || Object.hasOwn(store, k)) continue;
+      (store as unknown as Record<string, unknown>)[k] = (v as (...a: unknown[]) => unknown).bind(inner);
+    }
   }
   store.close = async () => {}; // the runs share the store across restarts
   return store;
@@ -106,12 +126,41 @@ interface Run {
   taken: Set<string>;
 }
 
+const NOT_YET = Symbol('not yet');
+const tick = () => new Promise<typeof NOT_YET>((resolve) => setImmediate(() => resolve(NOT_YET)));
+
+/** `p`'s value, or NOT_YET if it has not settled after `rounds` turns of the event loop. */
+async function bounded<T>(p: Promise<T>, rounds: number): Promise<T | typeof NOT_YET> {
+  let done = false;
+  const watched = p.finally(() => {
+    done = true;
+  });
+  for (let i = 0; i < rounds && !done; i++) {
+    const r = await Promise.race([watched, tick()]);
+    if (r !== NOT_YET || done) return watched;
+  }
+  return done ? watched : NOT_YET;
+}
+
+const REPORTED = '; meanwhile the runtime reported: ';
+
+const unsettled = (error: string, base: Partial<Observation> = {}): Observation => ({
+  state: null,
+  outputs: [],
+  sent: [],
+  spawned: [],
+  ...base,
+  outcome: 'unsettled',
+  error,
+});
+
 async function runPath(
   def: AgentDefinition,
   path: readonly Message[],
   evict: false | 'evict' | 'restart',
   o: TransparencyOptions,
 ): Promise<Run> {
+  const maxRounds = o.maxRounds ?? 1_000;
   const log = new Map<number, Pick<CommitTurn, 'outbox' | 'spawned'>>();
   const store = recording(await (o.makeStore ?? memoryStore)(), log);
   const agents = [def, sink, ...(o.peers ?? [])];
@@ -130,43 +179,81 @@ async function runPath(
   // An agent that cannot be loaded is quarantined and would keep an ask waiting: watch for it.
   let loadFailure: Error | null = null;
   let onFailure: ((e: Error) => void) | null = null;
-  const watch = (rt: TestRuntime) =>
+  // What the runtime reported about the agent during a step (a turn that cannot commit says so here).
+  const reported: string[] = [];
+  const watch = (rt: TestRuntime) => {
     rt.on('agent.failed', (e) => {
       if (e.id !== SUBJECT) return;
       loadFailure = e.error;
       onFailure?.(e.error);
     });
+    rt.on('error', (e) => {
+      if (e.id === SUBJECT) reported.push(e.error.message);
+    });
+  };
   watch(t);
   await t.spawn(def.type, { id: SUBJECT, ...(o.input !== undefined ? { input: o.input } : {}) });
   const observations: Observation[] = [];
+  /** The reason a step never finished, with what the runtime reported meanwhile. */
+  const neverFinished = (why: string) => (reported.length ? `${why}${REPORTED}${reported.join('; ')}` : why);
   for (const message of path) {
     const before = new Set(log.keys());
+    reported.length = 0;
     let obs: Observation;
-    try {
-      if (loadFailure) throw loadFailure;
-      const failed = new Promise<never>((_, reject) => (onFailure = reject));
-      const r = await Promise.race([t.ask(SUBJECT, message), failed]);
-      obs = { outcome: r.outcome, state: r.state, outputs: r.outputs, sent: [], spawned: [] };
-    } catch (err) {
-      obs = { outcome: 'failed', state: null, outputs: [], sent: [], spawned: [], error: (err as Error).message };
+    if (loadFailure) {
+      obs = { outcome: 'failed', state: null, outputs: [], sent: [], spawned: [], error: (loadFailure as Error).message };
+    } else {
+      type Answer = { ok: true; r: Awaited<ReturnType<TestRuntime['ask']>> } | { ok: false; err: unknown };
+      const asked: Promise<Answer> = t.ask(SUBJECT, message).then(
+        (r) => ({ ok: true as const, r }),
+        (err: unknown) => ({ ok: false as const, err }),
+      );
+      const failed = new Promise<Answer>((resolve) => (onFailure = (err) => resolve({ ok: false, err })));
+      const settled = t.settle(maxRounds).then(
+        () => null,
+        (err: unknown) => err as Error,
+      );
+      // Whichever comes first: the answer, a load failure, or settle() giving up (all bounded).
+      const first = await Promise.race([asked, failed, settled.then((e) => ({ settle: e }))]);
+      let answer: Answer | typeof NOT_YET = 'settle' in first ? NOT_YET : first;
+      if (answer === NOT_YET) answer = await bounded(asked, 2);
+      const settleError = loadFailure ? null : await settled;
+      if (answer === NOT_YET) {
+        obs = unsettled(neverFinished(settleError ? settleError.message : 'the message was never answered though nothing runs'));
+      } else if (answer.ok) {
+        obs = { outcome: answer.r.outcome, state: answer.r.state, outputs: answer.r.outputs, sent: [], spawned: [] };
+      } else {
+        obs = { outcome: 'failed', state: null, outputs: [], sent: [], spawned: [], error: (answer.err as Error).message };
+      }
+      if (settleError && obs.outcome !== 'unsettled') obs = unsettled(neverFinished(settleError.message), obs);
     }
     onFailure = null;
-    if (!loadFailure) await t.settle();
     for (const [seq, c] of log) {
       if (before.has(seq)) continue;
       obs.sent.push(...(c.outbox ?? []).map((m) => ({ to: m.agentId, message: m.message })));
       obs.spawned.push(...(c.spawned ?? []).map((s) => ({ id: s.id, type: s.type })));
     }
     observations.push(obs);
+    if (obs.outcome === 'unsettled') break; // the runtime is stuck: nothing more can be observed
     if (loadFailure) {
       // quarantined: nothing more will happen to it
     } else if (evict === 'evict') {
-      await t.close(SUBJECT);
+      if ((await bounded(t.close(SUBJECT), maxRounds)) === NOT_YET) {
+        observations[observations.length - 1] = unsettled(neverFinished(`evicting the agent never finished after ${maxRounds} rounds`), obs);
+        break;
+      }
     } else if (evict === 'restart') {
       t = await make(); // the old runtime is dropped without stopping: as after a crash
       watch(t);
     }
-    if (o.timeBetweenSteps) await t.advance(o.timeBetweenSteps);
+    if (o.timeBetweenSteps) {
+      try {
+        await t.advance(o.timeBetweenSteps);
+      } catch (err) {
+        observations[observations.length - 1] = unsettled(neverFinished(`after ${o.timeBetweenSteps} ms: ${(err as Error).message}`), obs);
+        break;
+      }
+    }
   }
   return { observations, taken };
 }
@@ -209,6 +296,49 @@ async function pathsOf(def: AgentDefinition, o: TransparencyOptions): Promise<Me
 }
 
 /**
+ * XState's generated actor ids (`x:12`) count the actors of the whole process, so the
+ * same error reads differently in two runs: compare error texts without them.
+ */
+const GENERATED_ID = /\bx:\d+\b/g;
+const withoutGeneratedIds = (text: string) => text.replace(GENERATED_ID, 'x:…');
+
+function comparable(o: Observation): Observation {
+  return o.error === undefined ? o : { ...o, error: withoutGeneratedIds(o.error) };
+}
+
+const INLINE_CHILD = /cannot be persisted|inline child|snapshot\.children(?:\.[\w$-]+|\["[^"]*"\])\.src`/i;
+const NOT_JSON = /JSON-serializable/;
+
+/**
+ * The plain account of why a step differs or fails, when the cause is known: a turn that
+ * never finished, or a state XState cannot persist. Null otherwise.
+ */
+function causeOf(a: Observation, b: Observation): string[] | null {
+  const lines: string[] = [];
+  // Of a turn that never finished, what the runtime reported meanwhile says why.
+  const texts = [a.error, b.error].filter((e): e is string => typeof e === 'string').map((e) => e.split(REPORTED)[1] ?? e);
+  const inline = texts.find((e) => INLINE_CHILD.test(e));
+  const notJson = texts.find((e) => NOT_JSON.test(e));
+  if (inline !== undefined) {
+    lines.push(
+      'the state cannot be stored, so eviction would lose it: a child actor spawned from inline logic cannot be persisted by XState; ' +
+        `spawn child actors from logic registered by name in setup({ actors }) (the error: ${withoutGeneratedIds(inline)})`,
+    );
+  } else if (notJson !== undefined) {
+    lines.push(
+      'the state cannot be stored, so eviction would lose it: it holds a value JSON cannot carry (a Date, a Map, a class instance, a function); ' +
+        `store plain JSON (an ISO string, an array of pairs, …) (the error: ${withoutGeneratedIds(notJson)})`,
+    );
+  }
+  const stuck = a.outcome === 'unsettled' ? a : b.outcome === 'unsettled' ? b : null;
+  if (stuck) {
+    const runs = a.outcome === 'unsettled' && b.outcome === 'unsettled' ? 'in both runs' : a === stuck ? 'never evicted' : 'evicted';
+    lines.push(`the turn never finished (${runs}), so the path stops here: ${stuck.error}`);
+  }
+  return lines.length ? lines : null;
+}
+
+/**
  * Runs every path never evicted and evicted between every step, and compares.
  *
  * @example
@@ -233,17 +363,14 @@ export async function checkEvictionTransparency(def: AgentDefinition, options: T
     for (const t of never.taken) taken.add(t);
     steps += path.length;
     for (let i = 0; i < path.length; i++) {
-      const diff = jsonDiff(never.observations[i], evicted.observations[i]);
-      const failedToPersist = /JSON-serializable|cannot be persisted/.test(never.observations[i]!.error ?? '');
-      if (diff.length === 0 && !failedToPersist) continue;
-      failures.push({
-        path: [...path],
-        step: i,
-        message: path[i]!,
-        neverEvicted: never.observations[i]!,
-        evicted: evicted.observations[i]!,
-        diff: diff.length ? diff : [`the state cannot be stored, so eviction would lose it: ${never.observations[i]!.error}`],
-      });
+      const a = never.observations[i];
+      const b = evicted.observations[i];
+      if (!a || !b) break;
+      const cause = causeOf(a, b);
+      let diff = jsonDiff(comparable(a), comparable(b));
+      if (diff.length === 0 && !cause) continue;
+      if (cause) diff = [...cause, ...diff.filter((d) => !d.startsWith('error:'))];
+      failures.push({ path: [...path], step: i, message: path[i]!, neverEvicted: a, evicted: b, diff });
       break;
     }
   }

@@ -94,7 +94,8 @@ export async function createTestRuntime(options: TestRuntimeOptions): Promise<Te
       const record = await within(store.getAgent(a.id).catch(() => null));
       const machine = record && record !== NOT_YET ? internals.machineOf?.(record.type) : null;
       const value = machine ? internals.logicValue?.(a.id) : undefined;
-      if (value !== undefined) parts.push(`its logic in state ${JSON.stringify(value)}`);
+      const says = value !== undefined && !(typeof value === 'object' && value !== null && Object.keys(value).length === 0);
+      if (says) parts.push(`its logic in state ${JSON.stringify(value)}`);
       running.push(`${JSON.stringify(a.id)} (${parts.join(', ')})`);
     }
     const pending = await within(store.agentsWithPending().catch((): typeof NOT_YET => NOT_YET));
