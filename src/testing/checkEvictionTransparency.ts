@@ -27,6 +27,7 @@ import { memoryStore } from '../store/memoryStore.js';
 import type { CommitTurn, Message, Store } from '../store/Store.js';
 import { transitionId, transitionsOf } from '../../machines/describe.js';
 import { createTestRuntime, type TestRuntime } from './createTestRuntime.js';
+import { assertIntegerAtLeast } from '../validate.js';
 
 export interface TransparencyOptions {
   /** Machine logic: the events to try in every state (all of them in every state). */
@@ -347,6 +348,7 @@ function causeOf(a: Observation, b: Observation): string[] | null {
  */
 export async function checkEvictionTransparency(def: AgentDefinition, options: TransparencyOptions = {}): Promise<TransparencyReport> {
   const started = performance.now();
+  if (options.maxRounds !== undefined) assertIntegerAtLeast(options.maxRounds, 'maxRounds', 1);
   const mode = options.mode ?? 'evict';
   const paths = await pathsOf(def, options);
   if (paths.length === 0) {

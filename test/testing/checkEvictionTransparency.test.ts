@@ -272,6 +272,12 @@ describe('checkEvictionTransparency: logic that never settles is a failure, not 
     expect(report.ok).toBe(false);
     expect(report.failures[0]!.diff[0]).toMatch(/the turn never finished.*its logic in state "fetching"/);
   }, 20_000);
+
+  it('refuses a maxRounds that is not an integer ≥ 1', async () => {
+    await expect(checkEvictionTransparency(counter, { sequences: [[{ type: 'a' }]], maxRounds: 0 })).rejects.toThrow(
+      new TypeError('Expected `maxRounds` to be an integer ≥ 1, got `0` (number)'),
+    );
+  });
 });
 
 describe('jsonDiff', () => {

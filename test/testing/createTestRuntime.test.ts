@@ -96,6 +96,14 @@ describe('settle() and advance() come back when a turn never finishes', () => {
   });
 });
 
+describe('settle(maxRounds): the argument', () => {
+  it('refuses a maxRounds that is not an integer ≥ 1', async () => {
+    const t = await createTestRuntime({ agents: [greeter] });
+    await expect(t.settle(0)).rejects.toThrow(new TypeError('Expected `maxRounds` to be an integer ≥ 1, got `0` (number)'));
+    await expect(t.settle(1.5)).rejects.toThrow(TypeError);
+  });
+});
+
 describe('advance(ms): the argument', () => {
   it.each([
     [-500, '`-500` (number)'],
