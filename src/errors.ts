@@ -4,6 +4,8 @@
  * Bad options and bad arguments are `TypeError`s (see validate.ts), not these.
  */
 
+import type { StoreOwner } from './store/Store.js';
+
 export type ErrorCode =
   | 'AGENT_NOT_FOUND'
   | 'AGENT_EXISTS'
@@ -13,7 +15,8 @@ export type ErrorCode =
   | 'STORE_CORRUPTION'
   | 'RUNTIME_STOPPED'
   | 'ASK_TIMEOUT'
-  | 'FENCED';
+  | 'FENCED'
+  | 'STORE_LOCKED';
 
 /** The base of residency's runtime errors. */
 export class ResidencyError extends Error {
@@ -69,8 +72,14 @@ export class TurnFailedError extends ResidencyError {
 }
 
 export class StoreError extends ResidencyError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('STORE_ERROR', message, options);
+  /**
+   * True when the failure is passing (the database was busy or locked by another
+   * connection): the same call may succeed when retried after a backoff. False otherwise.
+   */
+  readonly retryable: boolean;
+  constructor(message: string, options?: { cause?: unknown; retryable?: boolean }) {
+    super('STORE_ERROR', message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.retryable = options?.retryable ?? false;
   }
 }
 
@@ -108,14 +117,50 @@ export class AskTimeoutError extends ResidencyError {
   }
 }
 
+/**
+ * A write refused because another owner took over since this one acquired: of one agent
+ * (`agentId`, a store that owns agents one by one), or of the whole store (`agentId` null).
+ */
 export class FencedError extends ResidencyError {
   constructor(
-    readonly agentId: string,
+    readonly agentId: string | null,
     readonly detail: string,
   ) {
     super(
       'FENCED',
-      `Agent "${agentId}" is owned by another process now (${detail}): this process dropped it without writing`,
+      agentId === null
+        ? `The store is owned by another runtime now (${detail}): this runtime wrote nothing and drops its agents. ` +
+            'A store has one owner at a time: stop one of the two runtimes'
+        : `Agent "${agentId}" is owned by another process now (${detail}): this process dropped it without writing`,
     );
   }
+}
+
+/**
+ * The store is owned by another live runtime (another process, or another runtime or store
+ * instance in this process). `store` names it as the message does (a path, …); `holder`
+ * is who owns it, when the store could tell.
+ */
+export class StoreLockedError extends ResidencyError {
+  constructor(
+    readonly store: string,
+    readonly holder: StoreOwner | null,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      'STORE_LOCKED',
+      `${store} is owned by another live runtime (${describeOwner(holder)}): stop that runtime first, ` +
+        'or give this one another store. A store has one owner at a time',
+      options,
+    );
+  }
+}
+
+/** "pid 123 on host "h", since 2026-…Z", for messages. */
+export function describeOwner(owner: StoreOwner | null): string {
+  if (owner === null) return 'it did not say which one';
+  const since = new Date(owner.since);
+  return `pid ${owner.pid} on host ${JSON.stringify(owner.host)}, since ${
+    Number.isNaN(since.getTime()) ? String(owner.since) : since.toISOString()
+  }`;
 }

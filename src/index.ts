@@ -29,6 +29,7 @@ export type {
   RolloutEntry,
   Store,
   StoredMessage,
+  StoreOwner,
   TurnOutcome,
 } from './store/Store.js';
 export {
@@ -40,6 +41,7 @@ export {
   RuntimeStoppedError,
   StoreCorruptionError,
   StoreError,
+  StoreLockedError,
   TurnFailedError,
   UnknownAgentTypeError,
 } from './errors.js';

@@ -29,6 +29,18 @@
  *    spawned again afterwards, with sequence numbers starting again at 1.
  * 6. Ids are opaque strings; a store never uses them as paths.
  * 7. After `close()`, every method rejects with `StoreError`.
+ * 8. One owner at a time. `acquire(owner)` makes the caller (a runtime) the store's one
+ *    owner, or rejects with `StoreLockedError` (carrying the holder, when known) while
+ *    another live owner holds it: another process, or another runtime or store instance
+ *    in this process (a second `acquire` on the same instance is refused the same way).
+ *    An owner that dies frees the store: at once for an embedded store (the OS drops the
+ *    lock), after its lease for a shared one. `close()` releases ownership.
+ * 9. Fencing. Each `acquire` bumps the store's owner epoch and returns it. From then on
+ *    every write of that store instance (createAgent, destroyAgent, append, beginTurn,
+ *    commitTurn, note) checks, inside its transaction, that the stored epoch is still
+ *    the one it acquired, and rejects with `FencedError` (writing nothing) when another
+ *    owner took over since. A store never acquired may still be used directly (tests,
+ *    tools), unfenced; reads are never fenced.
  *
  * All methods are async; a store may batch them (group commit) as long as each call
  * resolves only after what it wrote is durable (for durable stores).
@@ -134,6 +146,16 @@ export interface ListResult {
   cursor: string | null;
 }
 
+/** Who owns a store: a runtime, named for error messages and `residency` tools. */
+export interface StoreOwner {
+  /** The owner's process id. */
+  pid: number;
+  /** The host the owner runs on (`os.hostname()`). */
+  host: string;
+  /** When it took ownership (ms since epoch). */
+  since: number;
+}
+
 export interface Store {
   /** A short name for messages and stats ("memory", "sqlite", …). */
   readonly kind: string;
@@ -175,6 +197,17 @@ export interface Store {
   /** Turns begun and never committed: `{ agentId, seq }`. */
   turnsInFlight(): Promise<{ agentId: string; seq: number }[]>;
 
-  /** Releases resources. Further calls reject with `StoreError`. */
+  // --- ownership ---
+  /**
+   * Makes the caller (a runtime) the store's one owner (rules 8 and 9). Rejects with
+   * `StoreLockedError` when another live owner holds it (another process, or another
+   * runtime or store instance in this process). Bumps and returns the owner epoch (the
+   * fencing token): from then on every write transaction of this store checks that epoch
+   * inside the transaction, and rejects with `FencedError` (writing nothing) when another
+   * owner has taken over since. `close()` releases ownership.
+   */
+  acquire(owner: StoreOwner): Promise<{ epoch: number }>;
+
+  /** Releases resources (and ownership). Further calls reject with `StoreError`. */
   close(): Promise<void>;
 }

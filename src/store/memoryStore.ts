@@ -11,11 +11,17 @@
  *
  * It remembers every message id an agent ever received (idempotency holds for consumed
  * messages too) and the whole rollout, until the agent is destroyed.
+ *
+ * Ownership (rules 8 and 9 of Store.ts): a memory store is its own instance, so its one
+ * owner is whoever acquired that instance; a second `acquire` on it while it is open
+ * rejects with `StoreLockedError` naming the first owner. The epoch counts the acquires
+ * of the instance (1, 2, …). Nothing else can write to the instance, so a write is never
+ * fenced.
  */
 
-import { AgentExistsError, AgentNotFoundError, StoreError } from '../errors.js';
+import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } from '../errors.js';
 import { assertIntegerAtLeast } from '../validate.js';
-import { DEFAULT_LIST_LIMIT, notPending } from './common.js';
+import { DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
 import type {
   AgentRecord,
   AppendRequest,
@@ -27,6 +33,7 @@ import type {
   RolloutEntry,
   Store,
   StoredMessage,
+  StoreOwner,
 } from './Store.js';
 
 /** Consumed slots at the head of a mailbox are dropped once there are this many (and they are half of it). */
@@ -107,6 +114,8 @@ export function memoryStore(): Store {
   const withPending = new Set<string>();
   const withInFlight = new Set<string>();
   let closed = false;
+  let owner: StoreOwner | null = null;
+  let epoch = 0;
 
   function checkOpen(): void {
     if (closed) throw new StoreError('The memory store is closed: create a new one with memoryStore()');
@@ -305,9 +314,19 @@ export function memoryStore(): Store {
       return out;
     },
 
+    async acquire(who) {
+      checkOpen();
+      const next = ownerOf(who);
+      if (owner !== null) throw new StoreLockedError('This memory store', { ...owner });
+      owner = next;
+      epoch++;
+      return { epoch };
+    },
+
     async close() {
       checkOpen();
       closed = true;
+      owner = null;
       agents.clear();
       sortedIds = null;
       withPending.clear();

@@ -3,21 +3,32 @@
  * sqliteStore away from files that are not its own.
  *
  * A residency database says what it is in the SQLite header: `PRAGMA application_id` is
- * APPLICATION_ID and `PRAGMA user_version` is the schema version. A file is opened only
- * when it is empty (no schema, application id 0, user version 0: a new database) or when
- * it carries our application id and a schema version this code knows; anything else is
- * refused with a `StoreError` naming the file, before a single byte of it is written.
+ * APPLICATION_ID and `PRAGMA user_version` is the schema version. A file is opened for
+ * writing only when it is empty (no schema, application id 0, user version 0: a new
+ * database) or when it carries our application id and a schema version this code knows;
+ * anything else is refused with a `StoreError` naming the file, before a single byte of
+ * it (or of its `-wal` and `-shm` files) is written. A read-only store opens only a
+ * residency database of a schema version from READABLE_FROM to SCHEMA_VERSION (never a
+ * missing or empty file).
  *
- * The first check reads the 100-byte header with `fs` and touches nothing else: opening
- * a database in WAL mode with SQLite, even read-only, creates `-wal` and `-shm` files
- * next to it. Only a rollback-journal database without our application id is opened
- * (read-only) to name its tables in the error. A second check runs on the read-write
+ * The first check reads the file with `fs` and touches nothing else: opening a database
+ * in WAL mode with SQLite, even read-only, creates `-wal` and `-shm` files next to it,
+ * and a read-write connection checkpoints the WAL into the file and deletes both when it
+ * closes. The header that counts is the newest committed copy of page 1: in the `-wal`
+ * file when a writer left one there (a writer that died before a checkpoint leaves the
+ * main file's header as it was, often that of an empty database), else in the file. So
+ * the check reads the 100-byte header of the file and, when a `-wal` file lies next to
+ * it, the WAL's frames (validating their checksums as SQLite's recovery does) for the
+ * last committed page 1; `-shm` is never opened. Only a database without a `-wal` file
+ * and without our application id is opened with SQLite (read-only, which creates no
+ * side file then) to name its tables in the error. A second check runs on the SQLite
  * connection before anything is written, and again inside the migration transaction, in
  * case another process changed the file in between.
  *
  * Migrations run in one IMMEDIATE transaction, together with the header update, so a
  * database is at one schema version or the next, never in between. To change the schema,
- * append a migration to MIGRATIONS; never edit one that has shipped.
+ * append a migration to MIGRATIONS; never edit one that has shipped. When a migration
+ * changes what the reads of a read-only store use, raise READABLE_FROM to its version.
  */
 
 import fs from 'node:fs';
@@ -44,6 +55,12 @@ export const APPLICATION_ID = 0x72_73_64_79;
  * - `rollout`: the rollout entries (JSON text), ordered by the rowid `id`.
  * Every table of an agent refers to `agents` with ON DELETE CASCADE: deleting the
  * registry row deletes everything else of the agent.
+ *
+ * Version 2:
+ * - `owner`: one row, the store's owner epoch (the fencing token, bumped by each
+ *   `acquire`) and the identity of the runtime that last acquired it (pid, host, since:
+ *   ms since epoch), named when another runtime finds the store locked. The lock itself
+ *   is not in the database (see sqliteStore.ts).
  */
 export const MIGRATIONS: readonly string[] = [
   `
@@ -85,10 +102,28 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX rollout_by_agent ON rollout (agent_id);
   `,
+  `
+  CREATE TABLE owner (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch INTEGER NOT NULL,
+    pid INTEGER,
+    host TEXT,
+    since REAL
+  ) STRICT;
+  INSERT INTO owner (id, epoch) VALUES (1, 0);
+  `,
 ];
 
 /** The schema version this code writes and reads. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * The oldest schema version a read-only store reads as it is (it cannot migrate): every
+ * table and column its reads use exists from this version on. Version 2 only added the
+ * `owner` table, which reads never use, so a version 1 database (left by an older
+ * residency, or by a runtime that has not migrated it yet) is read as it is.
+ */
+export const READABLE_FROM = 1;
 
 /** What the header and the schema of a database say about it. */
 export interface DatabaseInfo {
@@ -103,31 +138,45 @@ export interface DatabaseInfo {
 const SQLITE_MAGIC = 'SQLite format 3\u0000';
 const HEADER_BYTES = 100;
 
+/** How a store opens a file: to own and write it, or only to read it. */
+export type OpenMode = 'readwrite' | 'readonly';
+
 /**
- * Checks an existing file from its header, without opening it with SQLite (which would
- * create side files): refuses a file that is not an SQLite database, another
- * application's database, or a residency database of a newer schema version.
- * A missing or empty file passes (it becomes a new database).
+ * Checks an existing file with `fs` only, without opening it with SQLite (which would
+ * create side files, or checkpoint and delete another application's WAL): refuses a file
+ * that is not an SQLite database, another application's database, or a residency
+ * database of a schema version this code cannot open. For writing, a missing or empty
+ * file passes (it becomes a new database); for reading, it is refused.
  */
-export function checkFileHeader(path: string): void {
-  let header: Buffer;
+export function checkFileHeader(path: string, mode: OpenMode = 'readwrite'): void {
+  let header: Buffer | null;
   try {
-    const fd = fs.openSync(path, 'r');
-    try {
-      header = Buffer.alloc(HEADER_BYTES);
-      const read = fs.readSync(fd, header, 0, HEADER_BYTES, 0);
-      if (read === 0) return;
-      header = header.subarray(0, read);
-    } finally {
-      fs.closeSync(fd);
-    }
+    header = readHeader(path);
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (mode === 'readwrite') return;
+      throw refuse(path, 'there is no such file', 'pass the path of a database that a residency runtime created', cause, false);
+    }
     throw new StoreError(`Cannot open the residency database "${path}": ${messageOf(cause)}`, { cause });
+  }
+  const wal = readWal(`${path}-wal`);
+  if (header === null) {
+    // SQLite deletes the WAL of an empty database file when it opens it.
+    if (wal !== null && wal.commits > 0) {
+      throw refuse(
+        path,
+        `it is empty, yet a write-ahead log ("${path}-wal") with committed data lies next to it`,
+        'remove the -wal file if nothing needs it, or pass the path of another file',
+      );
+    }
+    if (mode === 'readwrite') return;
+    throw refuse(path, 'it is empty: no residency runtime ever wrote it', 'pass the path of a database that a residency runtime created');
   }
   if (header.length < HEADER_BYTES || header.toString('latin1', 0, 16) !== SQLITE_MAGIC) {
     throw refuse(path, 'it is not an SQLite database');
   }
+  // The newest committed page 1 in the WAL is the header SQLite will see.
+  if (wal?.pageOne) header = wal.pageOne;
   const info: DatabaseInfo = {
     version: header.readInt32BE(60),
     applicationId: header.readInt32BE(68),
@@ -135,11 +184,18 @@ export function checkFileHeader(path: string): void {
     // The schema cookie counts the schema changes the file ever saw.
     emptySchema: header.readUInt32BE(40) === 0,
   };
-  // Another application's rollback-journal database: read its schema (read-only, which
-  // creates no side file in that mode) to name its tables. In WAL mode (bytes 18 and 19
-  // are 2) even a read-only connection would create files, so the error names none.
+  // Another application's rollback-journal database with no WAL next to it: read its
+  // schema (read-only, which creates no side file then) to name its tables. In WAL mode
+  // (bytes 18 and 19 are 2), or with a WAL file next to it, even a read-only connection
+  // would create or use side files, so the error names none.
   const walMode = header[18] === 2 || header[19] === 2;
-  if (info.applicationId !== APPLICATION_ID && !info.emptySchema && !walMode) {
+  if (
+    info.applicationId !== APPLICATION_ID &&
+    !info.emptySchema &&
+    !walMode &&
+    wal === null &&
+    !fs.existsSync(`${path}-wal`)
+  ) {
     let db: BetterSqlite3.Database | undefined;
     try {
       db = new Database(path, { readonly: true, fileMustExist: true });
@@ -151,16 +207,124 @@ export function checkFileHeader(path: string): void {
       db?.close();
     }
   }
-  checkInfo(info, path);
+  checkInfo(info, path, mode);
+}
+
+/** The first HEADER_BYTES of the file (fewer when it is shorter), or null when it is empty. */
+function readHeader(path: string): Buffer | null {
+  const fd = fs.openSync(path, 'r');
+  try {
+    const header = Buffer.alloc(HEADER_BYTES);
+    const read = fs.readSync(fd, header, 0, HEADER_BYTES, 0);
+    return read === 0 ? null : header.subarray(0, read);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const WAL_HEADER_BYTES = 32;
+const WAL_FRAME_HEADER_BYTES = 24;
+const WAL_VERSION = 3_007_000;
+
+/**
+ * What a WAL file holds, read as SQLite's recovery reads it: frames are valid while their
+ * salts match the WAL header and their running checksum holds; the transactions are the
+ * valid frames up to the last commit frame. `pageOne` is the first HEADER_BYTES of the
+ * newest committed copy of page 1 (null when no committed frame holds page 1). Null when
+ * there is no WAL file or it holds no valid header (SQLite ignores it then).
+ */
+export function readWal(walPath: string): { commits: number; pageOne: Buffer | null } | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(walPath, 'r');
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new StoreError(`Cannot read the write-ahead log "${walPath}": ${messageOf(cause)}`, { cause });
+  }
+  try {
+    const head = Buffer.alloc(WAL_HEADER_BYTES);
+    if (fs.readSync(fd, head, 0, WAL_HEADER_BYTES, 0) < WAL_HEADER_BYTES) return null;
+    const magic = head.readUInt32BE(0);
+    if ((magic & 0xffff_fffe) !== 0x377f_0682 || head.readUInt32BE(4) !== WAL_VERSION) return null;
+    const pageSize = head.readUInt32BE(8);
+    if (pageSize < 512 || pageSize > 65_536 || (pageSize & (pageSize - 1)) !== 0) return null;
+    const bigEndian = (magic & 1) === 1;
+    const sum = walChecksum(bigEndian, head, 0, 24, 0, 0);
+    if (sum[0] !== head.readUInt32BE(24) || sum[1] !== head.readUInt32BE(28)) return null;
+    const salt1 = head.readUInt32BE(16);
+    const salt2 = head.readUInt32BE(20);
+
+    const frameBytes = WAL_FRAME_HEADER_BYTES + pageSize;
+    const framesPerRead = Math.max(1, Math.floor((1 << 20) / frameBytes));
+    const chunk = Buffer.alloc(frameBytes * framesPerRead);
+    let s1 = sum[0];
+    let s2 = sum[1];
+    let commits = 0;
+    let pageOne: Buffer | null = null;
+    /** Page 1 as written by the transaction not committed yet. */
+    let pendingPageOne: Buffer | null = null;
+    let offset = WAL_HEADER_BYTES;
+    for (;;) {
+      const read = fs.readSync(fd, chunk, 0, chunk.length, offset);
+      const frames = Math.floor(read / frameBytes);
+      for (let i = 0; i < frames; i++) {
+        const at = i * frameBytes;
+        const pgno = chunk.readUInt32BE(at);
+        if (pgno === 0 || chunk.readUInt32BE(at + 8) !== salt1 || chunk.readUInt32BE(at + 12) !== salt2) {
+          return { commits, pageOne };
+        }
+        [s1, s2] = walChecksum(bigEndian, chunk, at, 8, s1, s2);
+        [s1, s2] = walChecksum(bigEndian, chunk, at + WAL_FRAME_HEADER_BYTES, pageSize, s1, s2);
+        if (s1 !== chunk.readUInt32BE(at + 16) || s2 !== chunk.readUInt32BE(at + 20)) return { commits, pageOne };
+        if (pgno === 1) {
+          pendingPageOne = Buffer.from(chunk.subarray(at + WAL_FRAME_HEADER_BYTES, at + WAL_FRAME_HEADER_BYTES + HEADER_BYTES));
+        }
+        if (chunk.readUInt32BE(at + 4) !== 0) {
+          // A commit frame: what the transaction wrote is committed.
+          commits++;
+          if (pendingPageOne !== null) pageOne = pendingPageOne;
+          pendingPageOne = null;
+        }
+      }
+      if (frames < framesPerRead) return { commits, pageOne };
+      offset += frames * frameBytes;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** SQLite's WAL checksum over `length` bytes (a multiple of 8) from `start`, continuing (s1, s2). */
+function walChecksum(
+  bigEndian: boolean,
+  data: Buffer,
+  start: number,
+  length: number,
+  s1: number,
+  s2: number,
+): [number, number] {
+  const end = start + length;
+  if (bigEndian) {
+    for (let i = start; i < end; i += 8) {
+      s1 = (s1 + data.readUInt32BE(i) + s2) >>> 0;
+      s2 = (s2 + data.readUInt32BE(i + 4) + s1) >>> 0;
+    }
+  } else {
+    for (let i = start; i < end; i += 8) {
+      s1 = (s1 + data.readUInt32LE(i) + s2) >>> 0;
+      s2 = (s2 + data.readUInt32LE(i + 4) + s1) >>> 0;
+    }
+  }
+  return [s1, s2];
 }
 
 /**
  * Refuses (with a `StoreError`, writing nothing) the database of a connection unless it is
  * new or a residency database this code can read.
  */
-export function checkDatabase(db: BetterSqlite3.Database, path: string): DatabaseInfo {
+export function checkDatabase(db: BetterSqlite3.Database, path: string, mode: OpenMode = 'readwrite'): DatabaseInfo {
   const info = describeDatabase(db);
-  checkInfo(info, path);
+  checkInfo(info, path, mode);
   return info;
 }
 
@@ -193,7 +357,7 @@ export function migrate(db: BetterSqlite3.Database, path: string): void {
   }).immediate();
 }
 
-function checkInfo(info: DatabaseInfo, path: string): void {
+function checkInfo(info: DatabaseInfo, path: string, mode: OpenMode): void {
   if (info.applicationId === APPLICATION_ID) {
     if (info.version > SCHEMA_VERSION) {
       throw refuse(
@@ -201,6 +365,14 @@ function checkInfo(info: DatabaseInfo, path: string): void {
         `it was written by a newer version of residency (schema version ${info.version}; this version reads ` +
           `up to ${SCHEMA_VERSION})`,
         'upgrade residency to open it, or pass the path of another file',
+      );
+    }
+    if (mode === 'readonly' && info.version < READABLE_FROM) {
+      throw refuse(
+        path,
+        `it was written by an older version of residency (schema version ${info.version}; a read-only store ` +
+          `reads versions ${READABLE_FROM} to ${SCHEMA_VERSION} and cannot migrate)`,
+        'open it once for writing (sqliteStore(path), or a runtime on it) to migrate it, then read it',
       );
     }
     return;
@@ -219,6 +391,13 @@ function checkInfo(info: DatabaseInfo, path: string): void {
   if (info.version !== 0) {
     throw refuse(path, `it has user_version ${info.version} but not residency's application id`);
   }
+  if (mode === 'readonly') {
+    throw refuse(
+      path,
+      'it holds no residency data (an SQLite database with no tables)',
+      'pass the path of a database that a residency runtime created',
+    );
+  }
 }
 
 function schemaObjects(db: BetterSqlite3.Database): string[] {
@@ -233,9 +412,12 @@ function refuse(
   why: string,
   fix = 'pass the path of a new file, or of a database that residency created',
   cause?: unknown,
+  untouched = true,
 ): StoreError {
   return new StoreError(
-    `Cannot open "${path}" as a residency database: ${why}. The file was left untouched: ${fix}`,
+    `Cannot open "${path}" as a residency database: ${why}. ${untouched ? 'The file was left untouched: ' : ''}${
+      untouched ? fix : fix.charAt(0).toUpperCase() + fix.slice(1)
+    }`,
     cause === undefined ? undefined : { cause },
   );
 }

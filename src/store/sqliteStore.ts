@@ -13,10 +13,46 @@
  *
  * The file. Its folder is created (mode 0700) when missing. A file that is not a
  * residency database (another application's, or not SQLite at all) or one written by a
- * newer residency is refused with a `StoreError` naming it, and left untouched; see
- * sqliteSchema.ts for the schema, its migrations and these checks. Other processes may
+ * newer residency is refused with a `StoreError` naming it, and left untouched, its
+ * `-wal` and `-shm` files too; see sqliteSchema.ts for the schema, its migrations and
+ * these checks. A file (or folder) this process cannot write is refused at open with a
+ * `StoreError` saying so, rather than failing every write later. Other connections may
  * open the same file: every write transaction takes the write lock up front (BEGIN
- * IMMEDIATE) and waits up to BUSY_TIMEOUT_MS for it.
+ * IMMEDIATE) and waits up to BUSY_TIMEOUT_MS for it; when it still cannot have it, the
+ * `StoreError` is `retryable` (SQLITE_BUSY, SQLITE_LOCKED), and the caller may retry
+ * with a backoff.
+ *
+ * Ownership (rules 8 and 9 of Store.ts). The lock is a second SQLite connection, on the
+ * side file `${path}-lock` (rollback journal, `locking_mode=EXCLUSIVE`), that writes one
+ * transaction and thereby holds the file's exclusive POSIX lock until it is closed. The
+ * OS drops that lock when the holder dies (SIGKILL, power loss), so the next `acquire`
+ * gets it at once: there is no lease to wait out. Another process, or another store in
+ * this process (SQLite keeps one lock state per file within a process), finds it held
+ * (SQLITE_BUSY after LOCK_WAIT_MS, which only lets two runtimes starting at the same
+ * instant settle who wins) and `acquire` rejects with `StoreLockedError`, naming the
+ * holder. The holder's identity and the owner epoch live in the database (table `owner`):
+ * `acquire`, once it has the lock, bumps the epoch and writes its identity in one
+ * IMMEDIATE transaction; every write transaction of an acquired store then first checks
+ * that the stored epoch is still its own and rejects with `FencedError`, writing nothing,
+ * when it is not. That catches a takeover the lock file could not prevent: the `-lock`
+ * file deleted or replaced while a runtime holds it, or a lock dropped because this
+ * process opened and closed the `-lock` file by other means (POSIX drops all of a
+ * process's locks on a file when any descriptor of it closes: never open the `-lock`
+ * file of a running store). `close()` closes the lock connection; the `-lock` file stays
+ * (deleting it could let two owners lock two different files) and blocks nobody once its
+ * holder closed or died. An in-memory database (':memory:') needs no lock file: only its
+ * store instance can reach it.
+ *
+ * Reading only. `sqliteStore(path, { readonly: true })` opens an existing residency
+ * database for reading (`residency ls`, `show`, an inspector): it never creates,
+ * migrates, checkpoints or writes the file, works while a runtime owns and writes it (a
+ * WAL reader), refuses a missing or empty file, another application's file or a newer
+ * schema with a `StoreError` naming the path, and reads an older schema from
+ * READABLE_FROM on as it is (refusing older ones clearly). `acquire` and every write
+ * reject with `StoreError`. A WAL database whose last connection closed has no `-wal` and
+ * `-shm` files: SQLite creates them (empty) to read it, and leaves them (they are
+ * harmless, and deleting them could break a runtime that opened the file meanwhile);
+ * when the folder cannot be written, that read fails with a `StoreError` saying so.
  *
  * The contract (Store.ts). Each `append` call, `beginTurn` and `commitTurn` is one
  * transaction: a call that rejects wrote nothing. Seqs come from a per-agent counter
@@ -26,10 +62,16 @@
  * read, so nothing is ever shared with a caller (and a value goes through JSON: what
  * JSON.stringify drops, like `undefined` properties, is not stored). Ids are only bound
  * as SQL parameters. SQLite's failures reject with `StoreError` (with the SQLite error
- * as its `cause`). A row of an agent that no longer parses (a damaged file, a manual
- * edit) rejects that agent's reads (getAgent, pending, loadSnapshot, rollout) with
- * `StoreCorruptionError`, and other agents' calls keep working: getAgents and listAgents
- * leave a damaged record out rather than fail for everyone.
+ * as its `cause`).
+ *
+ * Damage. A row of an agent that no longer parses (a manual edit), or a page of the file
+ * that SQLite finds damaged (SQLITE_CORRUPT, SQLITE_NOTADB: flipped bytes) while reading
+ * about one agent, rejects that agent's reads (getAgent, pending, mailboxSize,
+ * loadSnapshot, rollout) with `StoreCorruptionError`, so the runtime quarantines it, and
+ * other agents' calls keep working as far as their own pages are sound: getAgents and
+ * listAgents leave out what they cannot read rather than fail for everyone (after a
+ * damaged page fails a batch read, they read the rows one by one); only damage in what
+ * every listing needs (the index of ids) fails a listing.
  *
  * The methods are async for the contract but run their SQLite work synchronously (it
  * takes microseconds to a few milliseconds), so two calls never interleave.
@@ -39,9 +81,18 @@ import fs from 'node:fs';
 import nodePath from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import Database from 'better-sqlite3';
-import { AgentExistsError, AgentNotFoundError, ResidencyError, StoreCorruptionError, StoreError } from '../errors.js';
+import {
+  AgentExistsError,
+  AgentNotFoundError,
+  describeOwner,
+  FencedError,
+  ResidencyError,
+  StoreCorruptionError,
+  StoreError,
+  StoreLockedError,
+} from '../errors.js';
 import { assertIntegerAtLeast, describeValue } from '../validate.js';
-import { DEFAULT_LIST_LIMIT, notPending } from './common.js';
+import { boundedLimit, DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
 import { checkDatabase, checkFileHeader, migrate } from './sqliteSchema.js';
 import type {
   AgentRecord,
@@ -54,6 +105,7 @@ import type {
   RolloutEntry,
   Store,
   StoredMessage,
+  StoreOwner,
 } from './Store.js';
 
 export interface SqliteStoreOptions {
@@ -62,10 +114,22 @@ export interface SqliteStoreOptions {
    * resolves; 'NORMAL' may lose the last commits on a power loss (never corrupts).
    */
   synchronous?: 'FULL' | 'NORMAL';
+  /**
+   * Opens an existing residency database for reading only (default false): it never
+   * creates, migrates or writes the file, works while a runtime owns it, and refuses
+   * `acquire` and every write with `StoreError`.
+   */
+  readonly?: boolean;
 }
 
 /** How long a call waits for another connection's write lock before it fails. */
 const BUSY_TIMEOUT_MS = 5_000;
+/**
+ * How long `acquire` waits for the `-lock` file: long enough for two runtimes starting at
+ * the same instant to settle which one owns the store, short enough to fail at once when
+ * a live owner holds it.
+ */
+const LOCK_WAIT_MS = 25;
 /** The WAL file is truncated to this size after a checkpoint (it never shrinks otherwise). */
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 const MEMORY = ':memory:';
@@ -77,6 +141,13 @@ interface AgentRow {
   pinned: number;
   input: string;
   created_at: number;
+}
+
+interface OwnerRow {
+  epoch: number;
+  pid: number | null;
+  host: string | null;
+  since: number | null;
 }
 
 interface MessageRow {
@@ -107,11 +178,32 @@ interface PreparedMessage {
 const connections = new WeakMap<Store, BetterSqlite3.Database>();
 
 /**
- * Opens (or creates) the residency database at `path`. Throws `StoreError` when the file
- * cannot be opened or is not a residency database it can read.
+ * The database files this process has open connections to, by device and inode, with
+ * their count. A file open here is not read again with `fs` by the first check of a
+ * later open: closing that descriptor would drop the POSIX locks that this process's
+ * connections hold on the file (SQLite relies on them, e.g. to tell whether a closing
+ * connection is the last one and may delete the WAL). SQLite's own checks on the new
+ * connection still run.
+ */
+const openFiles = new Map<string, number>();
+
+function fileKey(path: string): string | null {
+  try {
+    const stat = fs.statSync(path);
+    return `${stat.dev}:${stat.ino}`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Opens (or creates) the residency database at `path`; with `{ readonly: true }`, opens an
+ * existing one for reading only. Throws `StoreError` when the file cannot be opened (or
+ * written, unless read-only) or is not a residency database it can read.
  *
  * @example
  * const store = sqliteStore('./.residency/agents.db');
+ * await store.acquire({ pid: process.pid, host: os.hostname(), since: Date.now() }); // => { epoch: 1 }
  * await store.createAgent({ id: 'alice', type: 'chat', parent: null, pinned: false, input: null, createdAt: 0 });
  * await store.append([{ agentId: 'alice', messageId: 'm1', message: { type: 'hi' }, at: 0 }]);
  * // => [{ agentId: 'alice', messageId: 'm1', seq: 1, duplicate: false }]
@@ -127,16 +219,33 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   if (synchronous !== 'FULL' && synchronous !== 'NORMAL') {
     throw new TypeError(`Expected \`synchronous\` to be 'FULL' or 'NORMAL', got ${describeValue(synchronous)}`);
   }
+  const readonly = options.readonly ?? false;
+  if (typeof readonly !== 'boolean') {
+    throw new TypeError(`Expected \`readonly\` to be a boolean, got ${describeValue(readonly)}`);
+  }
+  const inMemory = path === MEMORY;
+  if (readonly && inMemory) {
+    throw new TypeError(`Expected \`path\` to name a database file with \`readonly: true\`, got ':memory:' (a new, empty database)`);
+  }
+  /** The store as messages name it. */
+  const name = inMemory ? 'The in-memory SQLite store' : `The residency database "${path}"`;
 
-  const db = openDatabase(path, synchronous);
+  const db = readonly ? openReadOnly(path) : openDatabase(path, synchronous);
   let sql: ReturnType<typeof prepareStatements>;
+  let ownerSql: ReturnType<typeof prepareOwnerStatements> | null = null;
   try {
     sql = prepareStatements(db);
+    // The owner table exists from schema version 2; a read-only store never uses it.
+    if (!readonly) ownerSql = prepareOwnerStatements(db);
   } catch (cause) {
     db.close();
     throw new StoreError(`Cannot open the residency database "${path}": ${messageOf(cause)}`, { cause });
   }
+  const key = inMemory ? null : fileKey(path);
+  if (key !== null) openFiles.set(key, (openFiles.get(key) ?? 0) + 1);
   let closed = false;
+  /** Who owns the store through this instance, since `acquire`, with its epoch and lock. */
+  let held: { owner: StoreOwner; epoch: number; lock: BetterSqlite3.Database | null } | null = null;
 
   function checkOpen(): void {
     if (closed) {
@@ -144,16 +253,80 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     }
   }
 
-  /** Runs `work` on the open database; SQLite's errors become `StoreError`s. */
+  /** Refuses a write (or `acquire`) on a read-only store. */
+  function refuseIfReadOnly(action: string): void {
+    checkOpen();
+    if (readonly) {
+      throw new StoreError(
+        `The SQLite store on "${path}" was opened read-only ({ readonly: true }): it cannot ${action}. ` +
+          'Readers never own or write a store: open it without readonly (one owner at a time) to write',
+      );
+    }
+  }
+
+  /** The residency error for a failure of `action`; damage read about one agent quarantines it. */
+  function failure(action: string, error: unknown, about?: { agentId: string; what: string }): Error {
+    if (error instanceof ResidencyError || error instanceof TypeError) return error;
+    const code = sqliteCode(error);
+    if (about !== undefined && isDamage(code)) {
+      return new StoreCorruptionError(
+        about.agentId,
+        `the database file is damaged where it keeps ${about.what} (SQLite: ${messageOf(error)})`,
+        { cause: error },
+      );
+    }
+    return new StoreError(`The SQLite store on "${path}" could not ${action}: ${messageOf(error)}`, {
+      cause: error,
+      retryable: isPassing(code),
+    });
+  }
+
+  /** Runs a read on the open database; SQLite's errors become `StoreError`s. */
   function run<T>(action: string, work: () => T): T {
     checkOpen();
     try {
       return work();
     } catch (error) {
-      if (error instanceof ResidencyError || error instanceof TypeError) throw error;
-      throw new StoreError(`The SQLite store on "${path}" could not ${action}: ${messageOf(error)}`, { cause: error });
+      throw failure(action, error);
     }
   }
+
+  /** Runs a read about one agent: damage found on the way is that agent's (`StoreCorruptionError`). */
+  function readAbout<T>(agentId: string, what: string, action: string, work: () => T): T {
+    checkOpen();
+    try {
+      return work();
+    } catch (error) {
+      throw failure(action, error, { agentId, what });
+    }
+  }
+
+  /** Runs `work` in one IMMEDIATE write transaction, fenced once the store was acquired. */
+  function write<T>(action: string, work: () => T): T {
+    refuseIfReadOnly(action);
+    try {
+      return writeTransaction.immediate(work) as T;
+    } catch (error) {
+      throw failure(action, error);
+    }
+  }
+
+  /** Inside a write transaction: refuses it when another owner took over since `acquire`. */
+  function fence(): void {
+    if (held === null) return;
+    const row = ownerSql!.read.get() as OwnerRow | undefined;
+    if (row?.epoch === held.epoch) return;
+    throw new FencedError(
+      null,
+      `${inMemory ? 'the in-memory database' : `the database "${path}"`} was taken over by ` +
+        `${describeOwner(holderOf(row))}, owner epoch ${row?.epoch ?? 'none'}; this store acquired epoch ${held.epoch}`,
+    );
+  }
+
+  const writeTransaction = db.transaction((work: () => unknown) => {
+    fence();
+    return work();
+  });
 
   /** Stores one message (inside a write transaction): the heart of append and of the outbox. */
   function accept(request: PreparedMessage): AppendResult {
@@ -175,17 +348,15 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     return sql.insertAgent.run(id, type, parent ?? null, pinned ? 1 : 0, input, createdAt).changes > 0;
   }
 
-  const appendAll = db.transaction((batch: readonly PreparedMessage[]) => batch.map(accept));
-
-  const startTurn = db.transaction((agentId: string, seq: number, at: number) => {
+  function startTurn(agentId: string, seq: number, at: number): void {
     if (sql.startTurn.run(at, agentId, seq).changes === 0) {
       if (sql.agentExists.get(agentId) === undefined) throw new AgentNotFoundError(agentId);
       throw notPending(agentId, seq, 'begin a turn on');
     }
     sql.addEntry.run(agentId, JSON.stringify({ kind: 'turn.started', seq, at }));
-  });
+  }
 
-  const commit = db.transaction((agentId: string, seq: number, prepared: PreparedCommit): CommitResult => {
+  function commit(agentId: string, seq: number, prepared: PreparedCommit): CommitResult {
     if (sql.agentExists.get(agentId) === undefined) throw new AgentNotFoundError(agentId);
     if (sql.consume.run(agentId, seq).changes === 0) throw notPending(agentId, seq, 'commit a turn for');
     for (const output of prepared.outputs) sql.addEntry.run(agentId, output);
@@ -199,23 +370,70 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       if (!insertAgent(record, input)) throw new AgentExistsError(record.id);
     }
     return { outbox: prepared.outbox.map(accept) };
-  });
+  }
 
-  /** Cached listing statements, one per combination of filters. */
+  /** The record of one agent: null when absent, undefined when it cannot be read (damaged). */
+  function readableRecord(id: string): AgentRecord | null | undefined {
+    try {
+      const row = sql.getAgent.get(id) as AgentRow | undefined;
+      return row === undefined ? null : toRecord(row);
+    } catch (error) {
+      if (error instanceof StoreCorruptionError || isDamage(sqliteCode(error))) return undefined;
+      throw error;
+    }
+  }
+
+  /** Cached listing statements, one per combination of filters (and one per fallback). */
   const listings = new Map<string, BetterSqlite3.Statement>();
+
+  function listing(key: string, build: () => string): BetterSqlite3.Statement {
+    let statement = listings.get(key);
+    if (statement === undefined) {
+      statement = db.prepare(build());
+      listings.set(key, statement);
+    }
+    return statement;
+  }
+
+  /**
+   * A page of the listing read row by row, for when a damaged page failed the batch read:
+   * the ids come one at a time from an index (which holds them apart from the rows), each
+   * row is read on its own, and a row that cannot be read is left out. Each step moves
+   * past one id, so it ends.
+   */
+  function listRowByRow(type: string | undefined, parent: string | undefined, limit: number, cursor: string | null): ListResult {
+    // The index that holds the ids of the first filter, so the ids are read without the rows.
+    const by = type !== undefined ? 'type' : parent !== undefined ? 'parent' : null;
+    const next = listing(`next:${by ?? ''}`, () =>
+      `SELECT id FROM agents WHERE ${by === null ? '' : `${by} = @value AND `}id > @after ORDER BY id LIMIT 1`,
+    ).pluck();
+    const value = by === 'type' ? type : by === 'parent' ? parent : undefined;
+    const agents: AgentRecord[] = [];
+    let after = cursor ?? '';
+    for (;;) {
+      const id = next.get({ after, ...(by === null ? {} : { value }) }) as string | undefined;
+      if (id === undefined) return { agents, cursor: null };
+      after = id;
+      const record = readableRecord(id);
+      if (record === undefined || record === null) continue;
+      if ((type !== undefined && record.type !== type) || (parent !== undefined && record.parent !== parent)) continue;
+      if (agents.length === limit) return { agents, cursor: agents[agents.length - 1]!.id };
+      agents.push(record);
+    }
+  }
 
   const store: Store = {
     kind: 'sqlite',
 
     async createAgent(record) {
       const input = toJson(record.input, `the input of agent "${record.id}"`);
-      run(`create agent "${record.id}"`, () => {
+      write(`create agent "${record.id}"`, () => {
         if (!insertAgent(record, input)) throw new AgentExistsError(record.id);
       });
     },
 
     async getAgent(id) {
-      return run(`read agent "${id}"`, () => {
+      return readAbout(id, 'its record', `read agent "${id}"`, () => {
         const row = sql.getAgent.get(id) as AgentRow | undefined;
         return row === undefined ? null : toRecord(row);
       });
@@ -224,7 +442,18 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     async getAgents(ids) {
       return run('read agents', () => {
         if (ids.length === 0) return [];
-        return readableRecords(sql.getAgents.all(JSON.stringify(ids)) as AgentRow[]);
+        try {
+          return readableRecords(sql.getAgents.all(JSON.stringify(ids)) as AgentRow[]);
+        } catch (error) {
+          if (!isDamage(sqliteCode(error))) throw error;
+          // A damaged page: read the records one by one, leaving out those it holds.
+          const out: AgentRecord[] = [];
+          for (const id of new Set(ids)) {
+            const record = readableRecord(id);
+            if (record) out.push(record);
+          }
+          return out;
+        }
       });
     },
 
@@ -232,46 +461,55 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       const { type, parent, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
       return run('list agents', () => {
         assertIntegerAtLeast(limit, 'limit', 1);
+        const pageSize = boundedLimit(limit);
         const key = `${type === undefined ? '' : 't'}${parent === undefined ? '' : 'p'}${cursor === null ? '' : 'c'}`;
-        let statement = listings.get(key);
-        if (statement === undefined) {
+        const statement = listing(key, () => {
           const where = [
             ...(type === undefined ? [] : ['type = @type']),
             ...(parent === undefined ? [] : ['parent = @parent']),
             ...(cursor === null ? [] : ['id > @cursor']),
           ];
-          statement = db.prepare(
+          return (
             `SELECT id, type, parent, pinned, input, created_at FROM agents` +
-              `${where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`} ORDER BY id LIMIT @limit`,
+            `${where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`} ORDER BY id LIMIT @limit`
           );
-          listings.set(key, statement);
+        });
+        let rows: AgentRow[];
+        try {
+          // One more row than asked tells whether a next page exists.
+          rows = statement.all({
+            limit: pageSize + 1,
+            ...(type === undefined ? {} : { type }),
+            ...(parent === undefined ? {} : { parent }),
+            ...(cursor === null ? {} : { cursor }),
+          }) as AgentRow[];
+        } catch (error) {
+          if (!isDamage(sqliteCode(error))) throw error;
+          return listRowByRow(type, parent, pageSize, cursor);
         }
-        // One more row than asked tells whether a next page exists.
-        const rows = statement.all({
-          limit: limit + 1,
-          ...(type === undefined ? {} : { type }),
-          ...(parent === undefined ? {} : { parent }),
-          ...(cursor === null ? {} : { cursor }),
-        }) as AgentRow[];
-        const page = rows.slice(0, limit);
-        return { agents: readableRecords(page), cursor: rows.length > limit ? page[page.length - 1]!.id : null };
+        const page = rows.slice(0, pageSize);
+        return { agents: readableRecords(page), cursor: rows.length > pageSize ? page[page.length - 1]!.id : null };
       });
     },
 
     async destroyAgent(id) {
       // The other tables follow by ON DELETE CASCADE.
-      return run(`destroy agent "${id}"`, () => sql.deleteAgent.run(id).changes > 0);
+      return write(`destroy agent "${id}"`, () => sql.deleteAgent.run(id).changes > 0);
     },
 
     async append(batch) {
       const prepared = batch.map(prepareMessage);
-      return run('append messages', () => (prepared.length === 0 ? [] : appendAll.immediate(prepared)));
+      if (prepared.length === 0) {
+        refuseIfReadOnly('append messages');
+        return [];
+      }
+      return write('append messages', () => prepared.map(accept));
     },
 
     async pending(agentId, limit = Number.POSITIVE_INFINITY) {
-      return run(`read the mailbox of agent "${agentId}"`, () => {
-        if (limit !== Number.POSITIVE_INFINITY) assertIntegerAtLeast(limit, 'limit', 1);
-        const rows = sql.pending.all(agentId, limit === Number.POSITIVE_INFINITY ? -1 : limit) as MessageRow[];
+      if (limit !== Number.POSITIVE_INFINITY) assertIntegerAtLeast(limit, 'limit', 1);
+      return readAbout(agentId, 'its mailbox', `read the mailbox of agent "${agentId}"`, () => {
+        const rows = sql.pending.all(agentId, limit === Number.POSITIVE_INFINITY ? -1 : boundedLimit(limit)) as MessageRow[];
         return rows.map(
           (row): StoredMessage => ({
             agentId,
@@ -285,11 +523,11 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     },
 
     async mailboxSize(agentId) {
-      return run(`count the mailbox of agent "${agentId}"`, () => sql.mailboxSize.get(agentId) as number);
+      return readAbout(agentId, 'its mailbox', `count the mailbox of agent "${agentId}"`, () => sql.mailboxSize.get(agentId) as number);
     },
 
     async beginTurn(agentId, seq, at) {
-      run(`begin a turn of agent "${agentId}"`, () => startTurn.immediate(agentId, seq, at));
+      write(`begin a turn of agent "${agentId}"`, () => startTurn(agentId, seq, at));
     },
 
     async commitTurn(turn: CommitTurn): Promise<CommitResult> {
@@ -314,11 +552,11 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
         })),
         outbox: (turn.outbox ?? []).map(prepareMessage),
       };
-      return run(`commit ${what}`, () => commit.immediate(agentId, seq, prepared));
+      return write(`commit ${what}`, () => commit(agentId, seq, prepared));
     },
 
     async loadSnapshot(agentId) {
-      return run(`read the snapshot of agent "${agentId}"`, () => {
+      return readAbout(agentId, 'its snapshot', `read the snapshot of agent "${agentId}"`, () => {
         const text = sql.loadSnapshot.get(agentId) as string | undefined;
         return text === undefined ? null : parseOf(agentId, text, 'its snapshot');
       });
@@ -326,19 +564,19 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
 
     async note(agentId, entry) {
       const text = toJson(entry, `a note for agent "${agentId}"`);
-      run(`write a note for agent "${agentId}"`, () => {
+      write(`write a note for agent "${agentId}"`, () => {
         if (sql.addNote.run(text, agentId).changes === 0) throw new AgentNotFoundError(agentId);
       });
     },
 
     async rollout(agentId, options = {}) {
       const { limit } = options;
-      return run(`read the rollout of agent "${agentId}"`, () => {
-        if (limit !== undefined) assertIntegerAtLeast(limit, 'limit', 1);
+      if (limit !== undefined) assertIntegerAtLeast(limit, 'limit', 1);
+      return readAbout(agentId, 'its rollout', `read the rollout of agent "${agentId}"`, () => {
         const texts =
           limit === undefined
             ? (sql.rolloutAll.all(agentId) as string[])
-            : (sql.rolloutLast.all(agentId, limit) as string[]).reverse();
+            : (sql.rolloutLast.all(agentId, boundedLimit(limit)) as string[]).reverse();
         return texts.map((text) => parseOf(agentId, text, 'an entry of its rollout') as RolloutEntry);
       });
     },
@@ -351,13 +589,82 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       return run('list the turns in flight', () => sql.turnsInFlight.all() as { agentId: string; seq: number }[]);
     },
 
+    async acquire(who) {
+      refuseIfReadOnly('be acquired');
+      const owner = ownerOf(who);
+      if (held !== null) throw new StoreLockedError(name, { ...held.owner });
+      const lock = inMemory ? null : takeLock();
+      try {
+        const epoch = write('take ownership', () => ownerSql!.bump.get(owner.pid, owner.host, owner.since) as number);
+        held = { owner, epoch, lock };
+        return { epoch };
+      } catch (error) {
+        lock?.close();
+        throw error;
+      }
+    },
+
     async close() {
       run('close', () => {
         closed = true;
-        db.close();
+        if (key !== null) {
+          const count = (openFiles.get(key) ?? 1) - 1;
+          if (count === 0) openFiles.delete(key);
+          else openFiles.set(key, count);
+        }
+        try {
+          db.close();
+        } finally {
+          // Released last: a new owner starts once this store wrote its last byte.
+          held?.lock?.close();
+          held = null;
+        }
       });
     },
   };
+
+  /**
+   * Takes the `-lock` file: a connection that holds its exclusive lock until closed.
+   * Rejects with `StoreLockedError` naming the holder when another owner holds it.
+   */
+  function takeLock(): BetterSqlite3.Database {
+    const lockPath = `${path}-lock`;
+    let lock: BetterSqlite3.Database;
+    try {
+      lock = new Database(lockPath, { timeout: LOCK_WAIT_MS });
+    } catch (cause) {
+      throw new StoreError(`${name} cannot be owned: its lock file "${lockPath}" cannot be opened (${messageOf(cause)})`, {
+        cause,
+      });
+    }
+    try {
+      lock.pragma('locking_mode = EXCLUSIVE');
+      // One write transaction: from its commit on, the connection keeps the exclusive lock.
+      lock.exec(
+        'BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY, pid INTEGER); ' +
+          `INSERT OR REPLACE INTO holder (id, pid) VALUES (1, ${process.pid}); COMMIT`,
+      );
+      return lock;
+    } catch (error) {
+      lock.close();
+      const code = sqliteCode(error);
+      if (isPassing(code)) {
+        let holder: StoreOwner | null = null;
+        try {
+          holder = holderOf(ownerSql!.read.get() as OwnerRow | undefined);
+        } catch {
+          // The holder stays unnamed.
+        }
+        throw new StoreLockedError(name, holder, { cause: error });
+      }
+      throw new StoreError(
+        `${name} cannot be owned: its lock file "${lockPath}" cannot be locked (${messageOf(error)}). ` +
+          'When no runtime runs on the database, remove the lock file and retry',
+        { cause: error },
+      );
+    }
+  }
+
   connections.set(store, db);
   return store;
 }
@@ -382,6 +689,17 @@ export function sqliteSettings(
   };
 }
 
+/**
+ * Sets how long the connection of a store that sqliteStore opened waits for another
+ * connection's lock (BUSY_TIMEOUT_MS by default), so a test can meet a busy database
+ * without waiting.
+ *
+ * @internal For tests.
+ */
+export function setSqliteBusyTimeout(store: Store, ms: number): void {
+  connections.get(store)?.pragma(`busy_timeout = ${Math.max(0, Math.trunc(ms))}`);
+}
+
 /** Opens the file (checked first), sets the connection up and migrates the schema. */
 function openDatabase(path: string, synchronous: 'FULL' | 'NORMAL'): BetterSqlite3.Database {
   const inMemory = path === MEMORY;
@@ -393,7 +711,8 @@ function openDatabase(path: string, synchronous: 'FULL' | 'NORMAL'): BetterSqlit
         cause,
       });
     }
-    checkFileHeader(path);
+    checkCanWrite(path);
+    if (!isOpenHere(path)) checkFileHeader(path);
   }
   let db: BetterSqlite3.Database;
   try {
@@ -421,6 +740,76 @@ function openDatabase(path: string, synchronous: 'FULL' | 'NORMAL'): BetterSqlit
     if (error instanceof ResidencyError) throw error;
     throw new StoreError(`Cannot open the residency database "${path}": ${messageOf(error)}`, { cause: error });
   }
+}
+
+/** Opens an existing residency database for reading only: nothing is created or written. */
+function openReadOnly(path: string): BetterSqlite3.Database {
+  if (!isOpenHere(path)) checkFileHeader(path, 'readonly');
+  let db: BetterSqlite3.Database;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+  } catch (cause) {
+    throw new StoreError(`Cannot open the residency database "${path}" for reading: ${messageOf(cause)}`, { cause });
+  }
+  try {
+    checkDatabase(db, path, 'readonly');
+    db.pragma('query_only = ON');
+    return db;
+  } catch (error) {
+    db.close();
+    if (error instanceof ResidencyError) throw error;
+    if (sqliteCode(error) === 'SQLITE_CANTOPEN') {
+      throw new StoreError(
+        `Cannot read the residency database "${path}": SQLite cannot open it (${messageOf(error)}). A database in ` +
+          `WAL mode is read through its "-wal" and "-shm" files, which a reader creates when they are missing (no ` +
+          'runtime has it open): make its folder writable, or read it while a runtime has it open',
+        { cause: error },
+      );
+    }
+    throw new StoreError(`Cannot open the residency database "${path}" for reading: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+/** True when a connection of this process has the file open (see `openFiles`). */
+function isOpenHere(path: string): boolean {
+  const key = fileKey(path);
+  return key !== null && openFiles.has(key);
+}
+
+/**
+ * Refuses, before opening it for writing, a database file this process cannot write, or
+ * a folder it cannot create files in (SQLite creates `-wal`, `-shm` and `-lock` files
+ * there): such a file would open and then fail every write.
+ */
+function checkCanWrite(path: string): void {
+  const folder = nodePath.dirname(path);
+  try {
+    fs.accessSync(folder, fs.constants.W_OK | fs.constants.X_OK);
+  } catch (cause) {
+    throw new StoreError(
+      `Cannot open the residency database "${path}" for writing: its folder "${folder}" cannot be written ` +
+        `(${messageOf(cause)}), and SQLite keeps its "-wal", "-shm" and "-lock" files there. Make the folder ` +
+        'writable, or open the database with { readonly: true } to read it',
+      { cause },
+    );
+  }
+  try {
+    fs.accessSync(path, fs.constants.W_OK);
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new StoreError(
+      `Cannot open the residency database "${path}" for writing: the file cannot be written (${messageOf(cause)}). ` +
+        'Make it writable (chmod u+w, or chattr -i), or open it with { readonly: true } to read it',
+      { cause },
+    );
+  }
+}
+
+function prepareOwnerStatements(db: BetterSqlite3.Database) {
+  return {
+    read: db.prepare('SELECT epoch, pid, host, since FROM owner WHERE id = 1'),
+    bump: db.prepare('UPDATE owner SET epoch = epoch + 1, pid = ?, host = ?, since = ? WHERE id = 1 RETURNING epoch').pluck(),
+  };
 }
 
 function prepareStatements(db: BetterSqlite3.Database) {
@@ -519,6 +908,28 @@ function parseOf(agentId: string, text: string, what: string): unknown {
 }
 
 
+
+/** Who the owner row names, or null when no one ever acquired the store. */
+function holderOf(row: OwnerRow | undefined): StoreOwner | null {
+  if (row === undefined || row.pid === null || row.host === null || row.since === null) return null;
+  return { pid: row.pid, host: row.host, since: row.since };
+}
+
+/** The SQLite result code of an error (`SQLITE_BUSY`, `SQLITE_CORRUPT_INDEX`, …), if it is one. */
+function sqliteCode(error: unknown): string | undefined {
+  if (error instanceof Database.SqliteError) return error.code;
+  return undefined;
+}
+
+/** SQLite found the file damaged (flipped bytes, a truncated page, not a database). */
+function isDamage(code: string | undefined): boolean {
+  return code !== undefined && (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || code.startsWith('SQLITE_CORRUPT_'));
+}
+
+/** Another connection held a lock: the same call may succeed later. */
+function isPassing(code: string | undefined): boolean {
+  return code !== undefined && /^SQLITE_(BUSY|LOCKED)(_|$)/.test(code);
+}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

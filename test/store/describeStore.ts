@@ -11,9 +11,9 @@
  */
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AgentExistsError, AgentNotFoundError, StoreError } from '../../src/errors.js';
+import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } from '../../src/errors.js';
 import type { ErrorCode } from '../../src/errors.js';
-import type { AgentRecord, AppendRequest, CommitTurn, RolloutEntry, Store } from '../../src/store/Store.js';
+import type { AgentRecord, AppendRequest, CommitTurn, RolloutEntry, Store, StoreOwner } from '../../src/store/Store.js';
 
 export interface DescribeStoreOptions {
   /** Closes `store` and opens a new store on the same data (durable stores only). */
@@ -30,6 +30,10 @@ function msg(agentId: string, messageId: string, n = 0, at = 2_000): AppendReque
 
 function turn(agentId: string, seq: number, fields: Partial<CommitTurn> = {}): CommitTurn {
   return { agentId, seq, outcome: 'done', at: 3_000, durationMs: 5, ...fields };
+}
+
+function owner(pid: number, fields: Partial<StoreOwner> = {}): StoreOwner {
+  return { pid, host: 'host-a', since: Date.UTC(2026, 0, 2, 3, 4, 5), ...fields };
 }
 
 const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
@@ -84,6 +88,7 @@ export function describeStore(
   describe(`${name} keeps the store contract`, () => {
     let store: Store;
     let open: boolean;
+    const reopen = options.reopen;
 
     beforeEach(async () => {
       store = await makeStore();
@@ -203,6 +208,17 @@ export function describeStore(
         await expect(store.listAgents({ limit: 1.5 })).rejects.toBeInstanceOf(TypeError);
         await expect(store.pending('a', 0)).rejects.toBeInstanceOf(TypeError);
         await expect(store.rollout('a', { limit: -1 })).rejects.toBeInstanceOf(TypeError);
+      });
+
+      it('a limit beyond 2^53 (even 2^63 and more) means all, for listAgents, pending and rollout', async () => {
+        await store.createAgent(agent('a'));
+        await store.createAgent(agent('b'));
+        await store.append([msg('a', 'm1'), msg('a', 'm2')]);
+        for (const limit of [Number.MAX_SAFE_INTEGER, 2 ** 63, 2 ** 64, 1e300]) {
+          expect(await store.listAgents({ limit }), String(limit)).toEqual({ agents: [agent('a'), agent('b')], cursor: null });
+          expect(seqs(await store.pending('a', limit)), String(limit)).toEqual([1, 2]);
+          expect(await store.rollout('a', { limit }), String(limit)).toHaveLength(2);
+        }
       });
 
       it('destroyAgent resolves true when the agent existed and false when it did not', async () => {
@@ -756,6 +772,62 @@ export function describeStore(
       });
     });
 
+    describe('ownership', () => {
+      it('acquire makes the caller the owner and returns an epoch ≥ 1; writes and reads work as before', async () => {
+        const { epoch } = await store.acquire(owner(101));
+        expect(Number.isInteger(epoch) && epoch >= 1).toBe(true);
+        await store.createAgent(agent('alice'));
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.beginTurn('alice', 1, 3_000);
+        await store.commitTurn(turn('alice', 1, { snapshot: { count: 1 } }));
+        await store.note('alice', { kind: 'note', note: 'loaded', at: 4_000 });
+        expect(seqs(await store.pending('alice'))).toEqual([2]);
+        expect(await store.destroyAgent('alice')).toBe(true);
+      });
+
+      it('a second acquire of an owned store rejects StoreLockedError naming the holder, and changes nothing', async () => {
+        const first = owner(101, { host: 'host-a' });
+        const { epoch } = await store.acquire(first);
+        await expectError(store.acquire(owner(202, { host: 'host-b' })), StoreLockedError, 'STORE_LOCKED', { holder: first });
+        const error = await store.acquire(owner(303)).catch((e: unknown) => e);
+        expect((error as Error).message).toMatch(/is owned by another live runtime \(pid 101 on host "host-a", since 2026-01-02T03:04:05.000Z\)/);
+        // The first owner still owns it and writes unfenced.
+        await store.createAgent(agent('alice'));
+        expect(await store.getAgent('alice')).toEqual(agent('alice'));
+        if (reopen !== undefined) {
+          open = false;
+          store = await reopen(store);
+          open = true;
+          expect((await store.acquire(owner(404))).epoch).toBeGreaterThan(epoch);
+        }
+      });
+
+      it('refuses an owner that is not { pid, host, since } with a TypeError', async () => {
+        await expect(store.acquire(null as never)).rejects.toBeInstanceOf(TypeError);
+        await expect(store.acquire({ pid: -1, host: 'h', since: 0 })).rejects.toBeInstanceOf(TypeError);
+        await expect(store.acquire({ pid: 1, host: 7 as never, since: 0 })).rejects.toBeInstanceOf(TypeError);
+        await expect(store.acquire({ pid: 1, host: 'h', since: Number.NaN })).rejects.toBeInstanceOf(TypeError);
+        // Nothing was acquired by the refused calls.
+        expect((await store.acquire(owner(1))).epoch).toBeGreaterThanOrEqual(1);
+      });
+
+      it('close releases ownership: a store opened afterwards acquires it, with a higher epoch when the data survives', async () => {
+        const { epoch } = await store.acquire(owner(101));
+        if (reopen !== undefined) {
+          open = false;
+          store = await reopen(store);
+          open = true;
+          const next = await store.acquire(owner(202));
+          expect(next.epoch).toBeGreaterThan(epoch);
+          await expectError(store.acquire(owner(303)), StoreLockedError, 'STORE_LOCKED', { holder: owner(202) });
+        } else {
+          await store.close();
+          store = await makeStore();
+          expect((await store.acquire(owner(202))).epoch).toBeGreaterThanOrEqual(1);
+        }
+      });
+    });
+
     describe('close', () => {
       it('every method rejects with StoreError after close', async () => {
         await store.createAgent(agent('alice'));
@@ -778,6 +850,7 @@ export function describeStore(
           ['rollout', () => store.rollout('alice')],
           ['agentsWithPending', () => store.agentsWithPending()],
           ['turnsInFlight', () => store.turnsInFlight()],
+          ['acquire', () => store.acquire(owner(1))],
           ['close', () => store.close()],
         ];
         for (const [method, call] of calls) {
@@ -791,7 +864,6 @@ export function describeStore(
       });
     });
 
-    const reopen = options.reopen;
     if (reopen !== undefined) {
       describe('durability', () => {
         it('agents, mailboxes, seqs, snapshots, rollouts and turns in flight survive reopen', async () => {
