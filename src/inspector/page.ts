@@ -87,10 +87,15 @@ const JS = String.raw`
   function api(path) {
     return token ? path + (path.indexOf('?') >= 0 ? '&' : '?') + 'token=' + encodeURIComponent(token) : path;
   }
+  // A failed request rejects with the server's short text (its error) and the status.
   function getJSON(path) {
     return fetch(api(path)).then(function (r) {
-      if (!r.ok) throw new Error(r.status + ' ' + path);
-      return r.json();
+      if (r.ok) return r.json();
+      return r.text().then(function (t) {
+        var e = new Error(t.trim().slice(0, 300) || r.status + ' ' + path);
+        e.status = r.status;
+        throw e;
+      });
     });
   }
   function el(tag, attrs, children) {
@@ -155,8 +160,20 @@ const JS = String.raw`
     onBatch = null;
     view.textContent = '';
     var m = /^#\/agent\/(.+)$/.exec(location.hash);
-    if (m) agentPage(decodeURIComponent(m[1]));
-    else overview();
+    if (!m) return overview();
+    var id;
+    try {
+      id = decodeURIComponent(m[1]);
+    } catch (e) {
+      return badLink(m[1]);
+    }
+    agentPage(id);
+  }
+  // A link the page cannot read (malformed percent-encoding): said, not thrown.
+  function badLink(raw) {
+    view.appendChild(el('div', { cls: 'banner', id: 'route-error' }, [
+      'Not an agent link: its id has malformed percent-encoding (' + (raw.length > 120 ? raw.slice(0, 120) + '…' : raw) + '). ',
+      el('a', { href: '#/', text: 'Back to the overview' })]));
   }
   window.addEventListener('hashchange', route);
 
@@ -478,7 +495,7 @@ const JS = String.raw`
     }
     function load() {
       return getJSON('/api/agent/' + encodeURIComponent(id) + '?rollout=' + ROLLOUT).then(drawDetail).catch(function (e) {
-        head.textContent = String(e).indexOf('404') >= 0 ? 'Agent "' + id + '" does not exist.' : String(e);
+        head.textContent = e.status === 404 ? 'Agent "' + id + '" does not exist.' : e.message || String(e);
       });
     }
     var refresh = throttle(load, 250);

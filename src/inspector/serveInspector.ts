@@ -6,6 +6,9 @@
  * (`?token=…`); requests without it get 403. Live updates flow over Server-Sent Events,
  * batched (see EventBatcher): the runtime's listeners are attached only while a page is
  * connected, so an inspector nobody looks at costs nothing.
+ *
+ * Errors are short `text/plain` bodies: 400 for a path it cannot read (malformed
+ * percent-encoding, an invalid agent id), 404 for an unknown agent, type or page.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -17,6 +20,7 @@ import { agentMachine } from '../../machines/agent.js';
 import { drawMachine, type MachineDrawing } from './machineGraph.js';
 import { INSPECTOR_PAGE } from './page.js';
 import { runtimeSource, storeSource, type InspectorSource } from './sources.js';
+import { assertAgentId } from '../validate.js';
 
 export interface InspectorOptions {
   /** Default 0: any free port. */
@@ -95,6 +99,26 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/** An error: a short line of text. */
+function fail(res: ServerResponse, status: number, message: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  res.end(`${message}\n`);
+}
+
+/** Thrown for a request the server cannot read: answered 400 with its message. */
+class BadRequest extends Error {}
+
+/** A path segment, percent-decoded; malformed percent-encoding is a bad request. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new BadRequest('Bad request: malformed percent-encoding in the path');
+  }
+}
+
+const ID_RULE = 'ids are 1–255 characters of letters, digits and ._:@-, starting with a letter or digit';
+
 function intParam(v: string | null, fallback: number, max: number): number {
   const n = v === null ? NaN : Number(v);
   return Number.isInteger(n) && n >= 1 ? Math.min(n, max) : fallback;
@@ -136,7 +160,12 @@ async function serve(source: InspectorSource, options: InspectorOptions): Promis
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://inspector');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://inspector');
+    } catch {
+      throw new BadRequest('Bad request: the URL cannot be read');
+    }
     if (token !== null) {
       const bearer = req.headers.authorization?.startsWith('Bearer ') ? req.headers.authorization.slice(7) : null;
       if (!sameToken(url.searchParams.get('token') ?? bearer, token)) {
@@ -173,14 +202,16 @@ async function serve(source: InspectorSource, options: InspectorOptions): Promis
     }
     const machineMatch = /^\/api\/machine\/(.+)$/.exec(path);
     if (machineMatch) {
-      const type = decodeURIComponent(machineMatch[1]!);
+      const type = decodeSegment(machineMatch[1]!);
       const machine = source.machine(type);
       if (!machine) {
-        return json(res, 404, {
-          error: source.live
-            ? `Agent type "${type}" has no statechart to draw: it is not defined here or its logic is a fromTurn function`
+        return fail(
+          res,
+          404,
+          source.live
+            ? `Agent type ${JSON.stringify(type)} has no statechart to draw: it is not defined here or its logic is a fromTurn function`
             : 'A stored view has no agent definitions, so no agent statechart to draw',
-        });
+        );
       }
       let drawing = drawings.get(type);
       if (!drawing) {
@@ -204,12 +235,17 @@ async function serve(source: InspectorSource, options: InspectorOptions): Promis
     }
     const agentMatch = /^\/api\/agent\/(.+)$/.exec(path);
     if (agentMatch) {
-      const id = decodeURIComponent(agentMatch[1]!);
+      const id = decodeSegment(agentMatch[1]!);
+      try {
+        assertAgentId(id);
+      } catch {
+        throw new BadRequest(`Bad request: not an agent id: ${ID_RULE}`);
+      }
       const detail = await source.agent(id, {
         rollout: intParam(url.searchParams.get('rollout'), 200, 10_000),
         mailbox: intParam(url.searchParams.get('mailbox'), 50, 1000),
       });
-      if (!detail) return json(res, 404, { error: `Agent "${id}" does not exist` });
+      if (!detail) return fail(res, 404, `Agent "${id}" does not exist`);
       return json(res, 200, { live: source.live, ...detail });
     }
     if (path === '/events') {
@@ -219,13 +255,14 @@ async function serve(source: InspectorSource, options: InspectorOptions): Promis
       req.on('close', () => detach(res));
       return;
     }
-    json(res, 404, { error: `No such page: ${path}` });
+    fail(res, 404, `No such page: ${path}`);
   };
 
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) res.end();
-      else json(res, 500, { error: err instanceof Error ? err.message : String(err) });
+      else if (err instanceof BadRequest) fail(res, 400, err.message);
+      else fail(res, 500, `Internal error: ${err instanceof Error ? err.message : String(err)}`);
     });
   });
   // Keeps SSE connections open through proxies and notices dead peers.

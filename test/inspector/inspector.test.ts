@@ -139,6 +139,30 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
     await page.waitForSelector('#statechart g.node.lit[data-state="idle"]');
   });
 
+  it('says so in the page, without throwing, for a malformed, invalid or unknown agent link', async () => {
+    const errors: string[] = [];
+    const onError = (e: Error) => void errors.push(e.message);
+    page.on('pageerror', onError);
+    try {
+      await page.goto(`${inspector.url}#/agent/%E0%A4%A`);
+      await page.waitForSelector('#route-error >> text=Not an agent link: its id has malformed percent-encoding (%E0%A4%A)');
+      await page.waitForSelector('#route-error a[href="#/"]');
+      // From another page too (a hash change, no reload).
+      await page.goto(`${inspector.url}#/agent/alice`);
+      await page.waitForSelector('#statechart');
+      await page.evaluate(() => void (location.hash = '#/agent/%'));
+      await page.waitForSelector('#route-error >> text=Not an agent link');
+      // The server's 400 and 404, in words.
+      await page.goto(`${inspector.url}#/agent/has%20space`);
+      await page.waitForSelector('.agent-head >> text=Bad request: not an agent id');
+      await page.goto(`${inspector.url}#/agent/nobody`);
+      await page.waitForSelector('.agent-head >> text=Agent "nobody" does not exist');
+    } finally {
+      page.off('pageerror', onError);
+    }
+    expect(errors).toEqual([]);
+  });
+
   it('refuses requests without the token when bound to a non-loopback host', async () => {
     const open = await serveInspector(runtime, { host: '0.0.0.0', store });
     try {

@@ -144,7 +144,7 @@ describe('serveInspector', () => {
     for (const type of ['counter', 'nope']) {
       const res = await fetch(`${inspector.url}api/machine/${type}`);
       expect(res.status).toBe(404);
-      expect(((await res.json()) as { error: string }).error).toMatch(new RegExp(`"${type}" has no statechart`));
+      expect(await res.text()).toMatch(new RegExp(`"${type}" has no statechart`));
     }
     // The lifecycle drawing is the agent machine's.
     const lifecycle = await getJson(`${inspector.url}api/lifecycle`);
@@ -160,6 +160,40 @@ describe('serveInspector', () => {
     expect(() => serveInspector(runtime, { token: 'short' })).toThrow(TypeError);
     expect(() => serveInspector(runtime, { port: -1 })).toThrow(/port/);
     await runtime.stop();
+  });
+});
+
+/** Status, content type and body of a GET (the path sent as it is, percent-encoding included). */
+async function getText(url: string): Promise<{ status: number; type: string; body: string }> {
+  const res = await fetch(url);
+  return { status: res.status, type: res.headers.get('content-type') ?? '', body: await res.text() };
+}
+
+describe('the API refuses what it cannot read with 400, and says 404 for an unknown agent', () => {
+  it.each(['live', 'stored'])('%s', async (kind) => {
+    const store = memoryStore();
+    const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 1, runningCap: 1, store });
+    await runtime.spawn('counter', { id: 'alice' });
+    const inspector = kind === 'live' ? await serveInspector(runtime, { store }) : await serveStoredInspector(store);
+    try {
+      for (const path of ['api/agent/%E0%A4%A', 'api/agent/%', 'api/agent/%C0%AF', 'api/machine/%E0%A4%A']) {
+        const r = await getText(`${inspector.url}${path}`);
+        expect([r.status, r.type], path).toEqual([400, 'text/plain; charset=utf-8']);
+        expect(r.body, path).toMatch(/^Bad request: malformed percent-encoding in the path\n$/);
+      }
+      for (const id of ['..%2Fetc', 'has%20space', 'x'.repeat(256), '-dash-first', 'esc%1B%5B2J']) {
+        const r = await getText(`${inspector.url}api/agent/${id}`);
+        expect([r.status, r.type], id).toEqual([400, 'text/plain; charset=utf-8']);
+        expect(r.body, id).toMatch(/^Bad request: not an agent id: ids are 1–255 characters/);
+        expect(r.body, id).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
+      }
+      const unknown = await getText(`${inspector.url}api/agent/nobody`);
+      expect([unknown.status, unknown.type, unknown.body]).toEqual([404, 'text/plain; charset=utf-8', 'Agent "nobody" does not exist\n']);
+      expect((await getText(`${inspector.url}api/agent/alice`)).status).toBe(200);
+    } finally {
+      await inspector.close();
+      await runtime.stop();
+    }
   });
 });
 
