@@ -180,10 +180,11 @@ const connections = new WeakMap<Store, BetterSqlite3.Database>();
 /**
  * The database files this process has open connections to, by device and inode, with
  * their count. A file open here is not read again with `fs` by the first check of a
- * later open: closing that descriptor would drop the POSIX locks that this process's
- * connections hold on the file (SQLite relies on them, e.g. to tell whether a closing
- * connection is the last one and may delete the WAL). SQLite's own checks on the new
- * connection still run.
+ * later open: closing that descriptor would drop every POSIX lock this process's
+ * connections hold on the file (POSIX locks belong to the process and the file, not to
+ * a descriptor), and SQLite's coordination with other processes relies on them. SQLite
+ * itself shares one descriptor per file within a process for that reason. The checks
+ * SQLite runs on the new connection still run.
  */
 const openFiles = new Map<string, number>();
 

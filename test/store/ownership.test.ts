@@ -290,6 +290,40 @@ describe('sqliteStore: one owner per database', () => {
   });
 });
 
+/**
+ * Whether another process could take a write lock on SQLite's shared-lock byte range of
+ * the file ('free'), or a process holds a lock there ('held'); null without python3.
+ * (POSIX F_GETLK, asked from a child process: a process never conflicts with itself.)
+ */
+function sharedRange(file: string): 'free' | 'held' | null {
+  const script = [
+    'import fcntl, os, struct, sys',
+    'fd = os.open(sys.argv[1], os.O_RDWR)',
+    'lock = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0x40000002, 510, 0)',
+    'print("free" if struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, lock))[0] == fcntl.F_UNLCK else "held")',
+  ].join('\n');
+  try {
+    return execFileSync('python3', ['-c', script, file]).toString().trim() as 'free' | 'held';
+  } catch {
+    return null;
+  }
+}
+
+it("opening the same file again in this process keeps the first store's SQLite locks (it is not re-read with fs)", async (context) => {
+  const file = dbFile();
+  const first = track(sqliteStore(file));
+  await first.createAgent(agent('alice'));
+  const before = sharedRange(file);
+  if (before === null) {
+    context.skip('python3 is not available to ask for POSIX locks');
+    return;
+  }
+  expect(before).toBe('held');
+  await sqliteStore(file, { readonly: true }).close();
+  await sqliteStore(file).close();
+  expect(sharedRange(file)).toBe('held');
+});
+
 describe('sqliteStore: read-only', () => {
   it('reads while another store owns and writes the file, and refuses to acquire or write', async () => {
     const file = dbFile();
