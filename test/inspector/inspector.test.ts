@@ -150,7 +150,7 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
       // From another page too (a hash change, no reload).
       await page.goto(`${inspector.url}#/agent/alice`);
       await page.waitForSelector('#statechart');
-      await page.evaluate(() => void (location.hash = '#/agent/%'));
+      await page.evaluate("location.hash = '#/agent/%'");
       await page.waitForSelector('#route-error >> text=Not an agent link');
       // The server's 400 and 404, in words.
       await page.goto(`${inspector.url}#/agent/has%20space`);
