@@ -1,11 +1,18 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli.js';
 import type { Io } from '../src/cli/format.js';
+import { createRuntime } from '../src/createRuntime.js';
+import { defineAgent } from '../src/defineAgent.js';
+import { fromTurn } from '../src/fromTurn.js';
+import { sqliteStore } from '../src/store/sqliteStore.js';
+import { counterAgent, deferred } from './runtime/helpers.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'residency-cli-'));
@@ -19,6 +26,19 @@ async function cli(...argv: string[]): Promise<{ code: number; out: string; err:
   const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t), isTTY: false };
   const code = await main(argv, io);
   return { code, out, err };
+}
+
+/** The files at `path` and next to it (`-wal`, `-shm`): which exist, and the main file's bytes. */
+function filesAt(path: string): { bytes: Buffer | null; wal: boolean; shm: boolean } {
+  return { bytes: existsSync(path) ? readFileSync(path) : null, wal: existsSync(`${path}-wal`), shm: existsSync(`${path}-shm`) };
+}
+
+/** Another application's SQLite database (rollback journal, its own application id and table). */
+function foreignDatabase(path: string): void {
+  const other = new Database(path);
+  other.pragma('application_id = 1234');
+  other.exec("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me')");
+  other.close();
 }
 
 describe('residency demo', () => {
@@ -94,9 +114,36 @@ describe('residency demo', () => {
 
 describe('bad arguments', () => {
   it.each([
-    [['demo', '--cap', '0'], /Expected --cap to be an integer ≥ 1, got `0`/],
+    [['demo', '--cap', '0'], /Expected --cap to be an integer from 1 to 100000, got `0`/],
     [['demo', '--cap', '4', '--running', '5'], /--running \(5\) to be ≤ --cap \(4\)/],
-    [['demo', '--duration', 'soon'], /Expected --duration to be an integer ≥ 0, got `soon`/],
+    [['demo', '--duration', 'soon'], /Expected --duration to be an integer from 0 to 3600, got `soon`/],
+    // Every numeric option: NaN, negative, fractional, exponent, huge.
+    [['demo', '--agents', '1000000', '--duration', '2'], /Expected --agents to be an integer from 2 to 100000, got `1000000`/],
+    [['demo', '--agents', 'NaN'], /Expected --agents to be an integer from 2 to 100000, got `NaN`/],
+    [['demo', '--agents=-5'], /Expected --agents to be an integer from 2 to 100000, got `-5`/],
+    [['demo', '--agents', '2.5'], /Expected --agents to be an integer/],
+    [['demo', '--agents', '1e3'], /Expected --agents to be an integer/],
+    [['demo', '--cap', '1e300'], /Expected --cap to be an integer from 1 to 100000, got `1e300`/],
+    [['demo', '--cap', '1.0'], /Expected --cap to be an integer/],
+    [['demo', '--cap', 'Infinity'], /Expected --cap to be an integer/],
+    [['demo', '--running', '0'], /Expected --running to be an integer from 1 to 10000, got `0`/],
+    [['demo', '--running', '0x10'], /Expected --running to be an integer/],
+    [['demo', '--duration=-1'], /Expected --duration to be an integer from 0 to 3600, got `-1`/],
+    [['demo', '--duration', '1e9'], /Expected --duration to be an integer from 0 to 3600/],
+    [['demo', '--duration', '0.5'], /Expected --duration to be an integer/],
+    [['demo', '--seed=-1'], /Expected --seed to be an integer from 0 to 4294967295, got `-1`/],
+    [['demo', '--seed', '4294967296'], /Expected --seed to be an integer from 0 to 4294967295/],
+    [['demo', '--seed', ' 7'], /Expected --seed to be an integer/],
+    [['show', 'alice', '--last', '0'], /Expected --last to be an integer from 1 to 100000, got `0`/],
+    [['show', 'alice', '--last', '1e300'], /Expected --last to be an integer from 1 to 100000/],
+    [['inspect', '--port', '99999'], /Expected --port to be an integer from 0 to 65535, got `99999`/],
+    [['inspect', '--port', '70000'], /Expected --port to be an integer from 0 to 65535, got `70000`/],
+    [['inspect', '--port', 'abc'], /Expected --port to be an integer from 0 to 65535, got `abc`/],
+    [['inspect', '--port=-1'], /Expected --port to be an integer from 0 to 65535/],
+    [['inspect', '--host', '256.1.1.1'], /Expected --host to be an IP address or a host name, got `256.1.1.1`/],
+    [['inspect', '--host', 'not a host'], /Expected --host to be an IP address or a host name, got `not a host`/],
+    [['inspect', '--host', ''], /Expected --host to be an IP address or a host name, got ``/],
+    [['demo', '--keep', '--force'], /--keep keeps the database and --force replaces it: pass one of them/],
     [['demo', '--bogus'], /Unknown option '--bogus'/],
     [['ls', 'extra'], /Unexpected argument 'extra'/],
     [['show'], /show needs an agent id/],
@@ -136,5 +183,281 @@ describe('Ctrl-C during the demo', () => {
     expect(code).toBe(0);
     expect(out).toMatch(/stopped by Ctrl-C after/);
     expect(out).toMatch(/every accepted message handled exactly once: (yes|no \(\d+ not handled: \d+ pending in their durable mailboxes; none handled twice\))/);
+  });
+});
+
+/** A small residency database: one agent that handled one message. */
+async function smallDatabase(path: string): Promise<void> {
+  const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 1, runningCap: 1, store: sqliteStore(path) });
+  await runtime.spawn('counter', { id: 'alice' });
+  await runtime.ask('alice', { type: 'ping' });
+  await runtime.stop();
+}
+
+const lines = (text: string) => text.trimEnd().split('\n');
+
+describe('demo --db replaces a residency database only', () => {
+  const small = ['--agents', '2', '--cap', '1', '--running', '1', '--duration', '0', '--seed', '1'];
+
+  it("refuses another application's SQLite database and leaves it as it was", async () => {
+    const path = join(dir, 'other-app.db');
+    foreignDatabase(path);
+    const before = filesAt(path);
+    const r = await cli('demo', ...small, '--db', path);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^residency: ".*other-app\.db" is not a residency database \(another application's SQLite database, application id 0x4d2\): .*--force/);
+    expect(lines(r.err)).toHaveLength(1);
+    expect(r.out).toBe('');
+    expect(filesAt(path)).toEqual(before);
+    expect(new Database(path, { readonly: true }).prepare('SELECT body FROM notes').pluck().get()).toBe('keep me');
+  });
+
+  it.each([
+    ['a text file', 'notes.txt', 'dear diary\n', /\(a file that is not an SQLite database\)/],
+    ['an empty file', 'empty.db', '', /\(an empty file, 0 bytes\)/],
+  ])('refuses %s and leaves it as it was', async (_, name, content, why) => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    const r = await cli('demo', ...small, '--db', path);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(why);
+    expect(r.err).toMatch(/--force/);
+    expect(lines(r.err)).toHaveLength(1);
+    expect(filesAt(path)).toEqual({ bytes: Buffer.from(content), wal: false, shm: false });
+    // --keep keeps a file; it does not make a foreign one the demo's either.
+    const kept = await cli('demo', ...small, '--keep', '--db', path);
+    expect(kept.code).toBe(1);
+    expect(filesAt(path)).toEqual({ bytes: Buffer.from(content), wal: false, shm: false });
+  });
+
+  it.each([[[]], [['--force']], [['--keep']]])('a directory is a usage error in one line (%j)', async (extra) => {
+    const path = join(dir, 'a-folder');
+    mkdirSync(path, { recursive: true });
+    writeFileSync(join(path, 'inside.txt'), 'x');
+    const r = await cli('demo', ...small, ...extra, '--db', path);
+    expect(r.code).toBe(2);
+    expect(lines(r.err)).toEqual([expect.stringMatching(/^residency: --db ".*a-folder" is a directory: pass the path of a database file$/)]);
+    expect(readFileSync(join(path, 'inside.txt'), 'utf8')).toBe('x');
+  });
+
+  it('a path under a file is one line (exit 1)', async () => {
+    const file = join(dir, 'plain.txt');
+    writeFileSync(file, 'x');
+    const r = await cli('demo', ...small, '--db', join(file, 'demo.db'));
+    expect(r.code).toBe(1);
+    expect(lines(r.err)).toEqual([expect.stringMatching(/^residency: Cannot ready the demo's database ".*plain\.txt\/demo\.db": .*(ENOTDIR|EEXIST)/)]);
+  });
+
+  it('--force replaces what is there', async () => {
+    const path = join(dir, 'forced.txt');
+    writeFileSync(path, 'dear diary\n');
+    const r = await cli('demo', ...small, '--force', '--db', path);
+    expect(r.code).toBe(0);
+    expect(lines(r.out).at(-1)).toBe('every accepted message handled exactly once: yes');
+    expect(readFileSync(path).subarray(0, 16).toString('latin1')).toBe('SQLite format 3\0');
+  });
+
+  it('recreates its own database, also one whose header is still in the write-ahead log (a run that died)', async () => {
+    const path = join(dir, 'again.db');
+    await smallDatabase(path);
+    const first = await cli('demo', ...small, '--db', path);
+    expect(first.code).toBe(0);
+    expect(first.out).toMatch(/agents +2 in the store/); // alice is gone: recreated
+
+    // A copy taken while a store has it open: the application id is only in the -wal file.
+    const live = join(dir, 'live-source.db');
+    const crashed = join(dir, 'crashed.db');
+    const store = sqliteStore(live);
+    await store.createAgent({ id: 'alice', type: 'counter', parent: null, pinned: false, input: null, createdAt: 0 });
+    copyFileSync(live, crashed);
+    copyFileSync(`${live}-wal`, `${crashed}-wal`);
+    await store.close();
+    expect(readFileSync(crashed).readInt32BE(68)).toBe(0);
+    const second = await cli('demo', ...small, '--db', crashed);
+    expect(second.err).toBe('');
+    expect(second.code).toBe(0);
+  });
+
+  it('drains the work still pending when sending stops, saying so, before its check', async () => {
+    const path = join(dir, 'drain.db');
+    const r = await cli('demo', '--agents', '300', '--cap', '4', '--running', '2', '--duration', '0', '--seed', '5', '--db', path);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^sending stopped: waiting for the agents to handle what is pending/m);
+    expect(r.out).toMatch(/agents +300 in the store/);
+    expect(lines(r.out).at(-1)).toBe('every accepted message handled exactly once: yes');
+  });
+});
+
+describe('stored text reaches the terminal with its control characters escaped', () => {
+  const path = join(dir, 'escapes.db');
+  // Sets the window title, clears the screen, a C1 CSI, a DEL.
+  const EVIL = '\x1b]0;owned\x07\x1b[2J\u009b31m\x7f';
+  const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/; // every control character but the newline
+
+  beforeAll(async () => {
+    const agent = defineAgent({
+      type: 'evil',
+      logic: fromTurn(
+        async ({ message }) => {
+          if (message.type === 'fail') throw new Error(`boom ${EVIL}`);
+          return {};
+        },
+        { initialState: {} },
+      ),
+    });
+    const runtime = await createRuntime({ agents: [agent], residentCap: 1, runningCap: 1, store: sqliteStore(path) });
+    await runtime.spawn('evil', { id: 'mallory', input: { note: EVIL } });
+    await runtime.ask('mallory', { type: 'note', text: EVIL });
+    await runtime.ask('mallory', { type: 'fail' }).catch(() => {});
+    await runtime.stop();
+    // A message accepted and not handled yet: in the mailbox.
+    const store = sqliteStore(path);
+    await store.append([{ agentId: 'mallory', messageId: 'later', message: { type: `wait${EVIL}` }, at: Date.now() }]);
+    await store.close();
+    // A crafted file: text the runtime itself would refuse (a type with escapes).
+    const raw = new Database(path);
+    raw.prepare('UPDATE agents SET type = ?').run(`evil${EVIL}`);
+    raw.close();
+  });
+
+  it.each([[['ls']], [['show', 'mallory']], [['stats']]])('%j prints them visibly', async (argv) => {
+    const r = await cli(...argv, '--db', path);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).not.toMatch(RAW);
+    expect(r.out).toContain('evil\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\x7f');
+  });
+
+  it('show prints a failed turn, a message and the mailbox escaped', async () => {
+    const r = await cli('show', 'mallory', '--db', path);
+    expect(r.out).toContain('turn failed');
+    expect(r.out).toContain('boom \\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\x7f');
+    expect(r.out).toMatch(/accepted \{"type":"note","text":"\\u001b\]0;owned\\u0007\\u001b\[2J\\x9b31m\\x7f"\}/);
+    expect(r.out).toMatch(/^ {2}#\d+ .* \{"type":"wait\\u001b/m);
+  });
+
+  it.each([[['ls']], [['show', 'mallory']], [['stats']]])('%j --json escapes them and stays the same JSON', async (argv) => {
+    const r = await cli(...argv, '--json', '--db', path);
+    expect(r.code).toBe(0);
+    expect(r.out).not.toMatch(RAW);
+    expect(r.out).toContain('\\u009b');
+    // The same JSON: the stored text comes back as it was.
+    const texts: string[] = [];
+    const walk = (v: unknown): void => {
+      if (typeof v === 'string') texts.push(v);
+      else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) (texts.push(k), walk(x));
+    };
+    walk(JSON.parse(r.out));
+    expect(texts).toContain(`evil${EVIL}`);
+  });
+
+  it('errors too', async () => {
+    const r = await cli('show', `nobody${EVIL}`, '--db', path);
+    expect(r.code).toBe(1);
+    expect(r.err).not.toMatch(RAW);
+    expect(r.err).toContain('nobody\\x1b]0;owned');
+  });
+});
+
+describe('readers never write', () => {
+  it.each([['ls'], ['stats'], ['show', 'alice'], ['inspect']])('%s on an empty file says so, and the file stays empty', async (...argv) => {
+    const path = join(dir, `empty-${argv[0]}.db`);
+    writeFileSync(path, '');
+    const r = await cli(...argv, '--db', path);
+    expect(r.code).toBe(1);
+    expect(lines(r.err)).toEqual([`residency: "${path}" is not a residency database (an empty file, 0 bytes): pass the path of a database a residency runtime wrote`]);
+    expect(filesAt(path)).toEqual({ bytes: Buffer.alloc(0), wal: false, shm: false });
+  });
+
+  it("refuses another application's database without touching it", async () => {
+    const path = join(dir, 'other-app-read.db');
+    foreignDatabase(path);
+    const before = filesAt(path);
+    for (const command of ['ls', 'stats', 'inspect']) {
+      const r = await cli(command, '--db', path);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/is not a residency database \(another application's SQLite database, application id 0x4d2\)/);
+    }
+    expect(filesAt(path)).toEqual(before);
+  });
+
+  it('a directory is a usage error in one line', async () => {
+    const r = await cli('stats', '--db', dir);
+    expect(r.code).toBe(2);
+    expect(lines(r.err)).toEqual([`residency: --db "${dir}" is a directory: pass the path of a database file`]);
+  });
+
+  it('ls, show and stats read a database a running runtime holds open for writing', async () => {
+    const path = join(dir, 'held.db');
+    const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 2, runningCap: 1, store: sqliteStore(path) });
+    try {
+      await runtime.spawn('counter', { id: 'alice' });
+      await runtime.ask('alice', { type: 'ping' });
+      const ls = await cli('ls', '--db', path);
+      expect(ls.err).toBe('');
+      expect(ls.out).toMatch(/^alice +counter/m);
+      expect((await cli('show', 'alice', '--db', path)).out).toMatch(/turn done/);
+      const stats = JSON.parse((await cli('stats', '--db', path, '--json')).out) as { messages: { accepted: number; handled: number } };
+      expect(stats.messages).toMatchObject({ accepted: 1, handled: 1 });
+      // The owner goes on writing.
+      await runtime.ask('alice', { type: 'ping' });
+      expect((await runtime.get('alice')).turns).toBe(2);
+    } finally {
+      await runtime.stop();
+    }
+  });
+
+  it('inspect --db serves a database a running runtime holds open, until interrupted', async () => {
+    const path = join(dir, 'held-inspect.db');
+    const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 2, runningCap: 1, store: sqliteStore(path) });
+    try {
+      await runtime.spawn('counter', { id: 'alice' });
+      await runtime.ask('alice', { type: 'ping' });
+      const interrupt = deferred();
+      const printed = deferred();
+      let out = '';
+      let err = '';
+      const io: Io = {
+        out: (t) => void ((out += t), /Ctrl-C to stop/.test(out) && printed.resolve()),
+        err: (t) => void (err += t),
+        isTTY: false,
+        interrupted: () => interrupt.promise,
+      };
+      const done = main(['inspect', '--db', path], io);
+      await Promise.race([printed.promise, done.then((code) => Promise.reject(new Error(`inspect exited ${code}: ${err}`)))]);
+      const url = /inspector \(read-only\): (\S+)/.exec(out)![1]!;
+      const snapshot = (await (await fetch(`${url}api/snapshot`)).json()) as { live: boolean; agents: { id: string }[] };
+      expect(snapshot.live).toBe(false);
+      expect(snapshot.agents.map((a) => a.id)).toEqual(['alice']);
+      interrupt.resolve();
+      expect(await done).toBe(0);
+      await runtime.ask('alice', { type: 'ping' });
+    } finally {
+      await runtime.stop();
+    }
+  });
+});
+
+describe('inspect: where it listens', () => {
+  const path = join(dir, 'inspect.db');
+  beforeAll(() => smallDatabase(path));
+
+  it('a port in use is one line naming the port and the fix (exit 1)', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const r = await cli('inspect', '--db', path, '--port', String(port));
+      expect(r.code).toBe(1);
+      expect(lines(r.err)).toEqual([`residency: port ${port} on 127.0.0.1 is in use: stop what listens there, or pick another with --port (0 picks a free one)`]);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it('an address this machine does not have is one line (exit 1)', async () => {
+    const r = await cli('inspect', '--db', path, '--host', '192.0.2.1');
+    expect(r.code).toBe(1);
+    expect(lines(r.err)).toEqual([expect.stringMatching(/^residency: cannot listen on 192\.0\.2\.1: .*--host/)]);
   });
 });

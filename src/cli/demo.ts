@@ -5,8 +5,12 @@
  * turns, the way a coding agent spawns helpers); users send tasks to a skewed selection of agents; a task
  * is a simulated model call (jittered latency, occasional failure) that may pass work on
  * to a peer or report to its root. The resident cap is far below the number of agents,
- * so agents are evicted and reloaded all the time. At the end the store itself is read
- * back to check that every accepted message was handled exactly once.
+ * so agents are evicted and reloaded all the time. When sending stops, the demo waits
+ * (showing progress) until the work still pending is done. At the end the store itself
+ * is read back to check that every accepted message was handled exactly once.
+ *
+ * `--db` is recreated at each run, but only when it is a residency database (or nothing):
+ * any other file is refused and left as it is, unless `--force`.
  */
 import fs from 'node:fs';
 import nodePath from 'node:path';
@@ -17,7 +21,8 @@ import { fromTurn } from '../fromTurn.js';
 import { sqliteStore } from '../store/sqliteStore.js';
 import { serveInspector } from '../inspector/serveInspector.js';
 import type { Store } from '../store/Store.js';
-import { count, fields, ms, percent, percentile, type Io } from './format.js';
+import { CliError, count, fields, ms, percent, percentile, type Io } from './format.js';
+import { examineDatabaseFile, notAFile } from './dbFile.js';
 import { prng } from '../prng.js';
 
 export interface DemoOptions {
@@ -27,7 +32,10 @@ export interface DemoOptions {
   /** Seconds of sending. */
   duration: number;
   db: string;
+  /** Keep the database of an earlier run (else it is recreated). */
   keep: boolean;
+  /** Replace the file at `db` even when it is not a residency database. */
+  force?: boolean;
   seed: number;
   /** Serve the live inspector while the demo runs (`--inspect`). */
   inspect?: { port: number; host?: string };
@@ -101,7 +109,31 @@ export async function checkExactlyOnce(store: Store): Promise<Exactness> {
   return r;
 }
 
+/**
+ * Readies the demo's database: removes a residency database of an earlier run (unless
+ * `keep`), and refuses (writing nothing) a directory, a device, or a file that is not a
+ * residency database (unless `force`).
+ */
+export function prepareDatabase(path: string, o: { keep: boolean; force: boolean }): void {
+  const file = examineDatabaseFile(path);
+  const usage = notAFile(path, file);
+  if (usage) throw usage;
+  if (file.kind === 'other' && !(o.force && !o.keep)) {
+    throw new CliError(
+      `"${path}" is not a residency database (${file.why}): the demo left it as it is. ` +
+        (o.keep ? 'Pass the path of a residency database with --keep' : 'Pass another --db, or --force to replace it'),
+    );
+  }
+  try {
+    if (!o.keep) for (const suffix of ['', '-wal', '-shm']) fs.rmSync(`${path}${suffix}`, { force: true });
+    fs.mkdirSync(nodePath.dirname(nodePath.resolve(path)), { recursive: true });
+  } catch (cause) {
+    throw new CliError(`Cannot ready the demo's database "${path}": ${(cause as Error).message}`);
+  }
+}
+
 export async function demo(o: DemoOptions, io: Io): Promise<number> {
+  prepareDatabase(o.db, { keep: o.keep, force: o.force === true });
   const rand = prng(o.seed);
   const roots = Math.max(1, Math.min(4, Math.floor(o.agents / 10)));
   const workers = o.agents - roots;
@@ -174,8 +206,6 @@ export async function demo(o: DemoOptions, io: Io): Promise<number> {
     ),
   });
 
-  if (!o.keep) for (const suffix of ['', '-wal', '-shm']) fs.rmSync(`${o.db}${suffix}`, { force: true });
-  fs.mkdirSync(nodePath.dirname(nodePath.resolve(o.db)), { recursive: true });
   const runtime: Runtime = await createRuntime({
     agents: [root, worker],
     residentCap: o.residentCap,
@@ -260,7 +290,7 @@ export async function demo(o: DemoOptions, io: Io): Promise<number> {
     // measures residency rather than an ever-growing queue.
     const hot = Math.max(1, Math.floor((o.residentCap * 3) / 4));
     let sends = 0;
-    const backlog = Math.max(2 * o.residentCap, 4 * o.runningCap);
+    const backlog = Math.min(10_000, Math.max(2 * o.residentCap, 4 * o.runningCap));
     const until = started + o.duration * 1000;
     while (!stopping && performance.now() < until) {
       if (accepted - handled >= backlog || known.length === 0) {
@@ -284,10 +314,16 @@ export async function demo(o: DemoOptions, io: Io): Promise<number> {
         }),
       );
     }
-    // Let the backlog drain (unless stopped): every accepted message gets its turn.
-    const drainUntil = performance.now() + 30_000;
+    // Wait for the work still pending (unless stopped), however long it takes, with the
+    // progress line going on: every accepted message gets its turn before the check.
+    if (!stopping) {
+      io.out(
+        `${io.isTTY ? '\r\x1b[K' : ''}sending stopped: waiting for the agents to handle what is pending ` +
+          `(${count(Math.max(0, accepted - handled))} messages now; Ctrl-C to stop)\n`,
+      );
+    }
     let quiet = 0;
-    while (!stopping && quiet < 3 && performance.now() < drainUntil) {
+    while (!stopping && quiet < 3) {
       await new Promise<void>((resolve) => setTimeout(resolve, 25));
       const s = runtime.stats();
       quiet = handled >= accepted && s.running === 0 && s.waitingForPermit === 0 && s.waitingForSlot === 0 ? quiet + 1 : 0;
@@ -305,7 +341,7 @@ export async function demo(o: DemoOptions, io: Io): Promise<number> {
   process.off('SIGINT', onSigint);
 
   // --- the check, from the store itself --------------------------------------------
-  const store = sqliteStore(o.db);
+  const store = sqliteStore(o.db, { readonly: true });
   const x = await checkExactlyOnce(store).finally(() => store.close());
   const exact = x.handled === x.accepted && x.twice === 0 && x.unmatched === 0 && x.pending === 0 && x.inFlight === 0;
   const noneTwice = x.twice === 0 && x.unmatched === 0;

@@ -1,5 +1,6 @@
 /**
- * Small output helpers for the CLI: aligned tables, percentiles, numbers.
+ * Small output helpers for the CLI: aligned tables, percentiles, numbers, and the
+ * escaping of stored text before it reaches a terminal.
  */
 
 /** Where the CLI writes: swapped in tests so `main()` can run in-process. */
@@ -8,6 +9,8 @@ export interface Io {
   err(text: string): void;
   /** True when stdout is a terminal (a live progress line is rewritten with `\r`). */
   isTTY: boolean;
+  /** Resolves when the user asks a long-running command (`inspect`) to stop; default: the first SIGINT. */
+  interrupted?: () => Promise<void>;
 }
 
 export const processIo: Io = {
@@ -16,9 +19,44 @@ export const processIo: Io = {
   isTTY: process.stdout.isTTY === true,
 };
 
-/** Thrown for bad arguments: the CLI prints it with the usage and exits 2. */
+/**
+ * Thrown for bad arguments: the CLI prints it and exits 2; with the usage, unless
+ * `usage: false` (a one-line message, when the usage would not help, as for a path).
+ */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
+  readonly usage: boolean;
+  constructor(message: string, options: { usage?: boolean } = {}) {
+    super(message);
+    this.usage = options.usage ?? true;
+  }
+}
+
+/** A failure to report in one line (exit 1), not a usage error. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+}
+
+const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * Stored text made safe to print: every control character (C0, DEL, C1) is shown as an
+ * escape (`\x1b`, `\n`…), so a stored string can neither move the cursor, set the window
+ * title, clear the screen nor start a line of its own.
+ *
+ * @example
+ * printable('boom \x1b]0;owned\x07'); // => 'boom \\x1b]0;owned\\x07'
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => NAMED[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/**
+ * JSON for a terminal: JSON.stringify escapes C0 characters already; DEL and C1 ones
+ * are escaped too (`\u009b`). The same JSON value, parsed back.
+ */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Rows as aligned columns under a header; numbers are right-aligned. */
@@ -62,6 +100,10 @@ export function count(n: number): string {
   return n.toLocaleString('en-US');
 }
 
-export function time(at: number | null): string {
-  return at === null ? '-' : new Date(at).toISOString().replace('T', ' ').replace('Z', '');
+/** A stored time as `YYYY-MM-DD hh:mm:ss.mmm` (UTC); `-` when absent, the raw value (escaped) when not a time. */
+export function time(at: unknown): string {
+  if (at === null || at === undefined) return '-';
+  const date = typeof at === 'number' ? new Date(at) : null;
+  if (date === null || Number.isNaN(date.getTime())) return printable(String(at));
+  return date.toISOString().replace('T', ' ').replace('Z', '');
 }

@@ -2,31 +2,45 @@
  * `residency ls`, `show` and `stats`: read a database left behind by a runtime (the
  * demo's, or yours) through the Store interface. No runtime runs it, so no agent is
  * resident: every agent is `unloaded`, its mailbox and rollout as they were stored.
+ *
+ * Readers never write: the database is opened read-only (never created, migrated or
+ * checkpointed), so they also read one that a running runtime owns and writes. Stored
+ * text is printed with its control characters escaped (see `printable`).
  */
 import fs from 'node:fs';
 import { AgentNotFoundError } from '../errors.js';
 import { sqliteStore } from '../store/sqliteStore.js';
 import type { AgentRecord, RolloutEntry, Store } from '../store/Store.js';
-import { count, fields, table, time, type Io } from './format.js';
+import { examineDatabaseFile, notAFile } from './dbFile.js';
+import { CliError, count, fields, jsonText, printable, table, time, type Io } from './format.js';
+
+export { CliError } from './format.js';
 
 export const NOT_RESIDENT_NOTE = 'nothing is resident in a stored database: no runtime is running it, so every agent is unloaded';
 
-/** Opens an existing database (never creates one), runs `fn`, closes it. */
-export async function withStore<T>(db: string, fn: (store: Store) => Promise<T>): Promise<T> {
-  if (!fs.existsSync(db)) {
-    throw new CliError(`No database at "${db}": run \`residency demo\` first, or pass --db <path>`);
+/**
+ * Opens an existing residency database read-only. Refuses, before SQLite opens anything,
+ * a missing path, a directory, and a file that is not a residency database.
+ */
+export function openReader(db: string): Store {
+  const file = examineDatabaseFile(db);
+  const usage = notAFile(db, file);
+  if (usage) throw usage;
+  if (file.kind === 'missing') throw new CliError(`No database at "${db}": run \`residency demo\` first, or pass --db <path>`);
+  if (file.kind === 'other') {
+    throw new CliError(`"${db}" is not a residency database (${file.why}): pass the path of a database a residency runtime wrote`);
   }
-  const store = sqliteStore(db);
+  return sqliteStore(db, { readonly: true });
+}
+
+/** Opens an existing database read-only (never creates or writes one), runs `fn`, closes it. */
+export async function withStore<T>(db: string, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = openReader(db);
   try {
     return await fn(store);
   } finally {
     await store.close();
   }
-}
-
-/** A failure to report (exit 1), not a usage error. */
-export class CliError extends Error {
-  override readonly name = 'CliError';
 }
 
 interface Row {
@@ -73,7 +87,7 @@ export async function ls(o: { db: string; type?: string; resident: boolean; json
     return out;
   });
   if (o.json) {
-    io.out(`${JSON.stringify({ agents: rows, ...(o.resident ? { note: NOT_RESIDENT_NOTE } : {}) }, null, 2)}\n`);
+    io.out(`${jsonText({ agents: rows, ...(o.resident ? { note: NOT_RESIDENT_NOTE } : {}) })}\n`);
     return 0;
   }
   if (o.resident) {
@@ -83,13 +97,18 @@ export async function ls(o: { db: string; type?: string; resident: boolean; json
   io.out(
     `${table(
       ['ID', 'TYPE', 'PARENT', 'PINNED', 'STATE', 'MAILBOX', 'TURNS', 'LAST ACTIVE'],
-      rows.map((r) => [r.id, r.type, r.parent ?? '-', r.pinned ? 'yes' : 'no', r.state, r.mailbox, r.turns, time(r.lastActiveAt)]),
-    )}\n${count(rows.length)} agents${o.type ? ` of type ${o.type}` : ''} (stored: none resident)\n`,
+      rows.map((r) => [printable(r.id), printable(r.type), r.parent === null ? '-' : printable(r.parent), r.pinned ? 'yes' : 'no', r.state, r.mailbox, r.turns, time(r.lastActiveAt)]),
+    )}\n${count(rows.length)} agents${o.type ? ` of type ${printable(o.type)}` : ''} (stored: none resident)\n`,
   );
   return 0;
 }
 
+/** One rollout entry in a line, stored text escaped. */
 function describeEntry(e: RolloutEntry): string {
+  return printable(describeRaw(e));
+}
+
+function describeRaw(e: RolloutEntry): string {
   switch (e.kind) {
     case 'accepted':
       return `#${e.seq} accepted ${JSON.stringify(e.message)}`;
@@ -103,6 +122,9 @@ function describeEntry(e: RolloutEntry): string {
       return `#${e.seq} snapshot saved${e.value === undefined ? '' : ` · state ${JSON.stringify(e.value)}`}`;
     case 'note':
       return `${e.note}${e.reason ? ` (${e.reason})` : ''}`;
+    default:
+      // A kind this version does not know (a newer writer, or a damaged file).
+      return JSON.stringify(e);
   }
 }
 
@@ -122,26 +144,27 @@ export async function show(o: { db: string; id: string; json: boolean; last: num
   });
   if (!found) throw new CliError(new AgentNotFoundError(o.id).message);
   if (o.json) {
-    io.out(`${JSON.stringify(found, null, 2)}\n`);
+    io.out(`${jsonText(found)}\n`);
     return 0;
   }
   const { info } = found;
+  const children = found.children.map(printable);
   io.out(
     `${fields([
-      ['id', info.id],
-      ['type', info.type],
-      ['parent', info.parent ?? '-'],
+      ['id', printable(info.id)],
+      ['type', printable(info.type)],
+      ['parent', info.parent === null ? '-' : printable(info.parent)],
       ['pinned', info.pinned ? 'yes' : 'no'],
       ['state', `${info.state} (stored database: nothing is resident)`],
       ['created', time(found.createdAt)],
       ['last active', time(info.lastActiveAt)],
       ['turns', info.turns],
       ['mailbox', info.mailbox === 0 ? 'empty' : `${info.mailbox} pending`],
-      ['children', found.children.length === 0 ? '-' : `${found.children.length}: ${found.children.slice(0, 8).join(', ')}${found.children.length > 8 ? ', …' : ''}`],
+      ['children', children.length === 0 ? '-' : `${children.length}: ${children.slice(0, 8).join(', ')}${children.length > 8 ? ', …' : ''}`],
     ])}\n`,
   );
   if (found.mailbox.length > 0) {
-    io.out(`\nmailbox (oldest first)\n${found.mailbox.map((m) => `  #${m.seq} ${time(m.at)} ${JSON.stringify(m.message)}`).join('\n')}\n`);
+    io.out(`\nmailbox (oldest first)\n${found.mailbox.map((m) => `  #${m.seq} ${time(m.at)} ${printable(JSON.stringify(m.message))}`).join('\n')}\n`);
   }
   io.out(`\nrollout (last ${found.rollout.length} entries)\n${found.rollout.map((e) => `  ${time(e.at)}  ${describeEntry(e)}`).join('\n')}\n`);
   return 0;
@@ -179,16 +202,16 @@ export async function stats(o: { db: string; json: boolean }, io: Io): Promise<n
     };
   });
   if (o.json) {
-    io.out(`${JSON.stringify(s, null, 2)}\n`);
+    io.out(`${jsonText(s)}\n`);
     return 0;
   }
   io.out(
     `${fields([
-      ['database', `${s.db} (${count(Math.round(s.bytes / 1024))} KiB)`],
-      ['agents', `${count(s.agents)} (${Object.entries(s.byType).sort(([a], [b]) => a.localeCompare(b)).map(([t, n]) => `${count(n)} ${t}`).join(', ') || 'none'}), ${count(s.pinned)} pinned`],
+      ['database', `${printable(s.db)} (${count(Math.round(s.bytes / 1024))} KiB)`],
+      ['agents', `${count(s.agents)} (${Object.entries(s.byType).sort(([a], [b]) => a.localeCompare(b)).map(([t, n]) => `${count(n)} ${printable(t)}`).join(', ') || 'none'}), ${count(s.pinned)} pinned`],
       ['resident', `0: ${s.note}`],
       ['messages', `${count(s.messages.accepted)} accepted, ${count(s.messages.handled)} handled, ${count(s.messages.pending)} pending (in ${count(s.messages.agentsWithPending)} mailboxes)`],
-      ['turns', Object.entries(s.outcomes).map(([k, n]) => `${count(n)} ${k}`).join(', ') || 'none'],
+      ['turns', Object.entries(s.outcomes).map(([k, n]) => `${count(n)} ${printable(k)}`).join(', ') || 'none'],
       ['in flight', `${count(s.messages.turnsInFlight)} (recorded crashed at the next start)`],
       ['loads', `${count(s.loads)} loads, ${count(s.evictions)} evictions recorded`],
     ])}\n`,
