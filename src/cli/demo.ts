@@ -21,7 +21,7 @@ import { fromTurn } from '../fromTurn.js';
 import { sqliteStore } from '../store/sqliteStore.js';
 import { serveInspector } from '../inspector/serveInspector.js';
 import type { Store } from '../store/Store.js';
-import { CliError, count, fields, ms, percent, percentile, type Io } from './format.js';
+import { CliError, count, fields, ms, percent, percentile, printable, type Io } from './format.js';
 import { examineDatabaseFile, notAFile } from './dbFile.js';
 import { prng } from '../prng.js';
 
@@ -273,7 +273,7 @@ export async function demo(o: DemoOptions, io: Io): Promise<number> {
 
   io.out(
     `residency demo: ${count(o.agents)} agents (${roots} pinned roots), resident cap ${o.residentCap}, running cap ${o.runningCap}, ` +
-      `${o.duration} s of sending, seed ${o.seed}\n` + `store: sqliteStore('${o.db}')\n`,
+      `${o.duration} s of sending, seed ${o.seed}\n` + `store: sqliteStore('${printable(o.db)}')\n`,
   );
   const started = performance.now();
   const ticker = setInterval(
@@ -356,7 +356,7 @@ export async function demo(o: DemoOptions, io: Io): Promise<number> {
         ['reload latency', `p50 ${ms(percentile(reloads, 0.5))}  p99 ${ms(percentile(reloads, 0.99))}  (${count(reloads.length)} loads)`],
         ['turn latency', `p50 ${ms(percentile(turns, 0.5))}  p99 ${ms(percentile(turns, 0.99))}  (${count(turns.length)} turns)`],
         ['order', x.outOfOrder === 0 ? 'every agent handled its messages in acceptance order' : `${x.outOfOrder} turns out of acceptance order`],
-        ['database', `${o.db} (try: residency ls --db ${o.db}, residency stats --db ${o.db})`],
+        ['database', `${printable(o.db)} (try: residency ls --db ${printable(o.db)}, residency stats --db ${printable(o.db)})`],
       ]) +
       '\n',
   );
