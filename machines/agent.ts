@@ -53,9 +53,14 @@ export type AgentEvent =
   | { type: 'load.failed'; corrupt?: boolean }
   /** The supervisor granted a running permit. */
   | { type: 'permit.granted' }
-  /** The turn ended (`done` or `failed`) and its record and snapshot were committed. */
-  | { type: 'turn.done'; outcome?: 'done' | 'failed' }
-  /** Abort the running turn (no-op when none runs). */
+  /** The turn ended (`done`, `failed` or `interrupted`) and its record (and snapshot) were committed. */
+  | { type: 'turn.done'; outcome?: 'done' | 'failed' | 'interrupted' }
+  /**
+   * The turn ended but its outcome could not be written (the store kept failing): the
+   * agent is quarantined; its message stays durable and is recorded `crashed` on reload.
+   */
+  | { type: 'turn.lost' }
+  /** Abort the running turn (no-op when none runs); the turn then ends with `turn.done`. */
   | { type: 'interrupt' }
   /** The supervisor asks this agent to leave memory. */
   | { type: 'evict'; reason: 'cap' | 'idle' }
@@ -138,7 +143,10 @@ export const agentMachine = setup({
     startLoad: () => {},
     /** Take the head of the mailbox and run one turn. */
     startTurn: () => {},
-    /** Fire the turn's AbortSignal; the turn is recorded `interrupted`. */
+    /**
+     * Fire the turn's AbortSignal. If the turn really aborts, it is recorded `interrupted`
+     * and ends with `turn.done`; a turn already past its logic (committing) is not stopped.
+     */
     abortTurn: () => {},
     /** Commit state, stop the actor, then send `flush.done` (or `flush.failed`). */
     startFlush: () => {},
@@ -237,7 +245,10 @@ export const agentMachine = setup({
     running: {
       on: {
         'turn.done': { target: 'settling', actions: ['consumeMessage', 'endTurn'] },
-        interrupt: { target: 'settling', actions: ['abortTurn', 'consumeMessage', 'endTurn'] },
+        // The lifecycle moves only when the turn really ends (turn.done): an interrupt that
+        // comes too late, or twice, must not hand the permit back while the turn still runs.
+        interrupt: { actions: 'abortTurn' },
+        'turn.lost': { target: 'failed', actions: 'notifyReleased' },
         close: { actions: 'rememberClose' },
         destroy: { target: 'destroyed', actions: ['abortTurn', 'notifyReleased'] },
       },

@@ -3,13 +3,14 @@
  * through the accept pipeline, and leaves residency to the Host (the two statecharts
  * run for real).
  */
+import { hostname } from 'node:os';
 import type { InspectionEvent } from 'xstate';
 import type { PolicyFactory } from '../machines/policy.js';
 import type { LifecycleState } from '../machines/agent.js';
 import type { SupervisorContext } from '../machines/supervisor.js';
 import { systemClock, type Clock } from './clock.js';
 import type { AgentDefinition } from './defineAgent.js';
-import { AgentNotFoundError, AskTimeoutError, RuntimeStoppedError, UnknownAgentTypeError } from './errors.js';
+import { AgentNotFoundError, AskTimeoutError, FencedError, RuntimeStoppedError, StoreCorruptionError, UnknownAgentTypeError } from './errors.js';
 import { RUNTIME_EVENT_NAMES, RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
 import { Accepter } from './runtime/Accepter.js';
 import { serveInspector, type Inspector, type LiveInspectorOptions } from './inspector/serveInspector.js';
@@ -19,7 +20,7 @@ import { Host, type TurnResult } from './runtime/Host.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
 import { sqliteStore } from './store/sqliteStore.js';
 import type { AgentRecord, AppendResult, Message, Store } from './store/Store.js';
-import { assertAgentId, assertIntegerAtLeast, assertJson, assertMessage, assertPositiveDurationOrNull, describeValue } from './validate.js';
+import { assertAgentId, assertIntegerAtLeast, assertPositiveDurationOrNull, copyJson, copyMessage, describeValue } from './validate.js';
 
 export interface RuntimeOptions {
   /** The agent types this runtime can run. */
@@ -111,7 +112,8 @@ export interface Runtime {
   close(id: string): Promise<void>;
   destroy(id: string): Promise<void>;
   get(id: string): Promise<AgentInfo>;
-  list(request?: ListRequest): Promise<{ agents: AgentInfo[]; cursor: string | null }>;
+  /** Agents whose stored record cannot be read are left out and listed in `damaged` (with an `error` event each). */
+  list(request?: ListRequest): Promise<{ agents: AgentInfo[]; cursor: string | null; damaged?: { id: string; error: string }[] }>;
   stats(): RuntimeStats;
   on<K extends RuntimeEventName>(name: K, handler: (payload: RuntimeEvents[K]) => void): () => void;
   /**
@@ -134,7 +136,7 @@ export const DEFAULT_DB = './.residency/residency.db';
 
 const STORE_METHODS = [
   'createAgent', 'getAgent', 'getAgents', 'listAgents', 'destroyAgent', 'append', 'pending', 'mailboxSize',
-  'beginTurn', 'commitTurn', 'loadSnapshot', 'note', 'rollout', 'agentsWithPending', 'turnsInFlight', 'close',
+  'beginTurn', 'commitTurn', 'loadSnapshot', 'note', 'rollout', 'agentsWithPending', 'turnsInFlight', 'acquire', 'close',
 ] as const;
 
 function assertOptions(options: unknown): asserts options is RuntimeOptions {
@@ -199,13 +201,28 @@ function assertOptions(options: unknown): asserts options is RuntimeOptions {
  */
 export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   assertOptions(options);
-  const store = options.store ?? sqliteStore(DEFAULT_DB);
+  const ownStore = options.store === undefined;
+  const inner = options.store ?? sqliteStore(DEFAULT_DB);
   const clock = options.clock ?? systemClock;
-  const emitter = new RuntimeEmitter();
+  const emitter = new RuntimeEmitter(() => clock.now());
   const definitions = new Map(options.agents.map((d) => [d.type, d]));
+
+  // One owner per store: another live runtime's store is refused (StoreLockedError).
+  let epoch: number;
+  try {
+    ({ epoch } = await inner.acquire({ pid: process.pid, host: hostname(), since: clock.now() }));
+  } catch (err) {
+    if (ownStore) await inner.close().catch(() => {});
+    throw err;
+  }
+  // Message ids: unique per store without randomness (the owner epoch grows with every
+  // runtime that opens the store), so the same calls give the same ids in tests.
   let counter = 0;
-  const newId = () => `${clock.now().toString(36)}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const idPrefix = epoch.toString(36);
+  const newId = () => `${idPrefix}.${(counter++).toString(36)}`;
   let stopped = false;
+  let fenced: FencedError | null = null;
+  const store = fencedStore(inner, (err) => onFenced(err));
 
   const host: Host = new Host({
     store,
@@ -217,28 +234,23 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     idleTimeout: options.idleTimeout ?? null,
     policy: options.policy,
     newId,
-    onOutboxCommitted: (_entry, accepted) => {
-      // Outbox messages are in their mailboxes now: tell the targets (creating entries as needed).
-      for (const a of accepted) {
-        if (a.duplicate) continue;
-        const id = a.request.agentId;
-        const existing = host.entries.get(id);
-        if (existing) host.accepted(existing, a.seq, a.request.messageId, a.request.message.type);
-        else {
-          void store.getAgent(id).then((rec) => {
-            if (!rec) return;
-            const e = host.entries.get(id) ?? host.ensureEntry(rec, 0);
-            host.accepted(e, a.seq, a.request.messageId, a.request.message.type);
-          });
-        }
-      }
-    },
+    keepAlive: clock === systemClock,
   });
+
+  /** Another owner took the store over: drop every agent without writing, refuse every call. */
+  function onFenced(err: FencedError): void {
+    if (fenced) return;
+    fenced = err;
+    emitter.emit('error', () => ({ id: err.agentId ?? '*', at: clock.now(), error: err, where: 'store' }));
+    host.dropAll(err);
+    host.supervisor.send({ type: 'stop' });
+  }
 
   if (options.inspect !== undefined) host.attachInspector(toNext(options.inspect), { stately: true });
 
   const accepter = new Accepter(store, {
     needsCheck: (id) => !host.entries.has(id),
+    refuse: (record) => (definitions.has(record.type) ? undefined : new UnknownAgentTypeError(record.type, [...definitions.keys()], record.id)),
     hold: (id, record) => {
       const entry = scheduleRecovered(id) ?? (record ? host.ensureEntry(record) : undefined);
       if (entry) entry.holds++;
@@ -301,16 +313,16 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   };
 
   const live = (operation: string) => {
+    if (fenced) throw fenced;
     if (stopped) throw new RuntimeStoppedError(operation);
   };
 
+  /** Copies the message once, checks the copy, and queues the copy for the store. */
   const send = (id: string, message: Message, messageId = newId()): Promise<AppendResult> => {
     assertAgentId(id);
-    assertMessage(message);
+    const copy = copyMessage(message);
     live(`send to "${id}"`);
-    return new Promise((resolve, reject) =>
-      accepter.push({ kind: 'send', request: { agentId: id, messageId, message: structuredClone(message), at: clock.now() }, resolve, reject }),
-    );
+    return new Promise((resolve, reject) => accepter.push({ kind: 'send', request: { agentId: id, messageId, message: copy, at: clock.now() }, resolve, reject }));
   };
 
   const task = <T>(fn: () => Promise<T>): Promise<T> =>
@@ -348,7 +360,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (request.pinned !== undefined && typeof request.pinned !== 'boolean') {
         throw new TypeError(`Expected \`pinned\` to be a boolean, got ${describeValue(request.pinned)}`);
       }
-      if (request.input !== undefined) assertJson(request.input, 'input');
+      const input = request.input === undefined ? null : copyJson(request.input, 'input');
       if (!definitions.has(type)) throw new UnknownAgentTypeError(type, [...definitions.keys()]);
       live(`spawn "${request.id}"`);
       const record: AgentRecord = {
@@ -356,7 +368,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         type,
         parent: request.parent ?? null,
         pinned: request.pinned === true,
-        input: request.input === undefined ? null : structuredClone(request.input),
+        input,
         createdAt: clock.now(),
       };
       return task(async () => {
@@ -376,8 +388,11 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (opts === null || typeof opts !== 'object') throw new TypeError(`Expected ask options { timeout? }, got ${describeValue(opts)}`);
       if (opts.timeout !== undefined) assertIntegerAtLeast(opts.timeout, 'timeout', 1);
       assertAgentId(id);
-      assertMessage(message);
+      const copy = copyMessage(message);
       live(`ask "${id}"`);
+      // A quarantined agent will not answer until it is repaired: say so at once.
+      const failure = host.failureOf(id);
+      if (failure) throw failure;
       const messageId = newId();
       const result = new Promise<TurnResult>((resolve, reject) => {
         let timer: unknown = null;
@@ -396,7 +411,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         }
       });
       try {
-        await send(id, message, messageId);
+        await send(id, copy, messageId);
       } catch (err) {
         // Refused: nothing was accepted, so nothing will answer; leave no waiter or timer.
         host.takeWaiter(id, messageId)?.reject(err);
@@ -468,9 +483,21 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         return { agents, cursor: ids.length > limit ? page.at(-1)! : null };
       }
       const res = await store.listAgents({ type: request.type, parent: request.parent, limit, cursor: request.cursor ?? null });
-      let agents = await Promise.all(res.agents.map((r) => info(r.id, r)));
+      // One damaged agent does not fail the listing: it is left out, and reported.
+      const damaged: { id: string; error: string }[] = [];
+      const rows = await Promise.all(
+        res.agents.map((r) =>
+          info(r.id, r).catch((err: unknown) => {
+            if (!(err instanceof StoreCorruptionError)) throw err;
+            damaged.push({ id: r.id, error: err.message });
+            emitter.emit('error', () => ({ id: r.id, at: clock.now(), error: err, where: 'list' }));
+            return null;
+          }),
+        ),
+      );
+      let agents = rows.filter((a): a is AgentInfo => a !== null);
       if (request.resident === false) agents = agents.filter((a) => !a.resident);
-      return { agents, cursor: res.cursor };
+      return damaged.length > 0 ? { agents, cursor: res.cursor, damaged } : { agents, cursor: res.cursor };
     },
 
     stats() {
@@ -519,9 +546,20 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       return serveInspector(runtime, opts);
     },
 
-    async stop() {
-      if (stopped) return;
+    stop() {
+      stopping ??= stopRuntime();
+      return stopping;
+    },
+  };
+  let stopping: Promise<void> | null = null;
+  /** stop(): every call gets the same promise. */
+  async function stopRuntime(): Promise<void> {
       stopped = true;
+      if (fenced) {
+        host.stopAll();
+        await inner.close();
+        return;
+      }
       await accepter.drained();
       host.supervisor.send({ type: 'stop' });
       const timeout = options.stopTimeout ?? 10_000;
@@ -533,9 +571,8 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       for (const e of host.entries.values()) await e.chain;
       host.rejectWaiters(null, new RuntimeStoppedError('wait for an answer'));
       host.stopAll();
-      await store.close();
-    },
-  };
+      await inner.close();
+  }
   Object.defineProperty(runtime, INTERNALS, {
     enumerable: false,
     value: (): RuntimeInternals => ({
@@ -561,4 +598,30 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     }),
   });
   return runtime;
+}
+
+/**
+ * The store as the runtime uses it: once a write was refused because another owner took
+ * the store over (FencedError), `onFenced` runs and every later call rejects with that
+ * error without reaching the store.
+ */
+function fencedStore(store: Store, onFenced: (err: FencedError) => void): Store {
+  let fenced: FencedError | null = null;
+  const out: Record<string, unknown> = { kind: store.kind };
+  for (const key of STORE_METHODS) {
+    const method = (store[key] as (...args: unknown[]) => Promise<unknown>).bind(store);
+    out[key] = async (...args: unknown[]) => {
+      if (fenced) throw fenced;
+      try {
+        return await method(...args);
+      } catch (err) {
+        if (err instanceof FencedError && !fenced) {
+          fenced = err;
+          onFenced(err);
+        }
+        throw err;
+      }
+    };
+  }
+  return out as unknown as Store;
 }

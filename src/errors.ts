@@ -6,6 +6,8 @@
 
 import type { StoreOwner } from './store/Store.js';
 
+import { describeThrown } from './validate.js';
+
 export type ErrorCode =
   | 'AGENT_NOT_FOUND'
   | 'AGENT_EXISTS'
@@ -47,10 +49,13 @@ export class UnknownAgentTypeError extends ResidencyError {
   constructor(
     readonly agentType: string,
     readonly known: readonly string[],
+    /** The agent stored with that type, when the error is about one. */
+    readonly agentId: string | null = null,
   ) {
     super(
       'UNKNOWN_AGENT_TYPE',
-      `No agent type "${agentType}" is defined: pass its definition in createRuntime({ agents: [...] }) ` +
+      (agentId === null ? '' : `Agent "${agentId}" has type "${agentType}", which this runtime does not define. `) +
+        `No agent type "${agentType}" is defined: pass its definition in createRuntime({ agents: [...] }) ` +
         `(defined: ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none'})`,
     );
   }
@@ -64,7 +69,7 @@ export class TurnFailedError extends ResidencyError {
   ) {
     super(
       'TURN_FAILED',
-      `Agent "${agentId}" failed to handle message #${seq}: ${cause instanceof Error ? cause.message : String(cause)}. ` +
+      `Agent "${agentId}" failed to handle message #${seq}: ${describeThrown(cause)}. ` +
         `The message counts as handled (outcome "failed") and the agent's state is unchanged`,
       { cause },
     );

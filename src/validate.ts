@@ -124,7 +124,156 @@ export function assertMessage(message: unknown): asserts message is Message {
       `Expected \`message.type\` to be a string of 1–${MAX_ID_LENGTH} characters, got ${describeValue(type)}`,
     );
   }
+  if (RESERVED_TYPE.test(type)) {
+    throw new TypeError(
+      `Expected \`message.type\` not to start with "xstate." or "residency.", got ${describeValue(type)}: ` +
+        'those types are reserved for XState and the runtime (an "xstate.stop" would stop the agent for good); choose another type',
+    );
+  }
   assertJson(message, 'message');
+}
+
+/** Message types that only XState and the runtime may use. */
+const RESERVED_TYPE = /^(xstate|residency)\./;
+
+/**
+ * Copies a message once and checks the copy (see `copyJson`, `assertMessage`): what is
+ * stored is exactly what was checked, however the caller's object behaves.
+ *
+ * @example
+ * const stored = copyMessage({ type: 'hi' }); // a fresh plain object
+ */
+export function copyMessage(message: unknown): Message {
+  if (!isPlainObject(message)) assertMessage(message); // throws the plain-object rule
+  const copy = copyJson(message, 'message');
+  assertMessage(copy);
+  return copy;
+}
+
+/**
+ * A plain copy of JSON data, reading every property of the original exactly once, then
+ * checked with `assertJson`. A getter runs once (a value cannot change between the check
+ * and the store); a getter or a Proxy trap that throws is a `TypeError` naming the path.
+ * Cycles, too-deep or too-large values are refused without unbounded recursion.
+ * `dropUndefined`: leave out object properties whose value is `undefined` (as JSON would).
+ *
+ * @example
+ * copyJson({ a: [1, 2] }, 'input'); // => { a: [1, 2] } (a new object)
+ */
+export function copyJson<T = unknown>(value: unknown, name: string, options: { dropUndefined?: boolean } = {}): T {
+  const dropUndefined = options.dropUndefined === true;
+  const path: (string | number)[] = [];
+  const ancestors: object[] = [];
+  let bytes = 0;
+  const walk: Walk = { name, bytes: 0, path, ancestors };
+  const copy = (v: unknown): unknown => {
+    if (typeof v !== 'object' || v === null) {
+      if (typeof v === 'string') {
+        bytes += v.length;
+        if (bytes > MAX_JSON_BYTES) tooLarge(walk, bytes);
+      }
+      return v;
+    }
+    if (ancestors.includes(v)) {
+      throw new TypeError(
+        `Expected \`${pathOf(walk)}\` to be JSON-serializable, got a circular reference to ` +
+          `\`${pathOf(walk, ancestors.indexOf(v))}\`: JSON cannot represent cycles`,
+      );
+    }
+    if (ancestors.length >= MAX_JSON_DEPTH) {
+      throw new TypeError(`Expected \`${name}\` to nest at most ${MAX_JSON_DEPTH} objects or arrays deep, got more at \`${pathOf(walk)}\``);
+    }
+    ancestors.push(v);
+    let out: unknown;
+    if (Array.isArray(v)) {
+      const length = v.length;
+      if (length > MAX_JSON_BYTES) tooLarge(walk, length);
+      const arr: unknown[] = new Array(length);
+      for (let i = 0; i < length; i++) {
+        path.push(i);
+        arr[i] = copy(read(v as unknown as Record<number, unknown>, i));
+        path.pop();
+      }
+      out = Object.getPrototypeOf(v) === Array.prototype ? arr : v; // a subclass is refused by the check below
+    } else {
+      const proto: unknown = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) {
+        out = v; // not plain data: the check names it
+      } else {
+        const obj: Record<string, unknown> = {};
+        for (const key of Object.keys(v)) {
+          path.push(key);
+          if (key === '__proto__') protoKey(walk);
+          bytes += key.length;
+          const item = read(v as Record<string, unknown>, key);
+          if (!(dropUndefined && item === undefined)) obj[key] = copy(item);
+          path.pop();
+        }
+        if (Object.getOwnPropertySymbols(v).length > 0) out = v;
+        else out = obj;
+      }
+    }
+    ancestors.pop();
+    return out;
+  };
+  const read = (o: Record<string | number, unknown>, key: string | number): unknown => {
+    try {
+      return o[key];
+    } catch (err) {
+      throw new TypeError(`Expected \`${pathOf(walk)}\` to be readable data, but reading it threw: ${describeThrown(err)}`);
+    }
+  };
+  let result: unknown;
+  try {
+    result = copy(value);
+  } catch (err) {
+    if (err instanceof TypeError) throw err;
+    // A Proxy trap (ownKeys, getPrototypeOf…) that throws, or a stack overflow.
+    throw new TypeError(`Expected \`${pathOf(walk)}\` to be plain JSON data, but reading it threw: ${describeThrown(err)}`);
+  }
+  assertJson(result, name);
+  return result as T;
+}
+
+function protoKey(walk: Walk): never {
+  throw new TypeError(
+    `Expected \`${pathOf(walk, walk.path.length - 1)}\` to have no key named "__proto__", got one: ` +
+      'it cannot round-trip as data in JavaScript objects; rename the key',
+  );
+}
+
+/**
+ * A readable one-line description of any thrown value, never throwing itself: an Error's
+ * name and message (whatever their types), a string as is, anything else described.
+ *
+ * @example
+ * describeThrown(new Error('boom'));        // => 'boom'
+ * describeThrown(Object.create(null));      // => 'a thrown `[object Object]` (object)'
+ */
+export function describeThrown(err: unknown): string {
+  try {
+    if (typeof err === 'string') return err;
+    if (err instanceof Error || (typeof err === 'object' && err !== null && 'message' in err)) {
+      let message: unknown;
+      try {
+        message = (err as { message?: unknown }).message;
+      } catch {
+        message = undefined;
+      }
+      if (typeof message === 'string' && message !== '') return message;
+      let name = 'Error';
+      try {
+        const n = (err as { name?: unknown }).name;
+        if (typeof n === 'string' && n !== '') name = n;
+      } catch {
+        // keep 'Error'
+      }
+      return message === undefined || message === '' ? `a thrown ${name} without a message` : `a thrown ${name} whose message is ${describeValue(message)}`;
+    }
+    return `a thrown ${describeValue(err)}`;
+  } catch {
+    return 'a thrown value that cannot be described';
+  }
 }
 
 /**
@@ -219,6 +368,7 @@ function visit(walk: Walk, v: unknown): void {
       const key = keys[i]!;
       addBytes(walk, jsonStringBytes(key) + 1); // the key and its colon
       path.push(key);
+      if (key === '__proto__') protoKey(walk);
       visit(walk, record[key]);
       path.pop();
     }
@@ -294,8 +444,23 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
  * // TypeError: Expected `residentCap` to be an integer ≥ 1, got `0` (number)
  */
 export function assertIntegerAtLeast(value: unknown, name: string, min: number): asserts value is number {
-  if (typeof value === 'number' && Number.isInteger(value) && value >= min) return;
-  throw new TypeError(`Expected \`${name}\` to be an integer ≥ ${min}, got ${describeValue(value)}`);
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= min) return;
+  const beyond = typeof value === 'number' && Number.isInteger(value) && value >= min;
+  throw new TypeError(
+    `Expected \`${name}\` to be an integer ≥ ${min}${beyond ? ` and ≤ ${Number.MAX_SAFE_INTEGER}` : ''}, got ${describeValue(value)}`,
+  );
+}
+
+/**
+ * Checks a store's read limit: an integer ≥ 1 of any size (one beyond 2^53 means "all";
+ * the store clamps it before binding it to a query).
+ *
+ * @example
+ * assertLimit(100, 'limit'); // ok
+ */
+export function assertLimit(value: unknown, name: string): asserts value is number {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 1) return;
+  throw new TypeError(`Expected \`${name}\` to be an integer ≥ 1, got ${describeValue(value)}`);
 }
 
 /**

@@ -24,6 +24,8 @@ export type AcceptOp = SendOp | TaskOp;
 export interface AcceptHooks {
   /** Before the append: the agents of the batch that are not in memory must be checked. */
   needsCheck(agentId: string): boolean;
+  /** Why a checked agent cannot take messages here (e.g. its type is not defined), if so. */
+  refuse(record: AgentRecord): Error | undefined;
   /**
    * Called for each agent of a batch before its append (keeps it in memory until
    * `release`). `record` is given for agents that were checked in the store.
@@ -68,13 +70,18 @@ export class Accepter {
       const head = this.#queue[0]!;
       if (head.kind === 'task') {
         this.#queue.shift();
-        await head.run();
+        await head.run().catch(() => {}); // a task settles its own caller
         continue;
       }
       let n = 0;
       while (n < this.#queue.length && this.#queue[n]!.kind === 'send') n++;
       const batch = this.#queue.splice(0, n) as SendOp[];
-      await this.#sendBatch(batch);
+      try {
+        await this.#sendBatch(batch);
+      } catch (err) {
+        // Whatever went wrong, the callers hear of it and the queue goes on (never stuck).
+        for (const op of batch) op.reject(err);
+      }
     }
     this.#running = false;
     for (const r of this.#idle.splice(0)) r();
@@ -95,14 +102,19 @@ export class Accepter {
       ok = [];
       for (const op of batch) {
         const id = op.request.agentId;
-        if (checked.has(id) && !found.has(id)) op.reject(new AgentNotFoundError(id));
+        const record = found.get(id);
+        const refused = checked.has(id) ? (record ? this.hooks.refuse(record) : new AgentNotFoundError(id)) : undefined;
+        if (refused) op.reject(refused);
         else ok.push(op);
       }
     }
     if (ok.length === 0) return;
-    const held = [...new Set(ok.map((op) => op.request.agentId))];
-    for (const id of held) this.hooks.hold(id, found.get(id));
+    const held: string[] = [];
     try {
+      for (const id of new Set(ok.map((op) => op.request.agentId))) {
+        this.hooks.hold(id, found.get(id));
+        held.push(id);
+      }
       const results = await this.store.append(ok.map((op) => op.request));
       ok.forEach((op, i) => {
         this.hooks.accepted(op, results[i]!);

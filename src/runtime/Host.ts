@@ -5,6 +5,11 @@
  * resident) its logic actor, carries out the lifecycle's effects (load, turn, flush)
  * as store operations chained per agent, and sends the results back in as events.
  *
+ * Every effect ends what it started, whatever is thrown and wherever: a turn ends with an
+ * outcome (`turn.done`), or, when not even its outcome can be written, the agent is
+ * quarantined (`turn.lost` → `failed`). Either way its permit is released and its caller
+ * answered.
+ *
  * Agents with no entry are unloaded with an empty mailbox: nothing is kept for them
  * here beyond what the store holds.
  */
@@ -16,11 +21,11 @@ import { Lifecycle } from './Lifecycle.js';
 import type { PolicyFactory } from '../../machines/policy.js';
 import type { Clock } from '../clock.js';
 import type { AgentDefinition } from '../defineAgent.js';
-import { AgentExistsError, AgentNotFoundError, StoreCorruptionError, TurnFailedError } from '../errors.js';
+import { FencedError, StoreCorruptionError, StoreError, TurnFailedError, UnknownAgentTypeError } from '../errors.js';
 import type { RuntimeEmitter } from '../events.js';
 import { INTERRUPT_EVENT, TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput } from '../fromTurn.js';
-import type { AgentRecord, AppendRequest, Json, Message, Store, TurnOutcome } from '../store/Store.js';
-import { assertAgentId, assertJson, assertMessage } from '../validate.js';
+import type { AgentRecord, AppendRequest, Json, Message, Store, StoredMessage, TurnOutcome } from '../store/Store.js';
+import { assertAgentId, copyJson, copyMessage, describeThrown } from '../validate.js';
 import { SUPERVISOR_SESSION_ID, SessionIds, isStatelyEvent } from '../inspector/stately.js';
 
 export interface TurnResult {
@@ -28,6 +33,9 @@ export interface TurnResult {
   state: unknown;
   outputs: unknown[];
 }
+
+/** How often a store call is retried while the store is busy (10 ms, 20 ms, … 1 s: about 6 s in all). */
+const STORE_RETRIES = 10;
 
 interface Turn {
   seq: number;
@@ -38,8 +46,11 @@ interface Turn {
   spawned: AgentRecord[];
   outputs: unknown[];
   abort: AbortController;
+  /** `running`: the logic runs (an interrupt aborts it); `committing`: its outcome is being written. */
+  phase: 'running' | 'committing';
   interrupted: boolean;
-  error: unknown;
+  /** What made the turn fail, boxed (a thrown `undefined` is a failure too). */
+  error: { thrown: unknown } | null;
   /** The logic's persisted snapshot before the turn, to roll back to. */
   before: unknown;
 }
@@ -62,6 +73,12 @@ export interface Entry {
   destroyed: boolean;
   /** Waiting for the agent to leave memory (close). */
   leftMemory: (() => void)[];
+  /** Loads that failed in a row (not corruption): the backoff doubles with each. */
+  loadFailures: number;
+  /** Why the agent is quarantined (`failed`). */
+  failure: Error | null;
+  /** A message whose turn ran but whose outcome could not be written: recorded `crashed` first. */
+  lostSeq: number | null;
 }
 
 export interface HostOptions {
@@ -74,40 +91,99 @@ export interface HostOptions {
   idleTimeout: number | null;
   policy?: PolicyFactory;
   newId: () => string;
-  /** Accepts messages sent by turns' outboxes after commit. */
-  onOutboxCommitted: (entry: Entry, accepted: { request: AppendRequest; seq: number; duplicate: boolean }[]) => void;
+  /** Hold the process open (a ref'd host timer) while there is work: a turn, mail, an ask. */
+  keepAlive: boolean;
 }
 
 /**
- * The persisted snapshot as stored: XState leaves `output`/`error` as `undefined` at the
- * top level, which JSON drops; anything else that is not JSON makes the turn fail
- * (a context holding a Date or a function would not survive eviction).
+ * The persisted snapshot as it is stored: a plain JSON copy. XState leaves `output`/`error`
+ * as `undefined` at the top level, which JSON drops; anything else that is not JSON makes
+ * the turn fail (a context holding a Date, a function or a cycle would not survive eviction).
  */
-function persistable(snapshot: unknown): unknown {
-  const copy = dropUndefined(snapshot);
-  assertJson(copy, 'the agent snapshot');
-  return copy;
+function storedSnapshot(agentId: string, actor: AnyActorRef): unknown {
+  let persisted: unknown;
+  try {
+    persisted = actor.getPersistedSnapshot();
+  } catch (err) {
+    if (err instanceof RangeError) {
+      // XState's own copy recursed forever: a cycle in the context. Say where it is.
+      copyJson((actor.getSnapshot() as { context?: unknown }).context, 'the agent context');
+    }
+    throw notPersistable(agentId, err);
+  }
+  return copyJson(persisted, 'the agent snapshot', { dropUndefined: true });
 }
 
-/** A copy without `undefined` object properties (as JSON would drop them); other values kept as they are. */
-function dropUndefined(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(dropUndefined);
-  if (value === null || typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return value;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = dropUndefined(v);
-  return out;
+function notPersistable(agentId: string, err: unknown): TypeError {
+  return new TypeError(
+    `the state of agent "${agentId}" cannot be persisted (${describeThrown(err)}); ` +
+      'spawn child actors from logic registered by name in setup({ actors })',
+    { cause: err },
+  );
 }
+
+/** What `ask` answers with: a turn function's state, or a machine's value and context (copies). */
+function resultState(entry: Entry, snapshot: unknown): unknown {
+  if (snapshot === undefined || snapshot === null) return undefined;
+  const s = structuredClone(snapshot) as { value?: unknown; context?: { state?: unknown } };
+  if (isTurnLogic(entry.def.logic)) return s.context?.state;
+  return { value: s.value, context: s.context };
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(describeThrown(err));
+}
+
+/** The source of XState's promise logic, to tell promise children from long-lived ones. */
+const PROMISE_TRANSITION = String(fromPromise(async () => undefined).transition);
+const promiseLike = new WeakMap<object, boolean>();
+function isPromiseLogic(logic: unknown): boolean {
+  if (typeof logic !== 'object' || logic === null) return false;
+  let known = promiseLike.get(logic);
+  if (known === undefined) {
+    known = String((logic as { transition?: unknown }).transition) === PROMISE_TRANSITION;
+    promiseLike.set(logic, known);
+  }
+  return known;
+}
+
+type ActorShape = AnyActorRef & { logic?: unknown };
+const snapshotOf = (actor: AnyActorRef) =>
+  actor.getSnapshot() as { status: string; children?: Record<string, ActorShape>; machine?: unknown };
 
 /**
  * At rest: not running, or a machine whose children are all at rest. An active promise,
  * callback or observable child is work in progress; a child machine waiting for events
- * is at rest.
+ * is at rest. (Used for eviction: an agent is flushed only at rest.)
  */
 export function quiescent(actor: AnyActorRef): boolean {
-  const snap = actor.getSnapshot() as { status: string; children?: Record<string, AnyActorRef>; machine?: unknown };
+  const snap = snapshotOf(actor);
   if (snap.status !== 'active') return true;
   if (!snap.machine || !snap.children) return false;
   return Object.values(snap.children).every(quiescent);
+}
+
+/**
+ * A turn of a machine is over when the event is processed and every promise child (at any
+ * depth) has settled. A long-lived child (a callback, an observable) does not keep the turn
+ * open: it keeps the agent resident instead (see `hasLiveChildren`).
+ */
+function turnOver(actor: AnyActorRef): boolean {
+  const snap = snapshotOf(actor);
+  if (snap.status !== 'active' || !snap.children) return true;
+  for (const child of Object.values(snap.children)) {
+    if (isPromiseLogic(child.logic)) {
+      if (snapshotOf(child).status === 'active') return false;
+    } else if (!turnOver(child)) return false;
+  }
+  return true;
+}
+
+/** A long-lived child (callback, observable…) is active somewhere in the machine. */
+function hasLiveChildren(actor: AnyActorRef): boolean {
+  const snap = snapshotOf(actor);
+  if (snap.status !== 'active' || !snap.children) return false;
+  return Object.values(snap.children).some((child) => (snapshotOf(child).machine ? hasLiveChildren(child) : snapshotOf(child).status === 'active'));
 }
 
 /** An inspection observer as the Host keeps it. */
@@ -124,25 +200,67 @@ function stateValueOf(snapshot: unknown): Json | undefined {
   return value;
 }
 
-export type Waiter = { resolve: (r: TurnResult) => void; reject: (e: unknown) => void };
+export type Waiter = {
+  resolve: (r: TurnResult) => void;
+  reject: (e: unknown) => void;
+  /** Its message was accepted (only then may a destroy of the agent reject it). */
+  accepted?: boolean;
+};
 
 export class Host {
   readonly entries = new Map<string, Entry>();
   readonly supervisor: Actor<typeof supervisorMachine>;
   readonly counters = { loads: 0, evictions: 0, hits: 0, misses: 0 };
+  /** Agents whose stored record cannot be read (found when a message was delivered to them). */
+  readonly damaged = new Map<string, Error>();
   /** ask() waiters, by agent id and message id (one flat map: nothing left behind per agent). */
   readonly #waiters = new Map<string, Waiter>();
+  /** Entries with work (mail, a turn, a load or a flush): they keep the process alive. */
+  readonly #busy = new Set<Entry>();
+  #aliveHandle: ReturnType<typeof setInterval> | null = null;
 
   addWaiter(agentId: string, messageId: string, w: Waiter): void {
     this.#waiters.set(`${agentId}\u0000${messageId}`, w);
+    this.#keepAlive();
   }
 
   takeWaiter(agentId: string, messageId: string): Waiter | undefined {
     const key = `${agentId}\u0000${messageId}`;
     const w = this.#waiters.get(key);
     this.#waiters.delete(key);
+    if (w) this.#keepAlive();
     return w;
   }
+
+  /**
+   * While a turn runs, a message waits or an ask waits, a ref'd host timer keeps the
+   * process alive (every other timer of the runtime is unref'd); when idle, nothing does.
+   */
+  #keepAlive(): void {
+    if (!this.o.keepAlive) return;
+    const needed = this.#busy.size > 0 || this.#waiters.size > 0;
+    if (needed && this.#aliveHandle === null) this.#aliveHandle = setInterval(() => {}, 1 << 30);
+    else if (!needed && this.#aliveHandle !== null) {
+      clearInterval(this.#aliveHandle);
+      this.#aliveHandle = null;
+    }
+  }
+
+  #trackBusy(entry: Entry): void {
+    const snap = entry.lifecycle.getSnapshot();
+    const st = lifecycleOf(snap.value);
+    const idle =
+      entry.destroyed ||
+      st === 'failed' ||
+      st === 'destroyed' ||
+      (snap.context.mailbox === 0 && (st === 'idle' || (snap.value as { unloaded?: string }).unloaded === 'dormant'));
+    const had = this.#busy.has(entry);
+    if (idle && had) this.#busy.delete(entry);
+    else if (!idle && !had) this.#busy.add(entry);
+    else return;
+    this.#keepAlive();
+  }
+
   /** Inspection observers (runtime.inspect() and the `inspect` option); none: no XState inspection at all. */
   readonly #sinks = new Set<InspectionSink>();
   /** The inspection subscription of every live agent actor's system, only while someone observes. */
@@ -176,6 +294,9 @@ export class Host {
       actions: {
         ...bound,
         becomeEvictable: (a) => {
+          // A live long-lived child (a callback, an observable) keeps the agent resident.
+          const actor = this.entries.get(a.context.id)?.actor;
+          if (actor && hasLiveChildren(actor)) return;
           bound.becomeEvictable(a);
           this.#scheduleIdleCheck(clock.now() + (o.idleTimeout ?? Infinity));
         },
@@ -207,7 +328,7 @@ export class Host {
     const existing = this.entries.get(record.id);
     if (existing) return existing;
     const def = this.o.definitions.get(record.type);
-    if (!def) throw new Error(`agent "${record.id}" has type "${record.type}", which this runtime does not define`);
+    if (!def) throw new UnknownAgentTypeError(record.type, [...this.o.definitions.keys()], record.id);
     const entry: Entry = {
       id: record.id,
       def,
@@ -221,10 +342,16 @@ export class Host {
       lastActiveAt: this.o.clock.now(),
       destroyed: false,
       leftMemory: [],
+      loadFailures: 0,
+      failure: null,
+      lostSeq: null,
     };
     this.entries.set(record.id, entry);
     entry.lifecycle = new Lifecycle<AgentContext, AgentEvent>(this.#lifecycleLogic, { id: record.id, pinned: record.pinned, mailbox });
-    entry.lifecycle.subscribe(() => this.#maybeDrop(entry));
+    entry.lifecycle.subscribe(() => {
+      this.#trackBusy(entry);
+      this.#maybeDrop(entry);
+    });
     entry.lifecycle.start();
     return entry;
   }
@@ -263,6 +390,8 @@ export class Host {
     if (st === 'idle' || st === 'running') this.counters.hits++;
     else this.counters.misses++;
     entry.lastActiveAt = this.o.clock.now();
+    const w = this.#waiters.get(`${entry.id}\u0000${messageId}`);
+    if (w) w.accepted = true;
     entry.lifecycle.send({ type: 'message.accepted' });
     this.o.emitter.emit('message.accepted', () => ({ id: entry.id, at: this.o.clock.now(), seq, messageId, type }));
   }
@@ -311,10 +440,10 @@ export class Host {
             if (!entry || !turn) throw new Error('a turn ran outside the runtime');
             try {
               const next = await fn(this.#turnContext(entry, turn, input.state, input.message));
-              assertJson(next, 'the state returned by the turn');
-              return next;
+              // Copied once and checked: what is committed is exactly what was checked.
+              return copyJson(next, 'the state returned by the turn');
             } catch (err) {
-              turn.error = err;
+              turn.error ??= { thrown: err };
               return input.state;
             }
           }),
@@ -342,40 +471,46 @@ export class Host {
       send: (to, msg) => this.#outboxSend(turn, to, msg),
       spawn: (type, options) => this.#outboxSpawn(entry, turn, type, options),
       emit: (output) => {
-        assertJson(output, 'an output');
-        turn.outputs.push(structuredClone(output));
+        turn.outputs.push(copyJson(output, 'an output'));
       },
     };
   }
 
   #outboxSend(turn: Turn, to: string, message: Message): void {
     assertAgentId(to, 'to');
-    assertMessage(message);
-    turn.outbox.push({ agentId: to, messageId: this.o.newId(), message: structuredClone(message), at: this.o.clock.now() });
+    turn.outbox.push({ agentId: to, messageId: this.o.newId(), message: copyMessage(message), at: this.o.clock.now() });
   }
 
   #outboxSpawn(entry: Entry, turn: Turn, type: string, options: { id: string; input?: unknown; pinned?: boolean }): string {
-    if (!this.o.definitions.has(type)) throw new Error(`no agent type "${type}" is defined`);
+    if (typeof type !== 'string' || !this.o.definitions.has(type)) throw new UnknownAgentTypeError(String(type), [...this.o.definitions.keys()]);
     assertAgentId(options?.id, 'id');
-    if (options.input !== undefined) assertJson(options.input, 'input');
     turn.spawned.push({
       id: options.id,
       type,
       parent: entry.id,
       pinned: options.pinned === true,
-      input: options.input === undefined ? null : structuredClone(options.input),
+      input: options.input === undefined ? null : copyJson(options.input, 'input'),
       createdAt: this.o.clock.now(),
     });
     return options.id;
   }
 
+  /**
+   * A started actor of the agent's logic, from a stored snapshot (or fresh). Throws when
+   * the snapshot does not restore; the actor is never started then. Every actor has an
+   * error observer from the start: an actor that errors with none makes XState rethrow
+   * the error from a timer, which would end the process.
+   */
   #newActor(entry: Entry, snapshot: unknown | null): Actor<AnyStateMachine> {
     const logic = this.#logicOf(entry.def);
     const input = entry.record.input;
     // Timers of the logic (`after`) run on the runtime's clock.
     const clock = this.o.clock;
     const actor = createActor(logic, snapshot == null ? { input, clock } : { snapshot: snapshot as never, input, clock });
+    const initial = actor.getSnapshot() as { status: string; error?: unknown };
+    if (initial.status === 'error') throw initial.error ?? new Error('the snapshot does not restore');
     this.#actorOwner.set(actor, entry);
+    actor.subscribe({ error: () => {} }); // the turn or the load reads the error from the snapshot
     if (!isTurnLogic(entry.def.logic)) {
       actor.on('*', (ev: { type: string; [k: string]: unknown }) => this.#machineEffect(entry, ev));
     }
@@ -390,13 +525,18 @@ export class Host {
       this.#stopActor(actor);
       throw err;
     }
+    const started = actor.getSnapshot() as { status: string; error?: unknown };
+    if (started.status === 'error') {
+      this.#stopActor(actor);
+      throw started.error ?? new Error('the logic failed as it started');
+    }
     return actor;
   }
 
   /** An event emitted by a machine agent: an effect for the runtime, or an output. */
   #machineEffect(entry: Entry, ev: { type: string; [k: string]: unknown }): void {
     const turn = entry.turn;
-    if (!turn) {
+    if (!turn || turn.phase !== 'running') {
       this.o.emitter.emit('error', () => ({
         id: entry.id,
         at: this.o.clock.now(),
@@ -408,26 +548,37 @@ export class Host {
     try {
       if (ev.type === 'agent.send') this.#outboxSend(turn, ev.to as string, ev.message as Message);
       else if (ev.type === 'agent.spawn') this.#outboxSpawn(entry, turn, ev.agentType as string, ev as never);
-      else {
-        assertJson(ev, 'an emitted event');
-        turn.outputs.push(structuredClone(ev));
-      }
+      else turn.outputs.push(copyJson(ev, 'an emitted event'));
     } catch (err) {
-      turn.error ??= err;
+      turn.error ??= { thrown: err };
     }
   }
 
   // --- lifecycle effects -----------------------------------------------------------
 
+  /**
+   * Runs `op` after the agent's earlier store work. `op` must end what it started (every
+   * effect below catches its own failures); anything that still escapes is reported.
+   */
   #queue(entry: Entry, op: () => Promise<void>): void {
     entry.chain = entry.chain.then(op).catch((err: unknown) => {
-      this.o.emitter.emit('error', () => ({
-        id: entry.id,
-        at: this.o.clock.now(),
-        error: err instanceof Error ? err : new Error(String(err)),
-        where: 'store',
-      }));
+      this.o.emitter.emit('error', () => ({ id: entry.id, at: this.o.clock.now(), error: asError(err), where: 'store' }));
     });
+  }
+
+  /**
+   * A store call, retried with backoff while the store says it is busy (another connection
+   * holds its write lock): 10 ms, 20 ms, … up to STORE_RETRIES times, then its error.
+   */
+  async #retrying<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (!(err instanceof StoreError) || !err.retryable || attempt >= STORE_RETRIES) throw err;
+      }
+      await new Promise<void>((resolve) => this.o.clock.setTimeout(resolve, Math.min(10 * 2 ** attempt, 1_000)));
+    }
   }
 
   #load(entry: Entry): void {
@@ -438,61 +589,101 @@ export class Host {
       if (entry.destroyed) return;
       let snapshot: unknown;
       try {
-        snapshot = await this.o.store.loadSnapshot(entry.id);
-        await this.o.store.pending(entry.id, 1); // the next message must be readable too
+        snapshot = await this.#retrying(() => this.o.store.loadSnapshot(entry.id));
+        await this.#retrying(() => this.o.store.pending(entry.id, 1)); // the next message must be readable too
       } catch (err) {
-        this.#loadFailed(entry, err, err instanceof StoreCorruptionError);
+        if (!entry.destroyed) this.#loadFailed(entry, err, err instanceof StoreCorruptionError);
         return;
       }
+      if (entry.destroyed) return; // destroyed while reading: nothing to load any more
       try {
         if (snapshot != null && (typeof snapshot !== 'object' || !('value' in (snapshot as object)))) {
           throw new StoreCorruptionError(entry.id, 'its snapshot is not an XState snapshot');
         }
         entry.actor = this.#newActor(entry, snapshot);
         entry.lastPersisted = snapshot ?? undefined;
-        if (entry.actor.getSnapshot().status === 'error') throw new StoreCorruptionError(entry.id, 'its snapshot does not restore');
       } catch (err) {
         if (entry.actor) this.#stopActor(entry.actor);
         entry.actor = null;
-        this.#loadFailed(entry, err instanceof StoreCorruptionError ? err : new StoreCorruptionError(entry.id, `its snapshot does not restore (${(err as Error).message})`, { cause: err }), true);
+        this.#loadFailed(entry, err instanceof StoreCorruptionError ? err : this.#unrestorable(entry, snapshot, err), true);
         return;
       }
+      entry.loadFailures = 0;
       void this.o.store.note(entry.id, { kind: 'note', note: 'loaded', at: this.o.clock.now() }).catch(() => {});
       entry.lifecycle.send({ type: 'load.done' });
       this.o.emitter.emit('agent.loaded', () => ({ id: entry.id, at: this.o.clock.now(), durationMs: this.o.clock.now() - started }));
     });
   }
 
-  #loadFailed(entry: Entry, err: unknown, corrupt: boolean): void {
-    const error = err instanceof Error ? err : new Error(String(err));
-    entry.lifecycle.send({ type: 'load.failed', corrupt });
-    if (corrupt) this.o.emitter.emit('agent.failed', () => ({ id: entry.id, at: this.o.clock.now(), error }));
-    else {
-      this.o.emitter.emit('error', () => ({ id: entry.id, at: this.o.clock.now(), error, where: 'load' }));
-      // Back off, then try again (a store outage must not become a hot loop).
-      this.o.clock.setTimeout(() => entry.lifecycle.send({ type: 'retry' }), 100);
+  /** The error of a stored snapshot that the current logic cannot restore. */
+  #unrestorable(entry: Entry, snapshot: unknown, err: unknown): StoreCorruptionError {
+    const value = (snapshot as { value?: unknown } | null)?.value;
+    let stored = '';
+    try {
+      stored = value === undefined ? '' : ` (stored in state ${JSON.stringify(value)})`;
+    } catch {
+      stored = '';
     }
+    return new StoreCorruptionError(
+      entry.id,
+      `its stored snapshot${stored} does not restore with the current definition of type "${entry.def.type}": ${describeThrown(err)}. ` +
+        'Deploy a definition that still has that state (or migrate it), or destroy the agent',
+      { cause: err },
+    );
+  }
+
+  #loadFailed(entry: Entry, err: unknown, corrupt: boolean): void {
+    const error = asError(err);
+    entry.lifecycle.send({ type: 'load.failed', corrupt });
+    if (corrupt) {
+      this.#quarantined(entry, error);
+      return;
+    }
+    this.o.emitter.emit('error', () => ({ id: entry.id, at: this.o.clock.now(), error, where: 'load' }));
+    // Back off, doubling up to a minute, then try again (a store outage must not become a hot loop).
+    const delay = Math.min(100 * 2 ** entry.loadFailures, 60_000);
+    entry.loadFailures++;
+    this.o.clock.setTimeout(() => {
+      if (!entry.destroyed) entry.lifecycle.send({ type: 'retry' });
+    }, delay);
+  }
+
+  /** The agent is quarantined (`failed`): its asks are answered with the error at once. */
+  #quarantined(entry: Entry, error: Error): void {
+    entry.failure = error;
+    this.o.emitter.emit('agent.failed', () => ({ id: entry.id, at: this.o.clock.now(), error }));
+    this.rejectWaiters(entry.id, error);
   }
 
   #runTurn(entry: Entry): void {
     this.#queue(entry, async () => {
-      if (entry.destroyed || !entry.actor) return;
-      const [head] = await this.o.store.pending(entry.id, 1);
-      if (!head) {
-        throw new Error(`agent "${entry.id}" was given a turn with an empty mailbox in the store`);
+      if (entry.destroyed) return;
+      let head: StoredMessage | undefined;
+      try {
+        if (!entry.actor) throw new Error(`agent "${entry.id}" was given a turn while not loaded`);
+        [head] = await this.#retrying(() => this.o.store.pending(entry.id, 1));
+        if (!head) throw new Error(`agent "${entry.id}" was given a turn with an empty mailbox in the store`);
+        if (head.seq === entry.lostSeq) {
+          // Its turn ran before but could not be recorded: it may have had effects, so it is
+          // recorded `crashed` now (as recovery would), never silently run again.
+          const at = this.o.clock.now();
+          await this.#retrying(() => this.o.store.commitTurn({ agentId: entry.id, seq: head!.seq, outcome: 'crashed', at, durationMs: 0 }));
+          entry.lostSeq = null;
+          this.o.emitter.emit('turn.finished', () => ({ id: entry.id, at, seq: head!.seq, outcome: 'crashed', durationMs: 0 }));
+          entry.lifecycle.send({ type: 'turn.done', outcome: 'failed' });
+          return;
+        }
+      } catch (err) {
+        if (!entry.destroyed) this.#turnLost(entry, null, err);
+        return;
       }
       const actor = entry.actor;
       let before: unknown;
-      let unpersistable: unknown;
+      let unpersistable: Turn['error'] = null;
       try {
         before = entry.lastPersisted ?? actor.getPersistedSnapshot();
       } catch (err) {
-        // e.g. an inline child actor: such a state cannot be kept across eviction.
-        unpersistable = new TypeError(
-          `the state of agent "${entry.id}" cannot be persisted (${(err as Error).message}); ` +
-            'spawn child actors from logic registered by name in setup({ actors })',
-          { cause: err },
-        );
+        unpersistable = { thrown: notPersistable(entry.id, err) }; // e.g. an inline child actor
       }
       const turn: Turn = {
         seq: head.seq,
@@ -503,20 +694,29 @@ export class Host {
         spawned: [],
         outputs: [],
         abort: new AbortController(),
+        phase: 'running',
         interrupted: false,
         error: unpersistable,
         before,
       };
       entry.turn = turn;
-      await this.o.store.beginTurn(entry.id, head.seq, turn.startedAt);
-      this.o.emitter.emit('turn.started', () => ({ id: entry.id, at: turn.startedAt, seq: head.seq }));
-      if (unpersistable === undefined) await this.#execute(entry, actor, turn);
-      if (turn.interrupted || entry.destroyed) return; // recorded by the interrupt, or gone
-      await this.#commit(entry, turn);
+      try {
+        await this.#retrying(() => this.o.store.beginTurn(entry.id, turn.seq, turn.startedAt));
+      } catch (err) {
+        entry.turn = null;
+        if (!entry.destroyed) this.#turnLost(entry, turn, err, false);
+        return;
+      }
+      this.o.emitter.emit('turn.started', () => ({ id: entry.id, at: turn.startedAt, seq: turn.seq }));
+      if (unpersistable === null) await this.#execute(entry, actor, turn);
+      if (entry.destroyed) return; // gone: nothing is written for it any more
+      turn.phase = 'committing'; // from here an interrupt changes nothing
+      if (turn.interrupted) await this.#commitInterrupted(entry, turn);
+      else await this.#commit(entry, turn);
     });
   }
 
-  /** Sends the message to the logic and waits until it is quiescent (no active child actor). */
+  /** Sends the message to the logic and waits until the turn is over (see `turnOver`). */
   #execute(entry: Entry, actor: Actor<AnyStateMachine>, turn: Turn): Promise<void> {
     // A machine that reached its final state takes no more events: the turn changes nothing.
     if (actor.getSnapshot().status !== 'active') return Promise.resolve();
@@ -525,7 +725,7 @@ export class Host {
       let sub: Subscription | null = null;
       const check = () => {
         if (done || !sub) return;
-        if (quiescent(actor) || turn.interrupted || entry.destroyed) {
+        if (turnOver(actor) || turn.interrupted || entry.destroyed) {
           done = true;
           sub.unsubscribe();
           turn.abort.signal.removeEventListener('abort', check);
@@ -537,7 +737,7 @@ export class Host {
       try {
         actor.send(turn.message as never);
       } catch (err) {
-        turn.error ??= err;
+        turn.error ??= { thrown: err };
       }
       check();
     });
@@ -545,99 +745,150 @@ export class Host {
 
   async #commit(entry: Entry, turn: Turn): Promise<void> {
     const actor = entry.actor!;
-    const snap = actor.getSnapshot();
-    let failure: unknown = turn.error ?? (snap.status === 'error' ? snap.error : undefined);
+    const snap = actor.getSnapshot() as { status: string; error?: unknown };
+    let failure: Turn['error'] = turn.error ?? (snap.status === 'error' ? { thrown: snap.error } : null);
     const at = this.o.clock.now();
     const durationMs = at - turn.startedAt;
     let outboxResults: { request: AppendRequest; seq: number; duplicate: boolean }[] = [];
-    if (failure === undefined) {
+    let snapshot: unknown;
+    if (failure === null) {
       try {
-        const snapshot = persistable(actor.getPersistedSnapshot());
+        snapshot = storedSnapshot(entry.id, actor);
         // A statechart's state after the turn goes in the rollout too (the inspector's timeline);
         // not for fromTurn logic, nor a machine without states (its value is always `{}`).
         const value = isTurnLogic(entry.def.logic) ? undefined : stateValueOf(snapshot);
-        const r = await this.o.store.commitTurn({
-          agentId: entry.id,
-          seq: turn.seq,
-          outcome: 'done',
-          snapshot,
-          value,
-          outputs: turn.outputs,
-          outbox: turn.outbox,
-          spawned: turn.spawned,
-          at,
-          durationMs,
-        });
+        await this.#checkTargets(turn);
+        const r = await this.#retrying(() =>
+          this.o.store.commitTurn({
+            agentId: entry.id,
+            seq: turn.seq,
+            outcome: 'done',
+            snapshot,
+            value,
+            outputs: turn.outputs,
+            outbox: turn.outbox,
+            spawned: turn.spawned,
+            at,
+            durationMs,
+          }),
+        );
         entry.lastPersisted = snapshot;
         outboxResults = turn.outbox.map((request, i) => ({ request, seq: r.outbox[i]!.seq, duplicate: r.outbox[i]!.duplicate }));
       } catch (err) {
-        if (!(err instanceof AgentNotFoundError || err instanceof AgentExistsError || err instanceof TypeError)) throw err;
-        failure = err;
+        if (err instanceof FencedError) return this.#turnLost(entry, turn, err, true);
+        failure = { thrown: err };
       }
     }
-    if (failure !== undefined) {
+    if (failure !== null) {
       // A failed turn leaves the state as it was: roll the logic back.
       this.#rollback(entry, turn);
-      await this.o.store.commitTurn({
-        agentId: entry.id,
-        seq: turn.seq,
-        outcome: 'failed',
-        error: failure instanceof Error ? failure.message : String(failure),
-        at,
-        durationMs,
-      });
-    }
-    this.#finish(entry, turn, failure === undefined ? 'done' : 'failed', durationMs, failure);
-    if (failure === undefined) {
-      for (const rec of turn.spawned) {
-        this.o.emitter.emit('agent.spawned', () => ({ id: rec.id, at, type: rec.type, parent: rec.parent, pinned: rec.pinned }));
+      try {
+        await this.#retrying(() =>
+          this.o.store.commitTurn({ agentId: entry.id, seq: turn.seq, outcome: 'failed', error: describeThrown(failure!.thrown), at, durationMs }),
+        );
+      } catch (err) {
+        return this.#turnLost(entry, turn, err, true, failure.thrown);
       }
-      this.o.onOutboxCommitted(entry, outboxResults);
+      this.#finish(entry, turn, 'failed', durationMs, failure.thrown);
+      entry.lifecycle.send({ type: 'turn.done', outcome: 'failed' });
+      return;
     }
-    entry.lifecycle.send({ type: 'turn.done', outcome: failure === undefined ? 'done' : 'failed' });
+    this.#finish(entry, turn, 'done', durationMs, undefined, resultState(entry, snapshot));
+    for (const rec of turn.spawned) {
+      this.o.emitter.emit('agent.spawned', () => ({ id: rec.id, at, type: rec.type, parent: rec.parent, pinned: rec.pinned }));
+    }
+    this.delivered(outboxResults);
+    entry.lifecycle.send({ type: 'turn.done', outcome: 'done' });
+  }
+
+  /** Records an interrupted turn: its state rolls back, its message is consumed. */
+  async #commitInterrupted(entry: Entry, turn: Turn): Promise<void> {
+    this.#rollback(entry, turn);
+    const at = this.o.clock.now();
+    try {
+      await this.#retrying(() => this.o.store.commitTurn({ agentId: entry.id, seq: turn.seq, outcome: 'interrupted', at, durationMs: at - turn.startedAt }));
+    } catch (err) {
+      return this.#turnLost(entry, turn, err, true);
+    }
+    this.#finish(entry, turn, 'interrupted', at - turn.startedAt, undefined, resultState(entry, entry.lastPersisted));
+    entry.lifecycle.send({ type: 'turn.done', outcome: 'interrupted' });
+  }
+
+  /**
+   * Refuses, before the commit, messages of a turn to agents whose type this runtime does
+   * not define (a type removed in a new version): the turn fails instead.
+   */
+  async #checkTargets(turn: Turn): Promise<void> {
+    if (turn.outbox.length === 0) return;
+    const spawned = new Set(turn.spawned.map((r) => r.id));
+    const ids = [...new Set(turn.outbox.map((m) => m.agentId))].filter((id) => !spawned.has(id) && !this.entries.has(id));
+    if (ids.length === 0) return;
+    for (const rec of await this.#retrying(() => this.o.store.getAgents(ids))) {
+      if (!this.o.definitions.has(rec.type)) throw new UnknownAgentTypeError(rec.type, [...this.o.definitions.keys()], rec.id);
+    }
+  }
+
+  /**
+   * The turn could not be recorded (the store kept failing, or this runtime was fenced):
+   * its caller gets the error, the permit is released, and the agent is quarantined
+   * (`failed`): its message stays durable and is recorded `crashed` before anything else
+   * of the agent runs (a reload, or the next start), as after a crash.
+   */
+  #turnLost(entry: Entry, turn: Turn | null, err: unknown, began = true, thrown?: unknown): void {
+    const error = asError(err);
+    if (turn) {
+      if (began) entry.lostSeq = turn.seq;
+      this.#rollback(entry, turn);
+      entry.turn = null;
+      const w = this.takeWaiter(entry.id, turn.messageId);
+      w?.reject(err instanceof FencedError ? err : new TurnFailedError(entry.id, turn.seq, thrown ?? err));
+    }
+    if (entry.actor) this.#stopActor(entry.actor);
+    entry.actor = null;
+    entry.lifecycle.send({ type: 'turn.lost' });
+    if (!(err instanceof FencedError)) this.#quarantined(entry, error);
   }
 
   #rollback(entry: Entry, turn: Turn): void {
-    if (isTurnLogic(entry.def.logic) && entry.actor?.getSnapshot().status === 'active') return; // state untouched
-    if (turn.before === undefined) return; // the turn did not run
-    if (entry.actor) this.#stopActor(entry.actor);
-    entry.actor = this.#newActor(entry, turn.before);
+    if (turn.before === undefined || !entry.actor) return; // the turn did not run
+    this.#stopActor(entry.actor);
+    entry.actor = null;
+    try {
+      entry.actor = this.#newActor(entry, turn.before);
+    } catch {
+      // It restored at load; if it no longer does, the agent reloads from the store later.
+    }
   }
 
   /** Records the end of a turn for observers and ask() callers. */
-  #finish(entry: Entry, turn: Turn, outcome: TurnOutcome, durationMs: number, failure: unknown): void {
+  #finish(entry: Entry, turn: Turn, outcome: TurnOutcome, durationMs: number, failure: unknown, state?: unknown): void {
     entry.turn = null;
     entry.lastActiveAt = this.o.clock.now();
-    const error = failure === undefined ? undefined : failure instanceof Error ? failure.message : String(failure);
+    const error = failure === undefined ? undefined : describeThrown(failure);
     this.o.emitter.emit('turn.finished', () => ({ id: entry.id, at: this.o.clock.now(), seq: turn.seq, outcome, durationMs, ...(error ? { error } : {}) }));
     const w = this.takeWaiter(entry.id, turn.messageId);
     if (!w) return;
     if (outcome === 'failed') w.reject(new TurnFailedError(entry.id, turn.seq, failure));
-    else w.resolve({ outcome: outcome === 'interrupted' ? 'interrupted' : 'done', state: this.stateOfLogic(entry), outputs: turn.outputs });
+    else w.resolve({ outcome: outcome === 'interrupted' ? 'interrupted' : 'done', state, outputs: turn.outputs });
   }
 
-  /** The agent's state as users see it: a turn function's state, or a machine's value and context. */
+  /** The agent's state as users see it, from the live actor (a copy; child actors as plain data). */
   stateOfLogic(entry: Entry): unknown {
-    const snap = entry.actor?.getSnapshot() as { value: unknown; context: unknown } | undefined;
-    if (!snap) return undefined;
-    if (isTurnLogic(entry.def.logic)) return structuredClone((snap.context as { state: unknown }).state);
-    return structuredClone({ value: snap.value, context: snap.context });
+    if (!entry.actor) return undefined;
+    try {
+      return resultState(entry, storedSnapshot(entry.id, entry.actor));
+    } catch {
+      return undefined;
+    }
   }
 
+  /** The lifecycle's `abortTurn`: stops a turn whose logic still runs; otherwise nothing. */
   #abortTurn(entry: Entry): void {
     const turn = entry.turn;
-    if (!turn || turn.interrupted) return;
+    if (!turn || turn.phase !== 'running' || turn.interrupted) return;
     turn.interrupted = true;
     turn.abort.abort(new Error('interrupted'));
-    if (entry.destroyed) return;
-    if (isTurnLogic(entry.def.logic)) entry.actor?.send({ type: INTERRUPT_EVENT } as never);
-    else this.#rollback(entry, turn);
-    const at = this.o.clock.now();
-    // The interrupted turn is recorded before anything else of this agent happens.
-    this.#queue(entry, async () => {
-      await this.o.store.commitTurn({ agentId: entry.id, seq: turn.seq, outcome: 'interrupted', at, durationMs: at - turn.startedAt });
-      this.#finish(entry, turn, 'interrupted', at - turn.startedAt, undefined);
-    });
+    if (!entry.destroyed && isTurnLogic(entry.def.logic)) entry.actor?.send({ type: INTERRUPT_EVENT } as never);
   }
 
   #flush(entry: Entry, reason: EvictReason): void {
@@ -655,11 +906,53 @@ export class Host {
     });
   }
 
+  // --- messages delivered -------------------------------------------------------------
+
+  /**
+   * Messages now in their mailboxes (a turn's outbox, after its commit): tell the targets,
+   * loading the records of those not in memory. A target whose record cannot be read is
+   * quarantined; one whose type is not defined here keeps its mail for a runtime that has it.
+   */
+  delivered(accepted: readonly { request: AppendRequest; seq: number; duplicate: boolean }[]): void {
+    for (const a of accepted) {
+      if (a.duplicate) continue;
+      const id = a.request.agentId;
+      const existing = this.entries.get(id);
+      if (existing) {
+        this.accepted(existing, a.seq, a.request.messageId, a.request.message.type);
+        continue;
+      }
+      this.o.store.getAgent(id).then(
+        (rec) => {
+          if (!rec || !this.o.definitions.has(rec.type)) return;
+          const e = this.entries.get(id) ?? this.ensureEntry(rec, 0);
+          this.accepted(e, a.seq, a.request.messageId, a.request.message.type);
+        },
+        (err: unknown) => {
+          const error = asError(err);
+          if (err instanceof StoreCorruptionError) {
+            this.damaged.set(id, error);
+            this.o.emitter.emit('agent.failed', () => ({ id, at: this.o.clock.now(), error }));
+          } else {
+            this.o.emitter.emit('error', () => ({ id, at: this.o.clock.now(), error, where: 'store' }));
+          }
+        },
+      );
+    }
+  }
+
   // --- user calls that act on an entry -----------------------------------------------
 
   interrupt(id: string): void {
     const entry = this.entries.get(id);
     if (entry && lifecycleOf(entry.lifecycle.getSnapshot().value) === 'running') entry.lifecycle.send({ type: 'interrupt' });
+  }
+
+  /** Why the agent is quarantined, if it is (its record or state cannot be read or written). */
+  failureOf(id: string): Error | undefined {
+    const entry = this.entries.get(id);
+    if (entry && lifecycleOf(entry.lifecycle.getSnapshot().value) === 'failed') return entry.failure ?? undefined;
+    return this.damaged.get(id);
   }
 
   /** Passivates the agent; resolves once it has left memory (or at once if not in memory). */
@@ -679,6 +972,7 @@ export class Host {
 
   /** Takes the agent out of memory for good, after its in-flight store work. */
   async destroy(id: string): Promise<void> {
+    this.damaged.delete(id);
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.destroyed = true;
@@ -692,17 +986,46 @@ export class Host {
     entry.actor = null;
     entry.lifecycle.stop();
     for (const r of entry.leftMemory.splice(0)) r();
-    this.entries.delete(id);
+    if (this.entries.get(id) === entry) this.entries.delete(id);
+    this.#busy.delete(entry);
+    this.#keepAlive();
   }
 
-  /** Rejects every ask() waiting on this agent (or on every agent, without an id). */
+  /**
+   * Rejects the ask() waiters of this agent whose messages were accepted (or of every
+   * agent, without an id). An ask whose message is not accepted yet is not affected: it
+   * will be accepted later (by a new incarnation of the id, after a destroy) or refused.
+   */
   rejectWaiters(id: string | null, err: unknown): void {
     const prefix = id === null ? '' : `${id}\u0000`;
     for (const [key, w] of this.#waiters) {
-      if (!key.startsWith(prefix)) continue;
+      if (!key.startsWith(prefix) || (id !== null && !w.accepted)) continue;
       this.#waiters.delete(key);
       w.reject(err);
     }
+    this.#keepAlive();
+  }
+
+  /**
+   * Fenced (another owner took the store over): every agent leaves memory without a
+   * single write, and every waiting ask gets `err`.
+   */
+  dropAll(err: unknown): void {
+    for (const entry of [...this.entries.values()]) {
+      entry.destroyed = true;
+      if (entry.turn && !entry.turn.interrupted) {
+        entry.turn.interrupted = true;
+        entry.turn.abort.abort(err);
+      }
+      entry.lifecycle.send({ type: 'destroy' });
+      if (entry.actor) this.#stopActor(entry.actor);
+      entry.actor = null;
+      entry.lifecycle.stop();
+      for (const r of entry.leftMemory.splice(0)) r();
+    }
+    this.entries.clear();
+    this.#busy.clear();
+    this.rejectWaiters(null, err);
   }
 
   // --- inspection --------------------------------------------------------------------
@@ -781,6 +1104,9 @@ export class Host {
 
   stopAll(): void {
     if (this.#idleTimer !== null) this.o.clock.clearTimeout(this.#idleTimer);
+    this.#busy.clear();
+    this.#waiters.clear();
+    this.#keepAlive();
     for (const e of this.entries.values()) {
       if (e.actor) this.#stopActor(e.actor);
       e.lifecycle.stop();

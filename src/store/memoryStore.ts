@@ -20,7 +20,7 @@
  */
 
 import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } from '../errors.js';
-import { assertIntegerAtLeast } from '../validate.js';
+import { assertLimit } from '../validate.js';
 import { DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
 import type {
   AgentRecord,
@@ -181,7 +181,7 @@ export function memoryStore(): Store {
     async listAgents(options: ListOptions = {}): Promise<ListResult> {
       checkOpen();
       const { type, parent, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
-      assertIntegerAtLeast(limit, 'limit', 1);
+      assertLimit(limit, 'limit');
       sortedIds ??= [...agents.keys()].sort();
       const ids = sortedIds;
       const out: AgentRecord[] = [];
@@ -218,7 +218,7 @@ export function memoryStore(): Store {
 
     async pending(agentId, limit = Number.POSITIVE_INFINITY) {
       checkOpen();
-      if (limit !== Number.POSITIVE_INFINITY) assertIntegerAtLeast(limit, 'limit', 1);
+      if (limit !== Number.POSITIVE_INFINITY) assertLimit(limit, 'limit');
       const agent = agents.get(agentId);
       return agent === undefined ? [] : structuredClone(agent.mailbox.first(limit));
     },
@@ -295,7 +295,7 @@ export function memoryStore(): Store {
     async rollout(agentId, options = {}) {
       checkOpen();
       const { limit } = options;
-      if (limit !== undefined) assertIntegerAtLeast(limit, 'limit', 1);
+      if (limit !== undefined) assertLimit(limit, 'limit');
       const entries = agents.get(agentId)?.rollout ?? [];
       return structuredClone(limit === undefined ? entries : entries.slice(Math.max(0, entries.length - limit)));
     },

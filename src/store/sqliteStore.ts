@@ -91,7 +91,7 @@ import {
   StoreError,
   StoreLockedError,
 } from '../errors.js';
-import { assertIntegerAtLeast, describeValue } from '../validate.js';
+import { assertLimit, describeValue } from '../validate.js';
 import { boundedLimit, DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
 import { checkDatabase, checkFileHeader, migrate } from './sqliteSchema.js';
 import type {
@@ -173,6 +173,13 @@ interface PreparedMessage {
   message: string;
   at: number;
 }
+
+/**
+ * The lock connections of owned stores, held strongly: a store dropped without close()
+ * must not lose its lock to the garbage collector (better-sqlite3 closes a collected
+ * connection, and with it the lock) while the process that owned it still runs.
+ */
+const liveLocks = new Set<BetterSqlite3.Database>();
 
 /** The connection of each open store, for `sqliteSettings` (tests). */
 const connections = new WeakMap<Store, BetterSqlite3.Database>();
@@ -461,7 +468,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     async listAgents(options: ListOptions = {}): Promise<ListResult> {
       const { type, parent, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
       return run('list agents', () => {
-        assertIntegerAtLeast(limit, 'limit', 1);
+        assertLimit(limit, 'limit');
         const pageSize = boundedLimit(limit);
         const key = `${type === undefined ? '' : 't'}${parent === undefined ? '' : 'p'}${cursor === null ? '' : 'c'}`;
         const statement = listing(key, () => {
@@ -508,7 +515,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     },
 
     async pending(agentId, limit = Number.POSITIVE_INFINITY) {
-      if (limit !== Number.POSITIVE_INFINITY) assertIntegerAtLeast(limit, 'limit', 1);
+      if (limit !== Number.POSITIVE_INFINITY) assertLimit(limit, 'limit');
       return readAbout(agentId, 'its mailbox', `read the mailbox of agent "${agentId}"`, () => {
         const rows = sql.pending.all(agentId, limit === Number.POSITIVE_INFINITY ? -1 : boundedLimit(limit)) as MessageRow[];
         return rows.map(
@@ -572,7 +579,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
 
     async rollout(agentId, options = {}) {
       const { limit } = options;
-      if (limit !== undefined) assertIntegerAtLeast(limit, 'limit', 1);
+      if (limit !== undefined) assertLimit(limit, 'limit');
       return readAbout(agentId, 'its rollout', `read the rollout of agent "${agentId}"`, () => {
         const texts =
           limit === undefined
@@ -598,6 +605,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       try {
         const epoch = write('take ownership', () => ownerSql!.bump.get(owner.pid, owner.host, owner.since) as number);
         held = { owner, epoch, lock };
+        if (lock) liveLocks.add(lock);
         return { epoch };
       } catch (error) {
         lock?.close();
@@ -617,7 +625,10 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
           db.close();
         } finally {
           // Released last: a new owner starts once this store wrote its last byte.
-          held?.lock?.close();
+          if (held?.lock) {
+            liveLocks.delete(held.lock);
+            held.lock.close();
+          }
           held = null;
         }
       });

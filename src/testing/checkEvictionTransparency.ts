@@ -117,6 +117,10 @@ function recording(inner: Store, log: Map<number, Pick<CommitTurn, 'outbox' | 's
     }
   }
   store.close = async () => {}; // the runs share the store across restarts
+  // A restart drops the old runtime as a crash would, which frees the store at once: each
+  // runtime of the run owns it in turn, with a newer epoch (so its message ids are new too).
+  let epoch = 0;
+  store.acquire = async () => ({ epoch: ++epoch });
   return store;
 }
 

@@ -94,7 +94,7 @@ function runPath(path: Path, run: Run, extra?: AgentEvent, machine = recorded): 
       ensure(before.context.mailbox > 0, `turn without mail at ${where(i)}`);
       holdsPermit = true;
     }
-    if (did('endTurn') || (did('abortTurn') && e.type === 'destroy')) holdsPermit = false;
+    if (did('endTurn') || (did('abortTurn') && e.type === 'destroy') || (e.type === 'turn.lost' && did('notifyReleased'))) holdsPermit = false;
     ensure(holdsPermit === (at === 'running'), `holds a permit outside running (or runs without one) at ${where(i)}`);
     ensure(!after.context.permitPending || after.value === 'idle', `permit pending outside idle at ${where(i)}`);
     ensure(after.context.mailbox >= 0, `negative mailbox at ${where(i)}`);

@@ -10,6 +10,8 @@ export const agentEvents: AgentEvent[] = [
   { type: 'permit.granted' },
   { type: 'turn.done', outcome: 'done' },
   { type: 'turn.done', outcome: 'failed' },
+  { type: 'turn.done', outcome: 'interrupted' },
+  { type: 'turn.lost' },
   { type: 'interrupt' },
   { type: 'evict', reason: 'cap' },
   { type: 'evict', reason: 'idle' },

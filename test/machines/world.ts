@@ -54,7 +54,7 @@ export interface WorldConfig {
 }
 
 export type EnvEvent =
-  | { kind: 'msg' | 'loadOk' | 'loadFail' | 'loadCorrupt' | 'turnDone' | 'interrupt' | 'flushOk' | 'flushFail'; agent: number }
+  | { kind: 'msg' | 'loadOk' | 'loadFail' | 'loadCorrupt' | 'turnDone' | 'turnLost' | 'interrupt' | 'flushOk' | 'flushFail'; agent: number }
   | { kind: 'close' | 'destroy' | 'retry' | 'pin' | 'deliverSup' | 'deliverAgent'; agent: number }
   | { kind: 'idleSweep' }
   | { kind: 'stop' };
@@ -241,7 +241,11 @@ export class World {
           out.push({ kind: 'loadFail', agent }, { kind: 'loadCorrupt', agent });
         }
       }
-      if (st === 'running') out.push({ kind: 'turnDone', agent });
+      if (st === 'running') {
+        out.push({ kind: 'turnDone', agent });
+        // A turn whose outcome cannot be written quarantines its agent (a store failure, like a load failure).
+        if (used.loadFailures < budget.loadFailures) out.push({ kind: 'turnLost', agent });
+      }
       if ((st === 'running' || st === 'loading') && used.interrupts < budget.interrupts) out.push({ kind: 'interrupt', agent });
       if (st === 'flushing') {
         out.push({ kind: 'flushOk', agent });
@@ -335,6 +339,10 @@ export class World {
         return;
       case 'turnDone':
         agent.send({ type: 'turn.done', outcome: 'done' });
+        return;
+      case 'turnLost':
+        this.used.loadFailures++;
+        agent.send({ type: 'turn.lost' });
         return;
       case 'interrupt':
         this.used.interrupts++;

@@ -18,7 +18,7 @@
  *
  * No test sleeps: time is a manual clock and waiting is bounded by event-loop turns.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRuntime, type Runtime, type RuntimeOptions, type RuntimeStats } from '../../src/createRuntime.js';
 import { defineAgent } from '../../src/defineAgent.js';
 import { fromTurn } from '../../src/fromTurn.js';
@@ -35,6 +35,17 @@ import {
 import { counterAgent, deferred, flush, until, type Deferred, type Handled } from './helpers.js';
 
 // --- the rules, as the messages state them ---------------------------------------------
+
+// No entry of the catalogue may leave a promise rejection unhandled (that ends a Node process).
+const unhandledRejections: unknown[] = [];
+const onUnhandledRejection = (reason: unknown) => unhandledRejections.push(reason);
+beforeAll(() => {
+  process.on('unhandledRejection', onUnhandledRejection);
+});
+afterAll(() => {
+  process.off('unhandledRejection', onUnhandledRejection);
+  expect(unhandledRejections).toEqual([]);
+});
 
 /** A regex that matches `text` literally. */
 const literal = (text: string) => new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
@@ -61,6 +72,8 @@ interface SpyStore extends Store {
  * refuses every call with StoreError, as a closed store does) and leaves `inner` open,
  * so a test can still dump what a stopped runtime left behind.
  */
+const epochs = new WeakMap<Store, number>();
+
 function spyStore(inner: Store): SpyStore {
   const writes: string[] = [];
   let closed = false;
@@ -96,6 +109,14 @@ function spyStore(inner: Store): SpyStore {
     rollout: (id, o) => read(() => inner.rollout(id, o))(),
     agentsWithPending: read(() => inner.agentsWithPending()),
     turnsInFlight: read(() => inner.turnsInFlight()),
+    // Each spy is one opening of the store, owned by the runtime that opens it: the inner
+    // store stays open (and so owned by nobody) for the test to dump.
+    acquire: async () => {
+      open();
+      const epoch = (epochs.get(inner) ?? 0) + 1;
+      epochs.set(inner, epoch);
+      return { epoch };
+    },
     close: async () => {
       open();
       writes.push('close');
