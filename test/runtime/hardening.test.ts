@@ -91,15 +91,26 @@ function thrower() {
   });
 }
 
+/** A fresh SQLite store in a temporary folder (removed after the tests). */
+const tempDirs: string[] = [];
+afterAll(() => {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function tempSqlite(): Store {
+  const dir = mkdtempSync(join(tmpdir(), 'residency-hardening-'));
+  tempDirs.push(dir);
+  return sqliteStore(join(dir, 'r.db'));
+}
+
 describe('every turn ends', () => {
-  for (const kind of ['null-proto', 'bigint-message', 'symbol', 'throwing-getter']) {
-    it(`a turn that throws an odd value (${kind}) fails readably, releases its permit, and others go on`, async () => {
+  for (const kind of ['null-proto', 'bigint-message', 'symbol', 'throwing-getter']) for (const [storeName, makeStore] of [['memory', memoryStore], ['sqlite', tempSqlite]] as const) {
+    it(`a turn that throws an odd value (${kind}) fails readably, releases its permit, and others go on (${storeName})`, async () => {
       const handled: Handled = new Map();
       const runtime = await createRuntime({
         agents: [thrower(), counterAgent(handled)],
         residentCap: 4,
         runningCap: 1,
-        store: memoryStore(),
+        store: makeStore(),
         clock: manualClock(0),
       });
       await runtime.spawn('thrower', { id: 't' });
@@ -346,14 +357,16 @@ describe('interrupts move the lifecycle only when a turn really aborts', () => {
     holds.set('two', deferred());
     const first = runtime.ask('a', { type: 'hold', key: 'one' });
     const second = runtime.ask('a', { type: 'hold', key: 'two' });
-    const other = runtime.ask('b', { type: 'inc', n: 1 });
     await until(() => runtime.stats().running === 1, 'a to run');
     await Promise.all([runtime.interrupt('a'), runtime.interrupt('a')]);
     expect((await first).outcome).toBe('interrupted');
-    await until(() => runtime.stats().running === 1 && runtime.stats().waitingForPermit <= 1, 'the next turn');
     await flush();
-    // a's second turn runs and holds the only permit: b waits; a is running, not idle.
+    // Only now does b get a message: a's second turn holds the only permit, so b waits.
+    let bDone = false;
+    const other = runtime.ask('b', { type: 'inc', n: 1 }).then((r) => ((bDone = true), r));
+    await flush();
     expect(runtime.stats().running).toBe(1);
+    expect(bDone).toBe(false);
     expect((await runtime.get('a')).state).toBe('running');
     holds.get('two')!.resolve();
     expect((await second).outcome).toBe('done');
