@@ -7,12 +7,13 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli.js';
-import type { Io } from '../src/cli/format.js';
+import { damagedLine, type Io } from '../src/cli/format.js';
 import { createRuntime } from '../src/createRuntime.js';
 import { defineAgent } from '../src/defineAgent.js';
 import { fromTurn } from '../src/fromTurn.js';
 import { sqliteStore } from '../src/store/sqliteStore.js';
 import { counterAgent, deferred } from './runtime/helpers.js';
+import { DAMAGE_SAID, damagedDatabase, type Damage } from './inspector/damagedDatabase.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'residency-cli-'));
@@ -459,5 +460,94 @@ describe('inspect: where it listens', () => {
     const r = await cli('inspect', '--db', path, '--host', '192.0.2.1');
     expect(r.code).toBe(1);
     expect(lines(r.err)).toEqual([expect.stringMatching(/^residency: cannot listen on 192\.0\.2\.1: .*--host/)]);
+  });
+});
+
+describe('one damaged agent: the readers skip it, say so, and read the others', () => {
+  const damages: Damage[] = ['snapshot', 'rollout', 'pages'];
+  const paths = Object.fromEntries(damages.map((d) => [d, join(dir, `damaged-${d}.db`)])) as Record<Damage, string>;
+  beforeAll(async () => {
+    for (const d of damages) await damagedDatabase(paths[d], d);
+  });
+
+  describe.each(damages)('b: %s', (damage) => {
+    it('ls lists a and c, and a line after the table names b and what is damaged (exit 0)', async () => {
+      const r = await cli('ls', '--db', paths[damage]);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      const out = lines(r.out);
+      expect(out.slice(1, 3).map((l) => l.split(/ +/)[0])).toEqual(['a', 'c']);
+      expect(out[3]).toBe('2 agents (stored: none resident)');
+      expect(out).toHaveLength(5);
+      const said = /^1 agent could not be read: b \((.*)\)$/.exec(out[4]!);
+      expect(said, out[4]).not.toBeNull();
+      expect(said![1]).toMatch(DAMAGE_SAID[damage]);
+    });
+
+    it('ls --json: the readable agents, and `damaged: [{ id, error }]`', async () => {
+      const r = await cli('ls', '--db', paths[damage], '--json');
+      expect(r.code).toBe(0);
+      const json = JSON.parse(r.out) as { agents: { id: string }[]; damaged: { id: string; error: string }[] };
+      expect(json.agents.map((a) => a.id)).toEqual(['a', 'c']);
+      expect(json.damaged).toEqual([{ id: 'b', error: expect.stringMatching(DAMAGE_SAID[damage]) }]);
+    });
+
+    it('stats counts a and c, and says b could not be read', async () => {
+      const r = await cli('stats', '--db', paths[damage]);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/^agents +2 \(2 counter\), 0 pinned; 1 more could not be read$/m);
+      expect(r.out).toMatch(/^unreadable +b \(.+\)$/m);
+      const json = JSON.parse((await cli('stats', '--db', paths[damage], '--json')).out) as {
+        agents: number;
+        damaged: { id: string; error: string }[];
+        messages: { accepted: number; handled: number };
+      };
+      expect(json.agents).toBe(2);
+      expect(json.damaged).toEqual([{ id: 'b', error: expect.stringMatching(DAMAGE_SAID[damage]) }]);
+      expect(json.messages.handled).toBe(2);
+    });
+
+    it('show b is one line naming b and what is damaged (exit 1); show a works', async () => {
+      const r = await cli('show', 'b', '--db', paths[damage]);
+      expect(r.code).toBe(1);
+      expect(r.out).toBe('');
+      expect(lines(r.err)).toHaveLength(1);
+      const said = /^residency: Agent "b" cannot be read: (.*)\. The database is damaged there: other agents can still be read \(residency ls\)$/.exec(r.err.trimEnd());
+      expect(said, r.err).not.toBeNull();
+      expect(said![1]).toMatch(DAMAGE_SAID[damage]);
+      expect((await cli('show', 'a', '--db', paths[damage])).code).toBe(0);
+      expect((await cli('show', 'b', '--db', paths[damage], '--json')).code).toBe(1);
+    });
+  });
+
+  it("b's record: the store's listing leaves b out (it cannot say which record it skipped); show b names it", async () => {
+    const path = join(dir, 'damaged-record.db');
+    await damagedDatabase(path, 'record');
+    const ls = await cli('ls', '--db', path);
+    expect(ls.code).toBe(0);
+    expect(lines(ls.out).slice(1).map((l) => l.split(/ +/)[0])).toEqual(['a', 'c', '2']);
+    const show = await cli('show', 'b', '--db', path);
+    expect(show.code).toBe(1);
+    expect(show.err).toMatch(/^residency: Agent "b" cannot be read: the input in its record is not valid JSON \(.+\)\. The database is damaged there/);
+  });
+
+  it('the line names the first ten damaged agents and counts the rest', () => {
+    const many = Array.from({ length: 12 }, (_, i) => ({ id: `d${i}`, error: 'its snapshot is not valid JSON (…)' }));
+    const line = damagedLine(many);
+    expect(line).toMatch(/^12 agents could not be read: d0 \(its snapshot is not valid JSON \(…\)\), d1 /);
+    expect(line).toMatch(/, d9 \(its snapshot is not valid JSON \(…\)\), and 2 more \(--json lists them all\)$/);
+    expect(line).not.toContain('d10');
+  });
+
+  it('the damage is printed with its control characters escaped', async () => {
+    const path = join(dir, 'damaged-escapes.db');
+    await damagedDatabase(path, null, { sql: "UPDATE snapshots SET snapshot = 'x' || char(27) || ']0;owned' || char(7) || char(155) WHERE agent_id = 'b'" });
+    const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+    for (const argv of [['ls'], ['stats'], ['show', 'b'], ['ls', '--json'], ['stats', '--json']]) {
+      const r = await cli(...argv, '--db', path);
+      expect(r.out + r.err, argv.join(' ')).not.toMatch(RAW);
+      expect(r.out + r.err, argv.join(' ')).toMatch(/x(\\x1b|\\u001b)\]0;owned/);
+    }
   });
 });

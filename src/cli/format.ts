@@ -59,6 +59,36 @@ export function jsonText(value: unknown): string {
   return JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** An agent a reader could not read: its id, and what is damaged (StoreCorruptionError's `what`). */
+export interface Damaged {
+  id: string;
+  error: string;
+}
+
+/** How many damaged agents a line names, with what is damaged; the rest are counted. */
+const DAMAGED_SHOWN = 10;
+
+/**
+ * The damaged agents, escaped: `b (its snapshot is not valid JSON …), d (…)`, the first
+ * ten, then how many more.
+ */
+export function damagedList(damaged: readonly Damaged[]): string {
+  const shown = damaged.slice(0, DAMAGED_SHOWN).map((d) => `${printable(d.id)} (${printable(d.error)})`);
+  const more = damaged.length - shown.length;
+  return `${shown.join(', ')}${more > 0 ? `, and ${count(more)} more (--json lists them all)` : ''}`;
+}
+
+/**
+ * The line a reader prints after what it could read.
+ *
+ * @example
+ * damagedLine([{ id: 'b', error: 'its snapshot is not valid JSON (…)' }]);
+ * // => '1 agent could not be read: b (its snapshot is not valid JSON (…))'
+ */
+export function damagedLine(damaged: readonly Damaged[]): string {
+  return `${count(damaged.length)} agent${damaged.length === 1 ? '' : 's'} could not be read: ${damagedList(damaged)}`;
+}
+
 /** Rows as aligned columns under a header; numbers are right-aligned. */
 export function table(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];

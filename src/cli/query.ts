@@ -6,13 +6,20 @@
  * Readers never write: the database is opened read-only (never created, migrated or
  * checkpointed), so they also read one that a running runtime owns and writes. Stored
  * text is printed with its control characters escaped (see `printable`).
+ *
+ * Damage. An agent whose stored data cannot be read (its snapshot, mailbox or rollout
+ * rejects with StoreCorruptionError: text that is not JSON, bytes flipped in a page of
+ * the file) is left out of `ls` and `stats`, which name it and what is damaged and go
+ * on with the others; `show` of it says so in one line. A record the store's listing
+ * cannot read is left out by the store itself (it does not say which), so only `show`
+ * names that one.
  */
 import fs from 'node:fs';
-import { AgentNotFoundError } from '../errors.js';
+import { AgentNotFoundError, StoreCorruptionError } from '../errors.js';
 import { sqliteStore } from '../store/sqliteStore.js';
 import type { AgentRecord, RolloutEntry, Store } from '../store/Store.js';
 import { examineDatabaseFile, notAFile } from './dbFile.js';
-import { CliError, count, fields, jsonText, printable, table, time, type Io } from './format.js';
+import { CliError, count, damagedLine, damagedList, fields, jsonText, printable, table, time, type Damaged, type Io } from './format.js';
 
 export { CliError } from './format.js';
 
@@ -55,8 +62,25 @@ interface Row {
   lastActiveAt: number;
 }
 
-async function row(store: Store, rec: AgentRecord): Promise<Row> {
-  const rollout = await store.rollout(rec.id);
+/** What `ls` and `stats` read of one agent: its mailbox size, its whole rollout, and its snapshot (read to find damage). */
+async function readAgent(store: Store, id: string): Promise<{ mailbox: number; rollout: RolloutEntry[] }> {
+  const mailbox = await store.mailboxSize(id);
+  const rollout = await store.rollout(id);
+  await store.loadSnapshot(id);
+  return { mailbox, rollout };
+}
+
+/** `read`, or the damage it found (a StoreCorruptionError); other failures are thrown. */
+async function orDamage<T>(id: string, read: () => Promise<T>): Promise<{ ok: T } | { damaged: Damaged }> {
+  try {
+    return { ok: await read() };
+  } catch (err) {
+    if (err instanceof StoreCorruptionError) return { damaged: { id, error: err.what } };
+    throw err;
+  }
+}
+
+function row(rec: AgentRecord, { mailbox, rollout }: { mailbox: number; rollout: RolloutEntry[] }): Row {
   return {
     id: rec.id,
     type: rec.type,
@@ -64,7 +88,7 @@ async function row(store: Store, rec: AgentRecord): Promise<Row> {
     pinned: rec.pinned,
     state: 'unloaded',
     resident: false,
-    mailbox: await store.mailboxSize(rec.id),
+    mailbox,
     turns: rollout.filter((e) => e.kind === 'turn.finished').length,
     lastActiveAt: rollout.at(-1)?.at ?? rec.createdAt,
   };
@@ -80,14 +104,18 @@ async function* allAgents(store: Store, type?: string): AsyncGenerator<AgentReco
 }
 
 export async function ls(o: { db: string; type?: string; resident: boolean; json: boolean }, io: Io): Promise<number> {
-  const rows = await withStore(o.db, async (store) => {
-    const out: Row[] = [];
+  const { rows, damaged } = await withStore(o.db, async (store) => {
+    const out = { rows: [] as Row[], damaged: [] as Damaged[] };
     if (o.resident) return out;
-    for await (const rec of allAgents(store, o.type)) out.push(await row(store, rec));
+    for await (const rec of allAgents(store, o.type)) {
+      const read = await orDamage(rec.id, () => readAgent(store, rec.id));
+      if ('ok' in read) out.rows.push(row(rec, read.ok));
+      else out.damaged.push(read.damaged);
+    }
     return out;
   });
   if (o.json) {
-    io.out(`${jsonText({ agents: rows, ...(o.resident ? { note: NOT_RESIDENT_NOTE } : {}) })}\n`);
+    io.out(`${jsonText({ agents: rows, damaged, ...(o.resident ? { note: NOT_RESIDENT_NOTE } : {}) })}\n`);
     return 0;
   }
   if (o.resident) {
@@ -100,6 +128,7 @@ export async function ls(o: { db: string; type?: string; resident: boolean; json
       rows.map((r) => [printable(r.id), printable(r.type), r.parent === null ? '-' : printable(r.parent), r.pinned ? 'yes' : 'no', r.state, r.mailbox, r.turns, time(r.lastActiveAt)]),
     )}\n${count(rows.length)} agents${o.type ? ` of type ${printable(o.type)}` : ''} (stored: none resident)\n`,
   );
+  if (damaged.length > 0) io.out(`${damagedLine(damaged)}\n`);
   return 0;
 }
 
@@ -129,19 +158,25 @@ function describeRaw(e: RolloutEntry): string {
 }
 
 export async function show(o: { db: string; id: string; json: boolean; last: number }, io: Io): Promise<number> {
-  const found = await withStore(o.db, async (store) => {
-    const rec = await store.getAgent(o.id);
-    if (!rec) return null;
-    const children = (await store.listAgents({ parent: o.id, limit: 1000 })).agents.map((a) => a.id);
-    return {
-      info: await row(store, rec),
-      input: rec.input,
-      createdAt: rec.createdAt,
-      children,
-      mailbox: await store.pending(o.id, 20),
-      rollout: await store.rollout(o.id, { limit: o.last }),
-    };
-  });
+  const read = await withStore(o.db, (store) =>
+    orDamage(o.id, async () => {
+      const rec = await store.getAgent(o.id);
+      if (!rec) return null;
+      const children = (await store.listAgents({ parent: o.id, limit: 1000 })).agents.map((a) => a.id);
+      return {
+        info: row(rec, await readAgent(store, o.id)),
+        input: rec.input,
+        createdAt: rec.createdAt,
+        children,
+        mailbox: await store.pending(o.id, 20),
+        rollout: await store.rollout(o.id, { limit: o.last }),
+      };
+    }),
+  );
+  if ('damaged' in read) {
+    throw new CliError(`Agent "${o.id}" cannot be read: ${read.damaged.error}. The database is damaged there: other agents can still be read (residency ls)`);
+  }
+  const found = read.ok;
   if (!found) throw new CliError(new AgentNotFoundError(o.id).message);
   if (o.json) {
     io.out(`${jsonText(found)}\n`);
@@ -174,18 +209,24 @@ export async function stats(o: { db: string; json: boolean }, io: Io): Promise<n
   const s = await withStore(o.db, async (store) => {
     const byType: Record<string, number> = {};
     const outcomes: Record<string, number> = {};
+    const damaged: Damaged[] = [];
     let agents = 0, pinned = 0, accepted = 0, pending = 0, loads = 0, evictions = 0, withMail = 0;
     for await (const rec of allAgents(store)) {
+      const read = await orDamage(rec.id, () => readAgent(store, rec.id));
+      if ('damaged' in read) {
+        damaged.push(read.damaged);
+        continue;
+      }
       agents++;
       if (rec.pinned) pinned++;
       byType[rec.type] = (byType[rec.type] ?? 0) + 1;
-      for (const e of await store.rollout(rec.id)) {
+      for (const e of read.ok.rollout) {
         if (e.kind === 'accepted') accepted++;
         else if (e.kind === 'turn.finished') outcomes[e.outcome] = (outcomes[e.outcome] ?? 0) + 1;
         else if (e.kind === 'note' && e.note === 'loaded') loads++;
         else if (e.kind === 'note' && e.note === 'evicted') evictions++;
       }
-      const n = await store.mailboxSize(rec.id);
+      const n = read.ok.mailbox;
       pending += n;
       if (n > 0) withMail++;
     }
@@ -195,6 +236,7 @@ export async function stats(o: { db: string; json: boolean }, io: Io): Promise<n
       db: o.db,
       bytes: fs.statSync(o.db).size,
       agents, pinned, byType,
+      damaged,
       resident: 0,
       note: NOT_RESIDENT_NOTE,
       messages: { accepted, handled, pending, agentsWithPending: withMail, turnsInFlight: inFlight },
@@ -208,7 +250,12 @@ export async function stats(o: { db: string; json: boolean }, io: Io): Promise<n
   io.out(
     `${fields([
       ['database', `${printable(s.db)} (${count(Math.round(s.bytes / 1024))} KiB)`],
-      ['agents', `${count(s.agents)} (${Object.entries(s.byType).sort(([a], [b]) => a.localeCompare(b)).map(([t, n]) => `${count(n)} ${printable(t)}`).join(', ') || 'none'}), ${count(s.pinned)} pinned`],
+      [
+        'agents',
+        `${count(s.agents)} (${Object.entries(s.byType).sort(([a], [b]) => a.localeCompare(b)).map(([t, n]) => `${count(n)} ${printable(t)}`).join(', ') || 'none'}), ${count(s.pinned)} pinned` +
+          (s.damaged.length > 0 ? `; ${count(s.damaged.length)} more could not be read` : ''),
+      ],
+      ...(s.damaged.length > 0 ? [['unreadable', damagedList(s.damaged)] as const] : []),
       ['resident', `0: ${s.note}`],
       ['messages', `${count(s.messages.accepted)} accepted, ${count(s.messages.handled)} handled, ${count(s.messages.pending)} pending (in ${count(s.messages.agentsWithPending)} mailboxes)`],
       ['turns', Object.entries(s.outcomes).map(([k, n]) => `${count(n)} ${printable(k)}`).join(', ') || 'none'],

@@ -42,6 +42,7 @@ td a { color:var(--accent); text-decoration:none; font-family:ui-monospace, mono
 input, select, button { background:var(--panel); color:var(--text); border:1px solid var(--line); border-radius:4px; padding:4px 8px; font:inherit; }
 button { cursor:pointer; }
 .banner { background:#2d2a1a; border:1px solid #6b5b1f; color:#e3c26b; padding:6px 10px; border-radius:6px; margin-bottom:10px; }
+.banner.error { background:#2d1a1c; border-color:#7a2a2e; color:#f0a8a8; }
 svg.chart { background:var(--panel); border:1px solid var(--line); border-radius:6px; }
 .chartbox { overflow-x:auto; max-width:100%; }
 svg.chart .node rect { fill:#1d252e; stroke:#3a4550; stroke-width:1.5; }
@@ -220,6 +221,17 @@ const JS = String.raw`
     function draw(s) {
       top.textContent = '';
       if (!s.live) top.appendChild(el('div', { cls: 'banner', text: 'Read-only view of a stored database: nothing runs, so every agent is unloaded.' }));
+      // Agents whose stored data cannot be read: left out of the table, named here (each links to its error).
+      var damaged = s.damaged || [];
+      if (damaged.length) {
+        var names = [];
+        damaged.forEach(function (d, i) {
+          if (i) names.push(', ');
+          names.push(el('a', { href: '#/agent/' + encodeURIComponent(d.id), title: d.error, text: d.id }));
+        });
+        top.appendChild(el('div', { cls: 'banner error', id: 'damaged' },
+          [damaged.length + (damaged.length === 1 ? ' agent' : ' agents') + ' could not be read: '].concat(names)));
+      }
       if (s.stats) {
         var st = s.stats;
         samples.push({ at: s.at, loads: st.loads, evictions: st.evictions, hits: st.hits, misses: st.misses });
@@ -436,17 +448,15 @@ const JS = String.raw`
     var mailbox = el('ol', { cls: 'mailbox', id: 'mailbox' });
     var timeline = el('ul', { cls: 'timeline', id: 'timeline' });
     var windowNote = el('div', { cls: 'empty' });
+    // The agent's sections; an agent whose stored data cannot be read shows its error in their place.
+    var sections = el('div', {}, [head, el('h2', { text: 'Lifecycle' }), chartBox,
+      el('div', { cls: 'slider' }, [el('span', { text: 'step back' }), slider, sliderInfo]), logicHead, logicInfo, logicBox,
+      el('div', { cls: 'row' }, [
+        el('section', {}, [el('h2', { text: 'Mailbox' }), mailbox]),
+        el('section', {}, [el('h2', { text: 'Rollout' }), windowNote, timeline])])]);
+    var damagedBox = el('div', { cls: 'banner error', id: 'agent-error' });
     view.appendChild(el('div', {}, [el('a', { href: '#/', text: '← overview' })]));
-    view.appendChild(head);
-    view.appendChild(el('h2', { text: 'Lifecycle' }));
-    view.appendChild(chartBox);
-    view.appendChild(el('div', { cls: 'slider' }, [el('span', { text: 'step back' }), slider, sliderInfo]));
-    view.appendChild(logicHead);
-    view.appendChild(logicInfo);
-    view.appendChild(logicBox);
-    view.appendChild(el('div', { cls: 'row' }, [
-      el('section', {}, [el('h2', { text: 'Mailbox' }), mailbox]),
-      el('section', {}, [el('h2', { text: 'Rollout' }), windowNote, timeline])]));
+    view.appendChild(sections);
     var chart = null, lifecycle = null, logic = null, logicType = null, liveState = null, detail = null, stepping = false;
     function showState() {
       if (!chart) return;
@@ -466,7 +476,15 @@ const JS = String.raw`
       if (logic) logic.chart.light(activeIds(logic.g, value));
       Array.prototype.forEach.call(timeline.children, function (li, i) { li.classList.toggle('past', i >= n); });
     }
+    function showDamaged(d) {
+      damagedBox.textContent = '';
+      damagedBox.appendChild(document.createTextNode('Agent "' + d.id + '" could not be read: ' + d.error + '. '));
+      damagedBox.appendChild(el('a', { href: '#/', text: 'Back to the overview' }));
+      if (sections.parentNode) view.replaceChild(damagedBox, sections);
+    }
     function drawDetail(d) {
+      if (d.error !== undefined) return showDamaged(d);
+      if (damagedBox.parentNode) view.replaceChild(sections, damagedBox);
       detail = d;
       var a = d.agent;
       if (!stepping) liveState = a.state;

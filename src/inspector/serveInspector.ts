@@ -8,12 +8,16 @@
  * connected, so an inspector nobody looks at costs nothing.
  *
  * Errors are short `text/plain` bodies: 400 for a path it cannot read (malformed
- * percent-encoding, an invalid agent id), 404 for an unknown agent, type or page.
+ * percent-encoding, an invalid agent id), 404 for an unknown agent, type or page. An
+ * agent whose stored data cannot be read (StoreCorruptionError) is no error of the
+ * request: `/api/agent/<id>` answers 200 `{ live, id, error }`, `error` saying what is
+ * damaged, and `/api/snapshot` lists such agents in `damaged`.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Runtime } from '../createRuntime.js';
+import { StoreCorruptionError } from '../errors.js';
 import type { Store } from '../store/Store.js';
 import { EventBatcher, type Batch } from './EventBatcher.js';
 import { agentMachine } from '../../machines/agent.js';
@@ -241,10 +245,17 @@ async function serve(source: InspectorSource, options: InspectorOptions): Promis
       } catch {
         throw new BadRequest(`Bad request: not an agent id: ${ID_RULE}`);
       }
-      const detail = await source.agent(id, {
-        rollout: intParam(url.searchParams.get('rollout'), 200, 10_000),
-        mailbox: intParam(url.searchParams.get('mailbox'), 50, 1000),
-      });
+      let detail: Awaited<ReturnType<InspectorSource['agent']>>;
+      try {
+        detail = await source.agent(id, {
+          rollout: intParam(url.searchParams.get('rollout'), 200, 10_000),
+          mailbox: intParam(url.searchParams.get('mailbox'), 50, 1000),
+        });
+      } catch (err) {
+        // Damaged stored data: the page says what is damaged, in place of the agent.
+        if (err instanceof StoreCorruptionError) return json(res, 200, { live: source.live, id, error: err.what });
+        throw err;
+      }
       if (!detail) return fail(res, 404, `Agent "${id}" does not exist`);
       return json(res, 200, { live: source.live, ...detail });
     }

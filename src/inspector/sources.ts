@@ -2,17 +2,26 @@
  * Where the inspector's data comes from: a running runtime (live, with events) or a
  * stored database (read-only, nothing runs). The server and the page only see this
  * interface.
+ *
+ * A damaged agent (its stored data cannot be read: StoreCorruptionError) is left out of
+ * the overview and listed in its `damaged`; `agent()` of it rejects with that error,
+ * which the server answers with what is damaged.
  */
 import type { AnyStateMachine } from 'xstate';
 import type { AgentInfo, Runtime, RuntimeStats } from '../createRuntime.js';
+import { StoreCorruptionError } from '../errors.js';
 import { RUNTIME_EVENT_NAMES } from '../events.js';
 import { INTERNALS, type RuntimeInternals } from '../runtime/internals.js';
-import type { RolloutEntry, Store, StoredMessage } from '../store/Store.js';
+import type { AgentRecord, RolloutEntry, Store, StoredMessage } from '../store/Store.js';
 import type { InspectorEvent } from './EventBatcher.js';
 
-export interface AgentRow extends Omit<AgentInfo, 'turns'> {
-  /** Turns finished; `null` when not counted (stored view). */
-  turns: number | null;
+/** An agent as the overview and its page show it (a stored view: unloaded, never resident). */
+export type AgentRow = AgentInfo;
+
+/** An agent the overview could not read: its id and what is damaged. */
+export interface DamagedAgent {
+  id: string;
+  error: string;
 }
 
 export interface SnapshotQuery {
@@ -36,6 +45,8 @@ export interface Snapshot {
   permitQueue: string[];
   agents: AgentRow[];
   cursor: string | null;
+  /** Agents of this page left out because their stored data cannot be read. */
+  damaged: DamagedAgent[];
 }
 
 /** What the page knows of an agent's own logic. */
@@ -59,7 +70,7 @@ export interface AgentDetail {
 export interface InspectorSource {
   readonly live: boolean;
   snapshot(query: SnapshotQuery): Promise<Snapshot>;
-  /** `null` when the agent does not exist. */
+  /** `null` when the agent does not exist; rejects with StoreCorruptionError when its stored data cannot be read. */
   agent(id: string, limits: { rollout: number; mailbox: number }): Promise<AgentDetail | null>;
   /** An agent type's logic when it is a statechart of the user's (null otherwise or unknown). */
   machine(type: string): AnyStateMachine | null;
@@ -129,6 +140,7 @@ export function runtimeSource(runtime: Runtime, store: Store | null): InspectorS
         permitQueue: books ? take(books.permitQueue.keys(), q.top) : [],
         agents,
         cursor: page.cursor,
+        damaged: page.damaged ?? [],
       };
     },
     async agent(id, limits) {
@@ -163,10 +175,14 @@ export function runtimeSource(runtime: Runtime, store: Store | null): InspectorS
   };
 }
 
-/** A read-only view of a stored database: every agent is unloaded, since nothing runs. */
+/**
+ * A read-only view of a stored database: every agent is unloaded, since nothing runs.
+ * A row reads what `residency ls` reads of the agent: its mailbox size, its rollout (for
+ * the turns) and its snapshot (only to find damage), so both name the same damaged agents.
+ */
 export function storeSource(store: Store): InspectorSource {
-  const row = async (rec: Awaited<ReturnType<Store['getAgent']>> & object): Promise<AgentRow> => {
-    const [mailbox, last] = await Promise.all([store.mailboxSize(rec.id), store.rollout(rec.id, { limit: 1 })]);
+  const row = async (rec: AgentRecord): Promise<AgentRow> => {
+    const [mailbox, rollout] = await Promise.all([store.mailboxSize(rec.id), store.rollout(rec.id), store.loadSnapshot(rec.id)]);
     return {
       id: rec.id,
       type: rec.type,
@@ -175,17 +191,27 @@ export function storeSource(store: Store): InspectorSource {
       resident: false,
       pinned: rec.pinned,
       mailbox,
-      lastActiveAt: last[0]?.at ?? rec.createdAt,
-      turns: null,
+      lastActiveAt: rollout.at(-1)?.at ?? rec.createdAt,
+      turns: rollout.filter((r) => r.kind === 'turn.finished').length,
     };
   };
   return {
     live: false,
     async snapshot(q) {
       const page = q.resident === true ? { agents: [], cursor: null } : await store.listAgents({ type: q.type, limit: q.limit, cursor: q.cursor });
-      let agents = await Promise.all(page.agents.map(row));
+      // One damaged agent does not fail the page: it is left out, and named.
+      const read = await Promise.all(
+        page.agents.map((rec) =>
+          row(rec).catch((err: unknown): DamagedAgent => {
+            if (!(err instanceof StoreCorruptionError)) throw err;
+            return { id: rec.id, error: err.what };
+          }),
+        ),
+      );
+      let agents = read.filter((r): r is AgentRow => 'state' in r);
+      const damaged = read.filter((r): r is DamagedAgent => !('state' in r));
       if (q.state) agents = agents.filter((a) => a.state === q.state);
-      return { live: false, at: Date.now(), stats: null, policy: null, lru: [], slotQueue: [], permitQueue: [], agents, cursor: page.cursor };
+      return { live: false, at: Date.now(), stats: null, policy: null, lru: [], slotQueue: [], permitQueue: [], agents, cursor: page.cursor, damaged };
     },
     async agent(id, limits) {
       const rec = await store.getAgent(id);
@@ -195,9 +221,8 @@ export function storeSource(store: Store): InspectorSource {
         store.pending(id, limits.mailbox),
         store.rollout(id, { limit: limits.rollout }),
       ]);
-      const turns = rollout.filter((r) => r.kind === 'turn.finished').length;
       const logic: LogicView = { kind: 'unknown', drawable: false, value: await storedValue(store, id, rollout), resident: false };
-      return { agent: { ...agent, turns: rollout.length < limits.rollout ? turns : null }, mailbox, rollout, logic };
+      return { agent, mailbox, rollout, logic };
     },
     machine: () => null,
   };

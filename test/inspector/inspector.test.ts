@@ -3,14 +3,18 @@
  * never downloads a browser). Skips, loudly, only when no `chromium` is on PATH.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createRuntime, type Runtime } from '../../src/createRuntime.js';
-import { serveInspector, type Inspector } from '../../src/inspector/serveInspector.js';
+import { serveInspector, serveStoredInspector, type Inspector } from '../../src/inspector/serveInspector.js';
 import { memoryStore } from '../../src/store/memoryStore.js';
+import { sqliteStore } from '../../src/store/sqliteStore.js';
 import type { Store } from '../../src/store/Store.js';
 import { counterAgent, deferred, doorAgent, type Deferred } from '../runtime/helpers.js';
+import { damagedDatabase } from './damagedDatabase.js';
 
 function findChromium(): string | null {
   try {
@@ -159,6 +163,39 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
       await page.waitForSelector('.agent-head >> text=Agent "nobody" does not exist');
     } finally {
       page.off('pageerror', onError);
+    }
+    expect(errors).toEqual([]);
+  });
+
+  it("names a damaged agent on the overview, and says what is damaged on its page", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'residency-inspector-page-'));
+    await damagedDatabase(join(dir, 'damaged.db'), 'snapshot');
+    const stored = sqliteStore(join(dir, 'damaged.db'), { readonly: true });
+    const view = await serveStoredInspector(stored);
+    const errors: string[] = [];
+    const onError = (e: Error) => void errors.push(e.message);
+    page.on('pageerror', onError);
+    try {
+      await page.goto(view.url);
+      await page.waitForSelector('tr[data-agent="c"]');
+      expect(await page.locator('tr[data-agent]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-agent')))).toEqual(['a', 'c']);
+      const notice = page.locator('#damaged');
+      expect(await notice.textContent()).toMatch(/^1 agent could not be read: b$/);
+      expect(await notice.locator('a').getAttribute('title')).toMatch(/^its snapshot is not valid JSON/);
+      await page.screenshot({ path: `${ARTIFACTS}/inspector-damaged.png`, fullPage: true });
+      await notice.locator('a[href="#/agent/b"]').click();
+      await page.waitForSelector('#agent-error >> text=Agent "b" could not be read: its snapshot is not valid JSON');
+      // No chart, timeline or mailbox of an agent that cannot be read.
+      expect(await page.locator('#statechart, #timeline, #mailbox').count()).toBe(0);
+      await page.waitForSelector('#agent-error a[href="#/"]');
+      // The others still open.
+      await page.goto(`${view.url}#/agent/a`);
+      await page.waitForSelector('#timeline li[data-kind="turn.finished"]');
+    } finally {
+      page.off('pageerror', onError);
+      await view.close();
+      await stored.close();
+      rmSync(dir, { recursive: true, force: true });
     }
     expect(errors).toEqual([]);
   });

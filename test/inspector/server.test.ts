@@ -2,13 +2,18 @@
  * The inspector's server and its parts, without a browser: event batching, the JSON
  * API, the stored (read-only) view. The layout has its own file (machineGraph.test.ts).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createRuntime } from '../../src/createRuntime.js';
 import { EventBatcher, type Batch } from '../../src/inspector/EventBatcher.js';
 import { serveInspector, serveStoredInspector, type Inspector } from '../../src/inspector/serveInspector.js';
 import { memoryStore } from '../../src/store/memoryStore.js';
+import { sqliteStore } from '../../src/store/sqliteStore.js';
 import { counterAgent, doorAgent } from '../runtime/helpers.js';
+import { DAMAGE_SAID, damagedDatabase, type Damage } from './damagedDatabase.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON read back from the API
 async function getJson(url: string): Promise<any> {
@@ -218,6 +223,54 @@ describe('serveStoredInspector', () => {
       expect(agent.rollout.some((r: { kind: string }) => r.kind === 'accepted')).toBe(true);
       const post = await fetch(`${inspector.url}api/snapshot`, { method: 'POST' });
       expect(post.status).toBe(405);
+    } finally {
+      await inspector.close();
+      await runtime.stop();
+    }
+  });
+});
+
+describe('a damaged agent: the overview leaves it out and names it; its page says what is damaged', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'residency-inspector-damage-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const ids = (agents: { id: string }[]) => agents.map((a) => a.id);
+
+  it.each<Damage>(['snapshot', 'rollout', 'pages'])('stored: b %s', async (damage) => {
+    const path = join(dir, `stored-${damage}.db`);
+    await damagedDatabase(path, damage);
+    const store = sqliteStore(path, { readonly: true });
+    const inspector = await serveStoredInspector(store);
+    try {
+      const snap = await getJson(`${inspector.url}api/snapshot`);
+      expect(ids(snap.agents)).toEqual(['a', 'c']);
+      expect(snap.damaged).toEqual([{ id: 'b', error: expect.stringMatching(DAMAGE_SAID[damage]) }]);
+      const b = await fetch(`${inspector.url}api/agent/b`);
+      expect(b.status).toBe(200);
+      expect(await b.json()).toEqual({ live: false, id: 'b', error: expect.stringMatching(DAMAGE_SAID[damage]) });
+      const a = await getJson(`${inspector.url}api/agent/a`);
+      expect(a.agent).toMatchObject({ id: 'a', state: 'unloaded', turns: 1 });
+      // Nothing damaged: an empty list.
+      expect((await getJson(`${inspector.url}api/snapshot?type=none`)).damaged).toEqual([]);
+    } finally {
+      await inspector.close();
+      await store.close();
+    }
+  });
+
+  it("live: the runtime's list passes b through as damaged; b's page says what is damaged", async () => {
+    const path = join(dir, 'live-rollout.db');
+    await damagedDatabase(path, 'rollout');
+    const store = sqliteStore(path);
+    const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 2, runningCap: 1, store });
+    const inspector = await serveInspector(runtime, { store });
+    try {
+      const snap = await getJson(`${inspector.url}api/snapshot`);
+      expect(ids(snap.agents)).toEqual(['a', 'c']);
+      expect(snap.damaged).toEqual([{ id: 'b', error: expect.stringContaining('an entry of its rollout is not valid JSON') }]);
+      const b = await fetch(`${inspector.url}api/agent/b`);
+      expect(b.status).toBe(200);
+      expect(await b.json()).toEqual({ live: true, id: 'b', error: expect.stringMatching(DAMAGE_SAID.rollout) });
+      expect((await getJson(`${inspector.url}api/agent/c`)).agent).toMatchObject({ id: 'c', turns: 1 });
     } finally {
       await inspector.close();
       await runtime.stop();
