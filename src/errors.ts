@@ -66,11 +66,16 @@ export class TurnFailedError extends ResidencyError {
     readonly agentId: string,
     readonly seq: number,
     cause: unknown,
+    /** `recorded: false`: not even the failure could be written (the store kept failing). */
+    options: { recorded?: boolean } = {},
   ) {
     super(
       'TURN_FAILED',
       `Agent "${agentId}" failed to handle message #${seq}: ${describeThrown(cause)}. ` +
-        `The message counts as handled (outcome "failed") and the agent's state is unchanged`,
+        (options.recorded === false
+          ? `Not even the failure could be written, so the agent is quarantined (state "failed"); the message stays in its ` +
+            `mailbox and is recorded "crashed" before anything else of the agent runs`
+          : `The message counts as handled (outcome "failed") and the agent's state is unchanged`),
       { cause },
     );
   }

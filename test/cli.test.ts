@@ -200,6 +200,31 @@ const lines = (text: string) => text.trimEnd().split('\n');
 describe('demo --db replaces a residency database only', () => {
   const small = ['--agents', '2', '--cap', '1', '--running', '1', '--duration', '0', '--seed', '1'];
 
+  it('never deletes a database that a live runtime owns', async () => {
+    const path = join(dir, 'owned.db');
+    await smallDatabase(path);
+    const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 1, runningCap: 1, store: sqliteStore(path) });
+    try {
+      const r = await cli('demo', ...small, '--db', path);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/^residency: ".*owned\.db" is in use: .*owned by another live runtime \(pid \d+/);
+      expect((await runtime.get('alice')).turns).toBe(1); // its data is all there
+      expect((await runtime.ask('alice', { type: 'ping' })).state).toMatchObject({ count: 2 });
+    } finally {
+      await runtime.stop();
+    }
+  });
+
+  it('--keep goes on with the roots of the earlier run', async () => {
+    const path = join(dir, 'kept.db');
+    const first = await cli('demo', ...small, '--db', path);
+    expect(first.code).toBe(0);
+    const again = await cli('demo', ...small, '--db', path, '--keep');
+    expect(again.err).toBe('');
+    expect(again.code).toBe(0);
+    expect(again.out.trimEnd().split('\n').at(-1)).toBe('every accepted message handled exactly once: yes');
+  });
+
   it("refuses another application's SQLite database and leaves it as it was", async () => {
     const path = join(dir, 'other-app.db');
     foreignDatabase(path);

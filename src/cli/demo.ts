@@ -13,11 +13,13 @@
  * any other file is refused and left as it is, unless `--force`.
  */
 import fs from 'node:fs';
+import { hostname } from 'node:os';
 import nodePath from 'node:path';
 import { assign, enqueueActions, setup } from 'xstate';
 import { createRuntime, type Runtime } from '../createRuntime.js';
 import { defineAgent } from '../defineAgent.js';
 import { fromTurn } from '../fromTurn.js';
+import { AgentExistsError, StoreLockedError } from '../errors.js';
 import { sqliteStore } from '../store/sqliteStore.js';
 import { serveInspector } from '../inspector/serveInspector.js';
 import type { Store } from '../store/Store.js';
@@ -114,7 +116,7 @@ export async function checkExactlyOnce(store: Store): Promise<Exactness> {
  * `keep`), and refuses (writing nothing) a directory, a device, or a file that is not a
  * residency database (unless `force`).
  */
-export function prepareDatabase(path: string, o: { keep: boolean; force: boolean }): void {
+export async function prepareDatabase(path: string, o: { keep: boolean; force: boolean }): Promise<void> {
   const file = examineDatabaseFile(path);
   const usage = notAFile(path, file);
   if (usage) throw usage;
@@ -124,6 +126,7 @@ export function prepareDatabase(path: string, o: { keep: boolean; force: boolean
         (o.keep ? 'Pass the path of a residency database with --keep' : 'Pass another --db, or --force to replace it'),
     );
   }
+  if (!o.keep && file.kind !== 'missing') await refuseIfOwned(path);
   try {
     if (!o.keep) for (const suffix of ['', '-wal', '-shm']) fs.rmSync(`${path}${suffix}`, { force: true });
     fs.mkdirSync(nodePath.dirname(nodePath.resolve(path)), { recursive: true });
@@ -132,8 +135,31 @@ export function prepareDatabase(path: string, o: { keep: boolean; force: boolean
   }
 }
 
+/**
+ * A database a live runtime owns is never deleted: its owner would go on writing into a
+ * file that is gone, and everything in it would be lost. Checked by taking the lock.
+ */
+async function refuseIfOwned(path: string): Promise<void> {
+  let store: Store;
+  try {
+    store = sqliteStore(path);
+  } catch {
+    return; // not openable as a residency database: the file checks above decided already
+  }
+  try {
+    await store.acquire({ pid: process.pid, host: hostname(), since: Date.now() });
+  } catch (err) {
+    if (err instanceof StoreLockedError) {
+      throw new CliError(`"${path}" is in use: ${err.message}. The demo left it as it is`);
+    }
+    throw err;
+  } finally {
+    await store.close().catch(() => {});
+  }
+}
+
 export async function demo(o: DemoOptions, io: Io): Promise<number> {
-  prepareDatabase(o.db, { keep: o.keep, force: o.force === true });
+  await prepareDatabase(o.db, { keep: o.keep, force: o.force === true });
   const rand = prng(o.seed);
   const roots = Math.max(1, Math.min(4, Math.floor(o.agents / 10)));
   const workers = o.agents - roots;
@@ -282,7 +308,12 @@ export async function demo(o: DemoOptions, io: Io): Promise<number> {
   );
   let stopped: Promise<void> | null = null;
   try {
-    for (let r = 0; r < roots; r++) await runtime.spawn('root', { id: `root-${r}`, input: { index: r }, pinned: true });
+    for (let r = 0; r < roots; r++) {
+      // With --keep the roots of an earlier run are there already: they go on where they were.
+      await runtime.spawn('root', { id: `root-${r}`, input: { index: r }, pinned: true }).catch((err: unknown) => {
+        if (!(err instanceof AgentExistsError)) throw err;
+      });
+    }
     await Promise.all(Array.from({ length: roots }, (_, r) => runtime.send(`root-${r}`, { type: 'grow' })));
 
     // Users: tasks to agents with a working set (most go to a few dozen agents that drift

@@ -93,8 +93,17 @@ export class Accepter {
     let ok = batch;
     const found = new Map<string, AgentRecord>();
     if (toCheck.length > 0) {
+      const unreadable = new Map<string, unknown>();
       try {
         for (const r of await this.store.getAgents(toCheck)) found.set(r.id, r);
+        // Left out: missing, or a record that cannot be read (said apart one by one).
+        for (const id of toCheck) {
+          if (found.has(id)) continue;
+          await this.store.getAgent(id).then(
+            (r) => r && found.set(id, r),
+            (err: unknown) => unreadable.set(id, err),
+          );
+        }
       } catch (err) {
         for (const op of batch) op.reject(err);
         return;
@@ -103,7 +112,13 @@ export class Accepter {
       for (const op of batch) {
         const id = op.request.agentId;
         const record = found.get(id);
-        const refused = checked.has(id) ? (record ? this.hooks.refuse(record) : new AgentNotFoundError(id)) : undefined;
+        const refused = !checked.has(id)
+          ? undefined
+          : record
+            ? this.hooks.refuse(record)
+            : unreadable.has(id)
+              ? unreadable.get(id)
+              : new AgentNotFoundError(id);
         if (refused) op.reject(refused);
         else ok.push(op);
       }

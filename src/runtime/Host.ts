@@ -34,7 +34,7 @@ export interface TurnResult {
   outputs: unknown[];
 }
 
-/** How often a store call is retried while the store is busy (10 ms, 20 ms, … 1 s: about 6 s in all). */
+/** How often a store call is retried while the store is busy: after 10, 20, 40 … 1,000 ms (about 4.3 s of backoff in all). */
 const STORE_RETRIES = 10;
 
 interface Turn {
@@ -810,7 +810,7 @@ export class Host {
     } catch (err) {
       return this.#turnLost(entry, turn, err, true);
     }
-    this.#finish(entry, turn, 'interrupted', at - turn.startedAt, undefined, resultState(entry, entry.lastPersisted));
+    this.#finish(entry, turn, 'interrupted', at - turn.startedAt, undefined, resultState(entry, entry.lastPersisted ?? turn.before));
     entry.lifecycle.send({ type: 'turn.done', outcome: 'interrupted' });
   }
 
@@ -841,7 +841,7 @@ export class Host {
       this.#rollback(entry, turn);
       entry.turn = null;
       const w = this.takeWaiter(entry.id, turn.messageId);
-      w?.reject(err instanceof FencedError ? err : new TurnFailedError(entry.id, turn.seq, thrown ?? err));
+      w?.reject(err instanceof FencedError ? err : new TurnFailedError(entry.id, turn.seq, thrown ?? err, { recorded: false }));
     }
     if (entry.actor) this.#stopActor(entry.actor);
     entry.actor = null;
@@ -869,7 +869,8 @@ export class Host {
     const w = this.takeWaiter(entry.id, turn.messageId);
     if (!w) return;
     if (outcome === 'failed') w.reject(new TurnFailedError(entry.id, turn.seq, failure));
-    else w.resolve({ outcome: outcome === 'interrupted' ? 'interrupted' : 'done', state, outputs: turn.outputs });
+    // An interrupted turn's outputs were never recorded: it answers with none.
+    else w.resolve({ outcome: outcome === 'interrupted' ? 'interrupted' : 'done', state, outputs: outcome === 'interrupted' ? [] : turn.outputs });
   }
 
   /** The agent's state as users see it, from the live actor (a copy; child actors as plain data). */

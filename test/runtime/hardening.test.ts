@@ -639,3 +639,43 @@ describe('damage inside the store', () => {
     await runtime.stop();
   });
 });
+
+describe('found by checking the docs against the code', () => {
+  it("an interrupted first turn answers with the agent's state before it, and no outputs (none were recorded)", async () => {
+    const agent = defineAgent({
+      type: 'slow',
+      logic: fromTurn<{ n: number }>(
+        async ({ state, emit, signal }) => {
+          emit({ early: true });
+          await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+          return { n: state.n + 1 };
+        },
+        { initialState: { n: 0 } },
+      ),
+    });
+    const runtime = await createRuntime({ agents: [agent], residentCap: 2, runningCap: 1, store: memoryStore(), clock: manualClock(0) });
+    await runtime.spawn('slow', { id: 's' });
+    const answer = runtime.ask('s', { type: 'go' });
+    await until(() => runtime.stats().running === 1, 'the turn');
+    await flush();
+    await runtime.interrupt('s');
+    expect(await answer).toEqual({ outcome: 'interrupted', state: { n: 0 }, outputs: [] });
+    await runtime.stop();
+  });
+
+  it('a send to an agent whose record cannot be read says so (StoreCorruptionError), not "does not exist"', async () => {
+    const inner = memoryStore();
+    const store = wrapStore(inner, {
+      getAgent: async (id) => {
+        if (id === 'bad') throw new StoreCorruptionError('bad', 'its record is not valid JSON');
+        return inner.getAgent(id);
+      },
+      getAgents: async (ids) => (await inner.getAgents(ids)).filter((r) => r.id !== 'bad'),
+    });
+    await inner.createAgent({ id: 'bad', type: 'counter', parent: null, pinned: false, input: null, createdAt: 0 });
+    const { runtime } = await counterRuntime({ store });
+    await expect(runtime.send('bad', { type: 'inc' })).rejects.toBeInstanceOf(StoreCorruptionError);
+    await expect(runtime.send('nobody', { type: 'inc' })).rejects.toBeInstanceOf(AgentNotFoundError);
+    await runtime.stop();
+  });
+});
