@@ -4,9 +4,12 @@
  * native module is missing or cannot be built, and only `sqliteStore()` (and a runtime
  * left to its default store) says that it needs it.
  *
- * It is loaded with `require`: the CommonJS build's own, or one made with `createRequire`
- * in the ES module build (better-sqlite3 is a CommonJS package either way). Only its types
- * are imported statically, and they leave no trace in the built code.
+ * It is loaded with a `require` made by `createRequire` (better-sqlite3 is a CommonJS
+ * package): from `import.meta.url` in the ES module build and when run from source, from
+ * `__filename` in the CommonJS build (where the bundler leaves `import.meta` empty). The
+ * bare `require` is never used: in the ES module build the bundler swaps it for a shim
+ * that throws "Dynamic require … is not supported". Only better-sqlite3's types are
+ * imported statically, and they leave no trace in the built code.
  */
 
 import { createRequire } from 'node:module';
@@ -26,9 +29,8 @@ export function sqliteDriver(): SqliteDriver {
   if (driver !== null) return driver;
   let loaded: unknown;
   try {
-    // `require` exists in the CommonJS build; the ES module build makes one.
-    const load = typeof require === 'function' ? require : createRequire(import.meta.url);
-    loaded = load('better-sqlite3');
+    const url = (import.meta as { url?: string }).url;
+    loaded = createRequire(url ?? __filename)('better-sqlite3');
   } catch (cause) {
     throw new StoreError(
       'sqliteStore needs the better-sqlite3 package (v12): npm install better-sqlite3, or use memoryStore() ' +
