@@ -67,10 +67,10 @@
  * transaction back), so both run the same SQL.
  *
  * The contract (Store.ts). Each write call (an `append` call with all its messages,
- * `beginTurn`, `commitTurn`, …) is one transaction: a call that rejects wrote nothing. Seqs come from a per-agent counter
- * (`agents.last_seq`), and consumed messages keep their row (without the body, which the
- * rollout keeps), so idempotency by (agent, message id) holds after consumption; both
- * go with the agent on `destroyAgent`. Values are stored as JSON text and parsed on each
+ * `beginTurn`, `commitTurn`, …) is one transaction: a call that rejects wrote nothing.
+ * Seqs come from a per-agent counter (`agents.last_seq`), and consumed messages keep
+ * their row (without the body, which the rollout keeps), so idempotency by (agent,
+ * message id) holds after consumption; both go with the agent on `destroyAgent`. Values are stored as JSON text and parsed on each
  * read, so nothing is ever shared with a caller (and a value goes through JSON: what
  * JSON.stringify drops, like `undefined` properties, is not stored). Ids are only bound
  * as SQL parameters. SQLite's failures reject with `StoreError` (with the SQLite error
