@@ -15,7 +15,7 @@ import { defineAgent } from '../../src/defineAgent.js';
 import { fromTurn } from '../../src/fromTurn.js';
 import { manualClock } from '../../src/clock.js';
 import { memoryStore } from '../../src/store/memoryStore.js';
-import { SUPERVISOR_SESSION_ID, SessionIds, STATELY_EVENT_TYPES } from '../../src/inspector/stately.js';
+import { SUPERVISOR_SESSION_ID, SessionIds, STATELY_EVENT_TYPES } from '../../src/runtime/stately.js';
 import { record, until } from '../runtime/helpers.js';
 
 /** A lamp: `toggle` flips it; while on, it runs a child machine (a timer) invoked by name. */
