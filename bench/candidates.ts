@@ -11,6 +11,8 @@ import { supervisorMachine, type SupervisorEffects } from '../machines/superviso
 import { memoryStore } from '../src/index.js';
 import { agentId, counterMachine, drivenRuntime, inc, populate } from './agents.js';
 import { durableFactories } from './durable.js';
+import { turnsFactories } from './durableTurns.js';
+import { eventLoopFactories } from './eventLoop.js';
 
 export interface AsyncCandidate {
   setup(): Promise<void> | void;
@@ -305,7 +307,7 @@ function logicOnly(): AsyncCandidate {
   };
 }
 
-export const factories = { bareSend, runtimeSend, runtimeCycle, bareCycle, statechartsOnly, storeOnly, logicOnly, ...durableFactories } as const;
+export const factories = { bareSend, runtimeSend, runtimeCycle, bareCycle, statechartsOnly, storeOnly, logicOnly, ...durableFactories, ...turnsFactories, ...eventLoopFactories } as const;
 
 export type Factories = typeof factories;
 export type Kind = keyof Factories;

@@ -29,6 +29,8 @@ export type {
   RolloutEntry,
   Store,
   StoredMessage,
+  StoreOp,
+  StoreOpResult,
   StoreOwner,
   TurnOutcome,
 } from './store/Store.js';

@@ -37,10 +37,21 @@
  *    lock), after its lease for a shared one. `close()` releases ownership.
  * 9. Fencing. Each `acquire` bumps the store's owner epoch and returns it. From then on
  *    every write of that store instance (createAgent, destroyAgent, append, beginTurn,
- *    commitTurn, note) checks, inside its transaction, that the stored epoch is still
+ *    commitTurn, note, batch) checks, inside its transaction, that the stored epoch is still
  *    the one it acquired, and rejects with `FencedError` (writing nothing) when another
  *    owner took over since. A store never acquired may still be used directly (tests,
  *    tools), unfenced; reads are never fenced.
+ * 10. Group commit. `batch(ops)` runs write operations (StoreOp: createAgent, destroyAgent,
+ *    append, beginTurn, commitTurn, note), in order, in one transaction: a durable store
+ *    syncs once for all of them. Each op is atomic on its own and behaves exactly as its
+ *    single method would: an op that fails (AgentNotFoundError, AgentExistsError, a turn
+ *    on a message that is not pending, a value that is not JSON…) changes nothing and gets
+ *    its error in its slot of the results, and the ops after it still run and see what
+ *    the ops before it wrote. The call itself rejects, with nothing of the batch stored,
+ *    only when the transaction as a whole fails: an I/O error, `FencedError` (checked
+ *    once per transaction), a busy database (`StoreError` with `retryable: true`). An
+ *    argument that is not an array of ops rejects with a `TypeError`, storing nothing.
+ *    The single write methods are batches of one: they reject with their op's error.
  *
  * All methods are async; a store may batch them (group commit) as long as each call
  * resolves only after what it wrote is durable (for durable stores).
@@ -146,6 +157,23 @@ export interface ListResult {
   cursor: string | null;
 }
 
+/** One write of a `batch` (rule 10): the arguments of the single method of the same name. */
+export type StoreOp =
+  | { op: 'createAgent'; record: AgentRecord }
+  | { op: 'destroyAgent'; id: string }
+  | { op: 'append'; request: AppendRequest }
+  | { op: 'beginTurn'; agentId: string; seq: number; at: number }
+  | { op: 'commitTurn'; commit: CommitTurn }
+  | { op: 'note'; agentId: string; entry: Extract<RolloutEntry, { kind: 'note' }> };
+
+/**
+ * What one op of a `batch` did. `value` is what the op resolves to on its own:
+ * createAgent, beginTurn and note → `undefined`; destroyAgent → a boolean (false when the
+ * agent was absent); append → its `AppendResult`; commitTurn → its `CommitResult`.
+ * `error` is what the single method would have rejected with; the op changed nothing.
+ */
+export type StoreOpResult = { ok: true; value: unknown } | { ok: false; error: Error };
+
 /** Who owns a store: a runtime, named for error messages and `residency` tools. */
 export interface StoreOwner {
   /** The owner's process id. */
@@ -196,6 +224,19 @@ export interface Store {
   agentsWithPending(): Promise<string[]>;
   /** Turns begun and never committed: `{ agentId, seq }`. */
   turnsInFlight(): Promise<{ agentId: string; seq: number }[]>;
+
+  // --- group commit ---
+  /**
+   * Runs the ops, in order, in ONE transaction: one fsync for all of them (group commit).
+   * Each op is atomic on its own and behaves exactly as the single method would: an op that
+   * fails (AgentNotFoundError, AgentExistsError, a commit of a message not pending, a value
+   * that is not JSON…) changes nothing and gets its error in its result slot; later ops
+   * still run and see what earlier ones wrote. The call rejects, and nothing of the batch is
+   * stored, only when the transaction as a whole fails (I/O error, FencedError — checked once
+   * per transaction —, a busy database: StoreError with retryable true). Results are in op
+   * order. An empty batch resolves to `[]` and writes nothing (rule 10).
+   */
+  batch(ops: readonly StoreOp[]): Promise<StoreOpResult[]>;
 
   // --- ownership ---
   /**

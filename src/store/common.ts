@@ -1,11 +1,11 @@
 /**
  * What every store shares: the default page size, the errors the contract names, the
- * check of an owner.
+ * checks of an owner and of a batch's ops.
  * (Limits are checked with validate.ts's `assertIntegerAtLeast`.)
  */
 import { StoreError } from '../errors.js';
 import { describeValue } from '../validate.js';
-import type { StoreOwner } from './Store.js';
+import type { StoreOp, StoreOwner } from './Store.js';
 
 /** `listAgents` page size when no `limit` is given. */
 export const DEFAULT_LIST_LIMIT = 100;
@@ -41,4 +41,35 @@ export function ownerOf(owner: StoreOwner): StoreOwner {
  */
 export function boundedLimit(limit: number): number {
   return Math.min(limit, Number.MAX_SAFE_INTEGER - 1);
+}
+
+/** The kinds of StoreOp `batch` runs. */
+const OP_KINDS: ReadonlySet<string> = new Set<StoreOp['op']>([
+  'createAgent',
+  'destroyAgent',
+  'append',
+  'beginTurn',
+  'commitTurn',
+  'note',
+]);
+
+/**
+ * Checks the argument of `batch`: an array of objects whose `op` names a store operation.
+ * A `TypeError` otherwise (the whole call is refused, nothing is stored). What each op
+ * carries is checked by the op itself, as its single method checks it.
+ */
+export function checkOps(ops: readonly StoreOp[]): void {
+  if (!Array.isArray(ops)) {
+    throw new TypeError(`Expected \`ops\` to be an array of store operations, got ${describeValue(ops)}`);
+  }
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i] as unknown;
+    const kind = op !== null && typeof op === 'object' ? (op as { op?: unknown }).op : undefined;
+    if (typeof kind !== 'string' || !OP_KINDS.has(kind)) {
+      throw new TypeError(
+        `Expected \`ops[${i}]\` to be a store operation ({ op: ${[...OP_KINDS].map((k) => `'${k}'`).join(' | ')}, … }), ` +
+          `got ${describeValue(op)}`,
+      );
+    }
+  }
 }

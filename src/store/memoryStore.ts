@@ -4,9 +4,11 @@
  * process ends, every agent, message, snapshot and rollout entry is gone.
  *
  * It keeps every rule of the store contract (Store.ts) and passes the conformance suite
- * (test/store/describeStore.ts). Each method makes all its checks before its first write
+ * (test/store/describeStore.ts). Each write makes all its checks before its first change
  * and never awaits in between, so a call that rejects has changed nothing and two calls
- * never interleave. Whatever goes in or comes out is copied with `structuredClone`, so no
+ * never interleave. A `batch` runs its ops one after the other in the same way: an op that
+ * fails has changed nothing, and the ops after it see what the ops before it wrote; the
+ * whole batch fails only on a closed store (a memory store is never fenced). Whatever goes in or comes out is copied with `structuredClone`, so no
  * caller ever shares an object with the store.
  *
  * It remembers every message id an agent ever received (idempotency holds for consumed
@@ -21,7 +23,7 @@
 
 import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } from '../errors.js';
 import { assertLimit } from '../validate.js';
-import { DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
+import { checkOps, DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
 import type {
   AgentRecord,
   AppendRequest,
@@ -33,6 +35,8 @@ import type {
   RolloutEntry,
   Store,
   StoredMessage,
+  StoreOp,
+  StoreOpResult,
   StoreOwner,
 } from './Store.js';
 
@@ -153,13 +157,108 @@ export function memoryStore(): Store {
     return { agentId, messageId, seq, duplicate: false };
   }
 
+  // The writes, shared by the single methods and `batch`: each checks everything before its
+  // first change, so one that throws has changed nothing.
+
+  function createAgentNow(record: AgentRecord): void {
+    if (agents.has(record.id)) throw new AgentExistsError(record.id);
+    addAgent(copyIn(record, `the record of agent "${record.id}"`));
+  }
+
+  function destroyAgentNow(id: string): boolean {
+    if (!agents.delete(id)) return false;
+    sortedIds = null;
+    withPending.delete(id);
+    withInFlight.delete(id);
+    return true;
+  }
+
+  function appendNow(batch: readonly AppendRequest[]): AppendResult[] {
+    for (const request of batch) agentOf(request.agentId);
+    const copies = batch.map((request) => copyIn(request, `message "${request.messageId}" to agent "${request.agentId}"`));
+    return copies.map(accept);
+  }
+
+  function beginTurnNow(agentId: string, seq: number, at: number): void {
+    const agent = agentOf(agentId);
+    if (!agent.mailbox.has(seq)) throw notPending(agentId, seq, 'begin a turn on');
+    agent.inFlight.add(seq);
+    withInFlight.add(agentId);
+    agent.rollout.push({ kind: 'turn.started', seq, at });
+  }
+
+  function commitTurnNow(commit: CommitTurn): CommitResult {
+    const { agentId, seq, outcome, at, durationMs, error } = commit;
+    const agent = agentOf(agentId);
+    if (!agent.mailbox.has(seq)) throw notPending(agentId, seq, 'commit a turn for');
+    const spawnedIds = new Set<string>();
+    for (const record of commit.spawned ?? []) {
+      if (agents.has(record.id) || spawnedIds.has(record.id)) throw new AgentExistsError(record.id);
+      spawnedIds.add(record.id);
+    }
+    for (const request of commit.outbox ?? []) {
+      if (!agents.has(request.agentId) && !spawnedIds.has(request.agentId)) {
+        throw new AgentNotFoundError(request.agentId);
+      }
+    }
+    const what = `the turn of agent "${agentId}" on message #${seq}`;
+    const snapshot = commit.snapshot === undefined ? undefined : copyIn(commit.snapshot, `the snapshot of ${what}`);
+    const value = snapshot === undefined || commit.value === undefined ? undefined : copyIn(commit.value, `the state value of ${what}`);
+    const outputs = copyIn(commit.outputs ?? [], `the outputs of ${what}`);
+    const spawned = copyIn(commit.spawned ?? [], `the agents spawned by ${what}`);
+    const outbox = copyIn(commit.outbox ?? [], `the outbox of ${what}`);
+
+    // Every check passed: from here on nothing throws.
+    for (const output of outputs) agent.rollout.push({ kind: 'output', seq, output, at });
+    if (snapshot !== undefined) {
+      agent.snapshot = snapshot;
+      agent.rollout.push(value === undefined ? { kind: 'snapshot', seq, at } : { kind: 'snapshot', seq, at, value });
+    }
+    agent.rollout.push({
+      kind: 'turn.finished',
+      seq,
+      outcome,
+      at,
+      durationMs,
+      ...(error === undefined ? {} : { error }),
+    });
+    agent.mailbox.take(seq);
+    if (agent.mailbox.size === 0) withPending.delete(agentId);
+    agent.inFlight.delete(seq);
+    if (agent.inFlight.size === 0) withInFlight.delete(agentId);
+    for (const record of spawned) addAgent(record);
+    return { outbox: outbox.map(accept) };
+  }
+
+  function noteNow(agentId: string, entry: Extract<RolloutEntry, { kind: 'note' }>): void {
+    const agent = agentOf(agentId);
+    agent.rollout.push(copyIn(entry, `a note for agent "${agentId}"`));
+  }
+
+  /** One op of a batch, as its single method runs it. */
+  function apply(op: StoreOp): unknown {
+    switch (op.op) {
+      case 'createAgent':
+        return createAgentNow(op.record);
+      case 'destroyAgent':
+        return destroyAgentNow(op.id);
+      case 'append':
+        return appendNow([op.request])[0];
+      case 'beginTurn':
+        return beginTurnNow(op.agentId, op.seq, op.at);
+      case 'commitTurn':
+        return commitTurnNow(op.commit);
+      case 'note':
+        return noteNow(op.agentId, op.entry);
+    }
+  }
+
   return {
     kind: 'memory',
 
     async createAgent(record) {
       checkOpen();
-      if (agents.has(record.id)) throw new AgentExistsError(record.id);
-      addAgent(copyIn(record, `the record of agent "${record.id}"`));
+      createAgentNow(record);
     },
 
     async getAgent(id) {
@@ -202,18 +301,12 @@ export function memoryStore(): Store {
 
     async destroyAgent(id) {
       checkOpen();
-      if (!agents.delete(id)) return false;
-      sortedIds = null;
-      withPending.delete(id);
-      withInFlight.delete(id);
-      return true;
+      return destroyAgentNow(id);
     },
 
     async append(batch) {
       checkOpen();
-      for (const request of batch) agentOf(request.agentId);
-      const copies = batch.map((request) => copyIn(request, `message "${request.messageId}" to agent "${request.agentId}"`));
-      return copies.map(accept);
+      return appendNow(batch);
     },
 
     async pending(agentId, limit = Number.POSITIVE_INFINITY) {
@@ -230,55 +323,12 @@ export function memoryStore(): Store {
 
     async beginTurn(agentId, seq, at) {
       checkOpen();
-      const agent = agentOf(agentId);
-      if (!agent.mailbox.has(seq)) throw notPending(agentId, seq, 'begin a turn on');
-      agent.inFlight.add(seq);
-      withInFlight.add(agentId);
-      agent.rollout.push({ kind: 'turn.started', seq, at });
+      beginTurnNow(agentId, seq, at);
     },
 
     async commitTurn(commit: CommitTurn): Promise<CommitResult> {
       checkOpen();
-      const { agentId, seq, outcome, at, durationMs, error } = commit;
-      const agent = agentOf(agentId);
-      if (!agent.mailbox.has(seq)) throw notPending(agentId, seq, 'commit a turn for');
-      const spawnedIds = new Set<string>();
-      for (const record of commit.spawned ?? []) {
-        if (agents.has(record.id) || spawnedIds.has(record.id)) throw new AgentExistsError(record.id);
-        spawnedIds.add(record.id);
-      }
-      for (const request of commit.outbox ?? []) {
-        if (!agents.has(request.agentId) && !spawnedIds.has(request.agentId)) {
-          throw new AgentNotFoundError(request.agentId);
-        }
-      }
-      const what = `the turn of agent "${agentId}" on message #${seq}`;
-      const snapshot = commit.snapshot === undefined ? undefined : copyIn(commit.snapshot, `the snapshot of ${what}`);
-      const value = snapshot === undefined || commit.value === undefined ? undefined : copyIn(commit.value, `the state value of ${what}`);
-      const outputs = copyIn(commit.outputs ?? [], `the outputs of ${what}`);
-      const spawned = copyIn(commit.spawned ?? [], `the agents spawned by ${what}`);
-      const outbox = copyIn(commit.outbox ?? [], `the outbox of ${what}`);
-
-      // Every check passed: from here on nothing throws.
-      for (const output of outputs) agent.rollout.push({ kind: 'output', seq, output, at });
-      if (snapshot !== undefined) {
-        agent.snapshot = snapshot;
-        agent.rollout.push(value === undefined ? { kind: 'snapshot', seq, at } : { kind: 'snapshot', seq, at, value });
-      }
-      agent.rollout.push({
-        kind: 'turn.finished',
-        seq,
-        outcome,
-        at,
-        durationMs,
-        ...(error === undefined ? {} : { error }),
-      });
-      agent.mailbox.take(seq);
-      if (agent.mailbox.size === 0) withPending.delete(agentId);
-      agent.inFlight.delete(seq);
-      if (agent.inFlight.size === 0) withInFlight.delete(agentId);
-      for (const record of spawned) addAgent(record);
-      return { outbox: outbox.map(accept) };
+      return commitTurnNow(commit);
     },
 
     async loadSnapshot(agentId) {
@@ -289,7 +339,7 @@ export function memoryStore(): Store {
 
     async note(agentId, entry) {
       checkOpen();
-      agentOf(agentId).rollout.push(copyIn(entry, `a note for agent "${agentId}"`));
+      noteNow(agentId, entry);
     },
 
     async rollout(agentId, options = {}) {
@@ -312,6 +362,18 @@ export function memoryStore(): Store {
         for (const seq of agents.get(agentId)!.inFlight) out.push({ agentId, seq });
       }
       return out;
+    },
+
+    async batch(ops) {
+      checkOpen();
+      checkOps(ops);
+      return ops.map((op): StoreOpResult => {
+        try {
+          return { ok: true, value: apply(op) };
+        } catch (error) {
+          return { ok: false, error: error instanceof Error ? error : new StoreError(String(error)) };
+        }
+      });
     },
 
     async acquire(who) {

@@ -33,8 +33,8 @@
 
 import fs from 'node:fs';
 import type BetterSqlite3 from 'better-sqlite3';
-import Database from 'better-sqlite3';
 import { StoreError } from '../errors.js';
+import { sqliteDriver } from './sqliteDriver.js';
 
 /** `PRAGMA application_id` of a residency database: "rsdy" in ASCII. */
 export const APPLICATION_ID = 0x72_73_64_79;
@@ -196,6 +196,7 @@ export function checkFileHeader(path: string, mode: OpenMode = 'readwrite'): voi
     wal === null &&
     !fs.existsSync(`${path}-wal`)
   ) {
+    const Database = sqliteDriver();
     let db: BetterSqlite3.Database | undefined;
     try {
       db = new Database(path, { readonly: true, fileMustExist: true });

@@ -54,11 +54,23 @@
  * harmless, and deleting them could break a runtime that opened the file meanwhile);
  * when the folder cannot be written, that read fails with a `StoreError` saying so.
  *
- * The contract (Store.ts). Each `append` call, `beginTurn` and `commitTurn` is one
- * transaction: a call that rejects wrote nothing. Seqs come from a per-agent counter
- * (`agents.last_seq`), and consumed messages keep their row (without the body, which the
- * rollout keeps), so idempotency by (agent, message id) holds after consumption; both
- * go with the agent on `destroyAgent`. Values are stored as JSON text and parsed on each
+ * Group commit. `batch(ops)` runs its ops in one IMMEDIATE transaction, so one sync (at
+ * FULL) covers them all. Every op's values are serialized to JSON before the transaction
+ * starts (a value JSON cannot hold fails that op alone), the owner epoch is checked once,
+ * at its start, and each op runs in a SAVEPOINT: released when it succeeds, rolled back
+ * to when it fails, so a failed op leaves nothing behind and the ops after it go on. An
+ * op fails alone on its own checks (AgentNotFoundError, AgentExistsError, a message not
+ * pending) and on what SQLite confines to one statement (a constraint, a value too big);
+ * any other SQLite failure (I/O, a full disk, a busy or damaged file, a broken schema) is
+ * the transaction's: the call rejects and nothing of the batch is stored. Each single
+ * write method is a batch of its one op (without a savepoint: its failure rolls the
+ * transaction back), so both run the same SQL.
+ *
+ * The contract (Store.ts). Each write call (an `append` call with all its messages,
+ * `beginTurn`, `commitTurn`, …) is one transaction: a call that rejects wrote nothing.
+ * Seqs come from a per-agent counter (`agents.last_seq`), and consumed messages keep
+ * their row (without the body, which the rollout keeps), so idempotency by (agent,
+ * message id) holds after consumption; both go with the agent on `destroyAgent`. Values are stored as JSON text and parsed on each
  * read, so nothing is ever shared with a caller (and a value goes through JSON: what
  * JSON.stringify drops, like `undefined` properties, is not stored). Ids are only bound
  * as SQL parameters. SQLite's failures reject with `StoreError` (with the SQLite error
@@ -80,7 +92,6 @@
 import fs from 'node:fs';
 import nodePath from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
-import Database from 'better-sqlite3';
 import {
   AgentExistsError,
   AgentNotFoundError,
@@ -92,7 +103,8 @@ import {
   StoreLockedError,
 } from '../errors.js';
 import { assertLimit, describeValue } from '../validate.js';
-import { boundedLimit, DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
+import { boundedLimit, checkOps, DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
+import { loadedSqliteDriver, sqliteDriver } from './sqliteDriver.js';
 import { checkDatabase, checkFileHeader, migrate } from './sqliteSchema.js';
 import type {
   AgentRecord,
@@ -105,6 +117,8 @@ import type {
   RolloutEntry,
   Store,
   StoredMessage,
+  StoreOp,
+  StoreOpResult,
   StoreOwner,
 } from './Store.js';
 
@@ -175,6 +189,25 @@ interface PreparedMessage {
 }
 
 /**
+ * A write op ready to run: its values serialized to JSON before its transaction starts,
+ * and `action`, what it does, for its error messages. `append` holds the messages of one
+ * `append` call (`one: false`, all or none) or of one batch op (`one: true`).
+ */
+type PreparedOp = { action: string } & (
+  | { op: 'createAgent'; record: AgentRecord; input: string }
+  | { op: 'destroyAgent'; id: string }
+  | { op: 'append'; messages: PreparedMessage[]; one: boolean }
+  | { op: 'beginTurn'; agentId: string; seq: number; at: number }
+  | { op: 'commitTurn'; agentId: string; seq: number; commit: PreparedCommit }
+  | { op: 'note'; agentId: string; text: string }
+);
+
+/** The failure of a lone op, carried out of its transaction so that it is rolled back. */
+class LoneFailure {
+  constructor(readonly error: Error) {}
+}
+
+/**
  * The lock connections of owned stores, held strongly: a store dropped without close()
  * must not lose its lock to the garbage collector (better-sqlite3 closes a collected
  * connection, and with it the lock) while the process that owned it still runs.
@@ -235,6 +268,8 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   if (readonly && inMemory) {
     throw new TypeError(`Expected \`path\` to name a database file with \`readonly: true\`, got ':memory:' (a new, empty database)`);
   }
+  // better-sqlite3 is loaded here, not when residency is imported (see sqliteDriver.ts).
+  sqliteDriver();
   /** The store as messages name it. */
   const name = inMemory ? 'The in-memory SQLite store' : `The residency database "${path}"`;
 
@@ -380,6 +415,87 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     return { outbox: prepared.outbox.map(accept) };
   }
 
+  /**
+   * One write op, inside a write transaction: the SQL of its single method (each single
+   * write method is a batch of this one op). Throws the op's own failure.
+   */
+  function apply(op: PreparedOp): unknown {
+    switch (op.op) {
+      case 'createAgent':
+        if (!insertAgent(op.record, op.input)) throw new AgentExistsError(op.record.id);
+        return undefined;
+      case 'destroyAgent':
+        // The other tables follow by ON DELETE CASCADE.
+        return sql.deleteAgent.run(op.id).changes > 0;
+      case 'append': {
+        const results = op.messages.map(accept);
+        return op.one ? results[0] : results;
+      }
+      case 'beginTurn':
+        startTurn(op.agentId, op.seq, op.at);
+        return undefined;
+      case 'commitTurn':
+        return commit(op.agentId, op.seq, op.commit);
+      case 'note':
+        if (sql.addNote.run(op.text, op.agentId).changes === 0) throw new AgentNotFoundError(op.agentId);
+        return undefined;
+    }
+  }
+
+  /** `apply` in a SAVEPOINT (better-sqlite3 nests a transaction so): its failure is rolled back alone. */
+  const applyAlone = db.transaction(apply);
+
+  /**
+   * True when `error`, thrown by an op inside a batch, is the op's own failure (its checks,
+   * a value SQLite cannot bind, a statement SQLite refused on its own), so the ops around
+   * it go on; false when the transaction itself failed (I/O, a full disk, a busy or damaged
+   * database, a broken schema: SQLite may have rolled it back already).
+   */
+  function isOpFailure(error: unknown): boolean {
+    if (!db.inTransaction) return false;
+    const code = sqliteCode(error);
+    return code === undefined ? !(error instanceof FencedError) : isStatementFailure(code);
+  }
+
+  /**
+   * Runs ops in ONE IMMEDIATE transaction, fenced once at its start, and says what each
+   * did (see `batch`). An op that could not be prepared (its Error) fails alone without
+   * running. Each op runs in a savepoint, rolled back when it fails; a lone op runs without
+   * one, and its failure rolls the whole transaction back instead (it wrote nothing else).
+   * Whatever else fails rejects the call, and SQLite rolls the whole transaction back.
+   */
+  function execute(action: string, ops: readonly (PreparedOp | Error)[]): StoreOpResult[] {
+    refuseIfReadOnly(action);
+    if (ops.length === 0) return [];
+    const alone = ops.length === 1;
+    if (alone && ops[0] instanceof Error) return [{ ok: false, error: ops[0] }];
+    try {
+      return writeTransaction.immediate(() =>
+        ops.map((op): StoreOpResult => {
+          if (op instanceof Error) return { ok: false, error: op };
+          try {
+            return { ok: true, value: alone ? apply(op) : applyAlone(op) };
+          } catch (error) {
+            if (!isOpFailure(error)) throw error;
+            const opError = failure(op.action, error);
+            if (alone) throw new LoneFailure(opError);
+            return { ok: false, error: opError };
+          }
+        }),
+      ) as StoreOpResult[];
+    } catch (error) {
+      if (error instanceof LoneFailure) return [{ ok: false, error: error.error }];
+      throw failure(action, error);
+    }
+  }
+
+  /** A single write method: a batch of its one op, rejecting with that op's error. */
+  function runOne(op: PreparedOp): unknown {
+    const [result] = execute(op.action, [op]);
+    if (!result!.ok) throw result!.error;
+    return result!.value;
+  }
+
   /** The record of one agent: null when absent, undefined when it cannot be read (damaged). */
   function readableRecord(id: string): AgentRecord | null | undefined {
     try {
@@ -434,10 +550,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     kind: 'sqlite',
 
     async createAgent(record) {
-      const input = toJson(record.input, `the input of agent "${record.id}"`);
-      write(`create agent "${record.id}"`, () => {
-        if (!insertAgent(record, input)) throw new AgentExistsError(record.id);
-      });
+      runOne(prepareOp({ op: 'createAgent', record }));
     },
 
     async getAgent(id) {
@@ -501,17 +614,17 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     },
 
     async destroyAgent(id) {
-      // The other tables follow by ON DELETE CASCADE.
-      return write(`destroy agent "${id}"`, () => sql.deleteAgent.run(id).changes > 0);
+      return runOne(prepareOp({ op: 'destroyAgent', id })) as boolean;
     },
 
     async append(batch) {
-      const prepared = batch.map(prepareMessage);
-      if (prepared.length === 0) {
-        refuseIfReadOnly('append messages');
+      // One op for the whole array: every message is stored, or none (rule 1).
+      const op: PreparedOp = { op: 'append', action: 'append messages', messages: batch.map(prepareMessage), one: false };
+      if (op.messages.length === 0) {
+        refuseIfReadOnly(op.action);
         return [];
       }
-      return write('append messages', () => prepared.map(accept));
+      return runOne(op) as AppendResult[];
     },
 
     async pending(agentId, limit = Number.POSITIVE_INFINITY) {
@@ -535,32 +648,11 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     },
 
     async beginTurn(agentId, seq, at) {
-      write(`begin a turn of agent "${agentId}"`, () => startTurn(agentId, seq, at));
+      runOne(prepareOp({ op: 'beginTurn', agentId, seq, at }));
     },
 
-    async commitTurn(turn: CommitTurn): Promise<CommitResult> {
-      const { agentId, seq, outcome, at, durationMs, error } = turn;
-      const what = `the turn of agent "${agentId}" on message #${seq}`;
-      const prepared: PreparedCommit = {
-        outputs: (turn.outputs ?? []).map((output, i) =>
-          toJson({ kind: 'output', seq, output, at }, `output ${i} of ${what}`),
-        ),
-        snapshot: turn.snapshot === undefined ? undefined : toJson(turn.snapshot, `the snapshot of ${what}`),
-        snapshotEntry:
-          turn.value === undefined
-            ? JSON.stringify({ kind: 'snapshot', seq, at })
-            : toJson({ kind: 'snapshot', seq, at, value: turn.value }, `the state value of ${what}`),
-        finished: toJson(
-          { kind: 'turn.finished', seq, outcome, at, durationMs, ...(error === undefined ? {} : { error }) },
-          `the record of ${what}`,
-        ),
-        spawned: (turn.spawned ?? []).map((record) => ({
-          record,
-          input: toJson(record.input, `the input of agent "${record.id}" spawned by ${what}`),
-        })),
-        outbox: (turn.outbox ?? []).map(prepareMessage),
-      };
-      return write(`commit ${what}`, () => commit(agentId, seq, prepared));
+    async commitTurn(commit: CommitTurn): Promise<CommitResult> {
+      return runOne(prepareOp({ op: 'commitTurn', commit })) as CommitResult;
     },
 
     async loadSnapshot(agentId) {
@@ -571,10 +663,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     },
 
     async note(agentId, entry) {
-      const text = toJson(entry, `a note for agent "${agentId}"`);
-      write(`write a note for agent "${agentId}"`, () => {
-        if (sql.addNote.run(text, agentId).changes === 0) throw new AgentNotFoundError(agentId);
-      });
+      runOne(prepareOp({ op: 'note', agentId, entry }));
     },
 
     async rollout(agentId, options = {}) {
@@ -595,6 +684,22 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
 
     async turnsInFlight() {
       return run('list the turns in flight', () => sql.turnsInFlight.all() as { agentId: string; seq: number }[]);
+    },
+
+    async batch(ops) {
+      const action = `write a batch of ${Array.isArray(ops) ? ops.length : 0} operations`;
+      refuseIfReadOnly(action);
+      checkOps(ops);
+      // Every value is serialized before the transaction starts; one that JSON cannot hold
+      // fails its own op only.
+      const prepared = ops.map((op): PreparedOp | Error => {
+        try {
+          return prepareOp(op);
+        } catch (error) {
+          return error instanceof Error ? error : new StoreError(String(error));
+        }
+      });
+      return execute(action, prepared);
     },
 
     async acquire(who) {
@@ -643,7 +748,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     const lockPath = `${path}-lock`;
     let lock: BetterSqlite3.Database;
     try {
-      lock = new Database(lockPath, { timeout: LOCK_WAIT_MS });
+      lock = new (sqliteDriver())(lockPath, { timeout: LOCK_WAIT_MS });
     } catch (cause) {
       throw new StoreError(`${name} cannot be owned: its lock file "${lockPath}" cannot be opened (${messageOf(cause)})`, {
         cause,
@@ -728,7 +833,7 @@ function openDatabase(path: string, synchronous: 'FULL' | 'NORMAL'): BetterSqlit
   }
   let db: BetterSqlite3.Database;
   try {
-    db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+    db = new (sqliteDriver())(path, { timeout: BUSY_TIMEOUT_MS });
   } catch (cause) {
     throw new StoreError(`Cannot open the residency database "${path}": ${messageOf(cause)}`, { cause });
   }
@@ -759,7 +864,7 @@ function openReadOnly(path: string): BetterSqlite3.Database {
   if (!isOpenHere(path)) checkFileHeader(path, 'readonly');
   let db: BetterSqlite3.Database;
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+    db = new (sqliteDriver())(path, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
   } catch (cause) {
     throw new StoreError(`Cannot open the residency database "${path}" for reading: ${messageOf(cause)}`, { cause });
   }
@@ -860,6 +965,73 @@ function prepareStatements(db: BetterSqlite3.Database) {
   };
 }
 
+/** Serializes an op before its transaction; a value JSON cannot hold throws its `StoreError`. */
+function prepareOp(op: StoreOp): PreparedOp {
+  switch (op.op) {
+    case 'createAgent': {
+      const { record } = op;
+      return {
+        op: 'createAgent',
+        action: `create agent "${record.id}"`,
+        record,
+        input: toJson(record.input, `the input of agent "${record.id}"`),
+      };
+    }
+    case 'destroyAgent':
+      return { op: 'destroyAgent', action: `destroy agent "${op.id}"`, id: op.id };
+    case 'append': {
+      const { agentId, messageId } = op.request;
+      return {
+        op: 'append',
+        action: `append message "${messageId}" to agent "${agentId}"`,
+        messages: [prepareMessage(op.request)],
+        one: true,
+      };
+    }
+    case 'beginTurn':
+      return { op: 'beginTurn', action: `begin a turn of agent "${op.agentId}"`, agentId: op.agentId, seq: op.seq, at: op.at };
+    case 'commitTurn': {
+      const { agentId, seq } = op.commit;
+      return {
+        op: 'commitTurn',
+        action: `commit the turn of agent "${agentId}" on message #${seq}`,
+        agentId,
+        seq,
+        commit: prepareCommit(op.commit),
+      };
+    }
+    case 'note':
+      return {
+        op: 'note',
+        action: `write a note for agent "${op.agentId}"`,
+        agentId: op.agentId,
+        text: toJson(op.entry, `a note for agent "${op.agentId}"`),
+      };
+  }
+}
+
+function prepareCommit(turn: CommitTurn): PreparedCommit {
+  const { agentId, seq, outcome, at, durationMs, error } = turn;
+  const what = `the turn of agent "${agentId}" on message #${seq}`;
+  return {
+    outputs: (turn.outputs ?? []).map((output, i) => toJson({ kind: 'output', seq, output, at }, `output ${i} of ${what}`)),
+    snapshot: turn.snapshot === undefined ? undefined : toJson(turn.snapshot, `the snapshot of ${what}`),
+    snapshotEntry:
+      turn.value === undefined
+        ? JSON.stringify({ kind: 'snapshot', seq, at })
+        : toJson({ kind: 'snapshot', seq, at, value: turn.value }, `the state value of ${what}`),
+    finished: toJson(
+      { kind: 'turn.finished', seq, outcome, at, durationMs, ...(error === undefined ? {} : { error }) },
+      `the record of ${what}`,
+    ),
+    spawned: (turn.spawned ?? []).map((record) => ({
+      record,
+      input: toJson(record.input, `the input of agent "${record.id}" spawned by ${what}`),
+    })),
+    outbox: (turn.outbox ?? []).map(prepareMessage),
+  };
+}
+
 function prepareMessage(request: AppendRequest): PreparedMessage {
   const { agentId, messageId, message, at } = request;
   return { agentId, messageId, message: toJson(message, `message "${messageId}" to agent "${agentId}"`), at };
@@ -929,13 +1101,22 @@ function holderOf(row: OwnerRow | undefined): StoreOwner | null {
 
 /** The SQLite result code of an error (`SQLITE_BUSY`, `SQLITE_CORRUPT_INDEX`, …), if it is one. */
 function sqliteCode(error: unknown): string | undefined {
-  if (error instanceof Database.SqliteError) return error.code;
+  const SqliteError = loadedSqliteDriver()?.SqliteError;
+  if (SqliteError !== undefined && error instanceof SqliteError) return error.code;
   return undefined;
 }
 
 /** SQLite found the file damaged (flipped bytes, a truncated page, not a database). */
 function isDamage(code: string | undefined): boolean {
   return code !== undefined && (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || code.startsWith('SQLITE_CORRUPT_'));
+}
+
+/**
+ * A failure SQLite confines to one statement, leaving the transaction as it was before the
+ * statement: a constraint, a value too big, of the wrong type or out of range.
+ */
+function isStatementFailure(code: string): boolean {
+  return /^SQLITE_(CONSTRAINT|TOOBIG|MISMATCH|RANGE)(_|$)/.test(code);
 }
 
 /** Another connection held a lock: the same call may succeed later. */

@@ -13,7 +13,15 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } from '../../src/errors.js';
 import type { ErrorCode } from '../../src/errors.js';
-import type { AgentRecord, AppendRequest, CommitTurn, RolloutEntry, Store, StoreOwner } from '../../src/store/Store.js';
+import type {
+  AgentRecord,
+  AppendRequest,
+  CommitTurn,
+  RolloutEntry,
+  Store,
+  StoreOpResult,
+  StoreOwner,
+} from '../../src/store/Store.js';
 
 export interface DescribeStoreOptions {
   /** Closes `store` and opens a new store on the same data (durable stores only). */
@@ -76,6 +84,22 @@ async function observe(store: Store, ids: readonly string[]) {
     inFlight: (await store.turnsInFlight()).sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : a.seq - b.seq)),
   });
 }
+
+/** Checks that one op of a batch failed with the error its single method rejects with. */
+function expectOpError(
+  result: StoreOpResult | undefined,
+  type: abstract new (...args: never[]) => Error,
+  code: ErrorCode,
+  fields: Record<string, unknown> = {},
+): void {
+  expect(result?.ok, `expected a failed op with ${type.name}, got ${JSON.stringify(result)}`).toBe(false);
+  const error = (result as { ok: false; error: Error }).error;
+  expect(error).toBeInstanceOf(type);
+  expect(error).toMatchObject({ code, ...fields });
+}
+
+/** A value JSON cannot hold and structuredClone cannot copy: every store refuses it. */
+const NOT_JSON = (() => 'not data') as unknown;
 
 const seqs = (messages: readonly { seq: number }[]) => messages.map((m) => m.seq);
 const kinds = (entries: readonly RolloutEntry[]) => entries.map((e) => e.kind);
@@ -772,6 +796,186 @@ export function describeStore(
       });
     });
 
+    describe('batch (group commit)', () => {
+      beforeEach(async () => {
+        await store.createAgent(agent('alice'));
+        await store.createAgent(agent('bob'));
+      });
+
+      it('runs mixed ops in order, each seeing what the earlier ones wrote, with results in op order', async () => {
+        await store.append([msg('bob', 'b1')]);
+        const results = await store.batch([
+          { op: 'createAgent', record: agent('carol', { parent: 'alice' }) },
+          { op: 'append', request: msg('carol', 'c1', 1, 2_100) },
+          { op: 'beginTurn', agentId: 'carol', seq: 1, at: 2_200 },
+          {
+            op: 'commitTurn',
+            commit: turn('carol', 1, { snapshot: { count: 1 }, outputs: ['out'], outbox: [msg('alice', 'from-carol', 5, 3_000)], at: 3_000 }),
+          },
+          { op: 'note', agentId: 'carol', entry: { kind: 'note', note: 'evicted', reason: 'idle', at: 4_000 } },
+          { op: 'destroyAgent', id: 'bob' },
+          { op: 'destroyAgent', id: 'bob' },
+        ]);
+        expect(results).toEqual([
+          { ok: true, value: undefined },
+          { ok: true, value: { agentId: 'carol', messageId: 'c1', seq: 1, duplicate: false } },
+          { ok: true, value: undefined },
+          { ok: true, value: { outbox: [{ agentId: 'alice', messageId: 'from-carol', seq: 1, duplicate: false }] } },
+          { ok: true, value: undefined },
+          { ok: true, value: true },
+          { ok: true, value: false },
+        ]);
+        expect(await store.getAgent('carol')).toEqual(agent('carol', { parent: 'alice' }));
+        expect(await store.pending('carol')).toEqual([]);
+        expect(await store.turnsInFlight()).toEqual([]);
+        expect(await store.loadSnapshot('carol')).toEqual({ count: 1 });
+        expect(await store.rollout('carol')).toEqual([
+          { kind: 'accepted', seq: 1, messageId: 'c1', message: { type: 'inc', n: 1 }, at: 2_100 },
+          { kind: 'turn.started', seq: 1, at: 2_200 },
+          { kind: 'output', seq: 1, output: 'out', at: 3_000 },
+          { kind: 'snapshot', seq: 1, at: 3_000 },
+          { kind: 'turn.finished', seq: 1, outcome: 'done', at: 3_000, durationMs: 5 },
+          { kind: 'note', note: 'evicted', reason: 'idle', at: 4_000 },
+        ]);
+        expect(await store.pending('alice')).toEqual([
+          { agentId: 'alice', seq: 1, messageId: 'from-carol', message: { type: 'inc', n: 5 }, at: 3_000 },
+        ]);
+        expect(await store.getAgent('bob')).toBeNull();
+        expect(await store.pending('bob')).toEqual([]);
+        expect((await store.agentsWithPending()).sort()).toEqual(['alice']);
+      });
+
+      it('a failing op gets its typed error in its slot, changes nothing, and the ops before and after it are stored', async () => {
+        await store.append([msg('alice', 'm0')]);
+        await store.commitTurn(turn('alice', 1, { snapshot: { count: 0 } }));
+        const results = await store.batch([
+          { op: 'append', request: msg('alice', 'm1', 1) },
+          { op: 'append', request: msg('ghost', 'g1') },
+          { op: 'createAgent', record: agent('alice', { type: 'impostor' }) },
+          { op: 'commitTurn', commit: turn('alice', 1, { snapshot: { count: 99 }, outputs: ['again'] }) },
+          { op: 'commitTurn', commit: turn('alice', 2, { snapshot: NOT_JSON }) },
+          { op: 'beginTurn', agentId: 'alice', seq: 7, at: 0 },
+          { op: 'beginTurn', agentId: 'ghost', seq: 1, at: 0 },
+          { op: 'note', agentId: 'ghost', entry: { kind: 'note', note: 'loaded', at: 0 } },
+          { op: 'createAgent', record: agent('carol') },
+          { op: 'append', request: msg('alice', 'm2', 2) },
+          { op: 'commitTurn', commit: turn('alice', 2, { snapshot: { count: 1 } }) },
+          { op: 'note', agentId: 'alice', entry: { kind: 'note', note: 'loaded', at: 5_000 } },
+        ]);
+        expect(results).toHaveLength(12);
+        expect(results[0]).toEqual({ ok: true, value: { agentId: 'alice', messageId: 'm1', seq: 2, duplicate: false } });
+        expectOpError(results[1], AgentNotFoundError, 'AGENT_NOT_FOUND', { agentId: 'ghost' });
+        expectOpError(results[2], AgentExistsError, 'AGENT_EXISTS', { agentId: 'alice' });
+        expectOpError(results[3], StoreError, 'STORE_ERROR');
+        expectOpError(results[4], StoreError, 'STORE_ERROR');
+        expectOpError(results[5], StoreError, 'STORE_ERROR');
+        expectOpError(results[6], AgentNotFoundError, 'AGENT_NOT_FOUND', { agentId: 'ghost' });
+        expectOpError(results[7], AgentNotFoundError, 'AGENT_NOT_FOUND', { agentId: 'ghost' });
+        expect(results.slice(8)).toEqual([
+          { ok: true, value: undefined },
+          { ok: true, value: { agentId: 'alice', messageId: 'm2', seq: 3, duplicate: false } },
+          { ok: true, value: { outbox: [] } },
+          { ok: true, value: undefined },
+        ]);
+        // The failed ops left nothing: the impostor, the commit of a consumed message, the
+        // commit whose snapshot is not JSON (m1 was committed by the later op instead).
+        expect(await store.getAgent('alice')).toEqual(agent('alice'));
+        expect(await store.getAgent('ghost')).toBeNull();
+        expect(await store.getAgent('carol')).toEqual(agent('carol'));
+        expect(await store.loadSnapshot('alice')).toEqual({ count: 1 });
+        expect(seqs(await store.pending('alice'))).toEqual([3]);
+        expect(await store.turnsInFlight()).toEqual([]);
+        const rollout = await store.rollout('alice');
+        expect(rollout.map((e) => `${e.kind}${'seq' in e ? `#${e.seq}` : ''}`)).toEqual([
+          'accepted#1',
+          'snapshot#1',
+          'turn.finished#1',
+          'accepted#2',
+          'accepted#3',
+          'snapshot#2',
+          'turn.finished#2',
+          'note',
+        ]);
+        expect(rollout.some((e) => e.kind === 'output')).toBe(false);
+      });
+
+      it('a commit that fails half way (an outbox message to a missing agent) is rolled back alone', async () => {
+        await store.append([msg('alice', 'm1')]);
+        await store.beginTurn('alice', 1, 2_500);
+        const before = await observe(store, ['alice', 'bob', 'kid', 'ghost']);
+        const failing = turn('alice', 1, {
+          snapshot: { count: 1 },
+          outputs: ['out'],
+          spawned: [agent('kid', { parent: 'alice' })],
+          outbox: [msg('bob', 'o1'), msg('kid', 'hello'), msg('ghost', 'o2')],
+        });
+        const results = await store.batch([
+          { op: 'commitTurn', commit: failing },
+          { op: 'commitTurn', commit: turn('alice', 1, { spawned: [agent('kid', { type: 'second' })] }) },
+        ]);
+        expectOpError(results[0], AgentNotFoundError, 'AGENT_NOT_FOUND', { agentId: 'ghost' });
+        expect(results[1]).toEqual({ ok: true, value: { outbox: [] } });
+        // Only the second commit is stored: none of the first one's outputs, snapshot, outbox or spawn.
+        expect(await store.getAgent('kid')).toEqual(agent('kid', { type: 'second' }));
+        expect(await store.loadSnapshot('alice')).toBeNull();
+        expect(await store.pending('bob')).toEqual([]);
+        expect(await store.pending('kid')).toEqual([]);
+        expect(await store.turnsInFlight()).toEqual([]);
+        const after = await store.rollout('alice');
+        expect(kinds(after)).toEqual([...kinds(before.perAgent[0]!.rollout), 'turn.finished']);
+      });
+
+      it('appends inside a batch are idempotent: the same message id again is a duplicate with the first seq', async () => {
+        await store.append([msg('alice', 'old', 1)]);
+        const results = await store.batch([
+          { op: 'append', request: msg('alice', 'm1', 1) },
+          { op: 'append', request: msg('bob', 'm1', 2) },
+          { op: 'append', request: msg('alice', 'm1', 99) },
+          { op: 'append', request: msg('alice', 'old', 99) },
+        ]);
+        expect(results).toEqual([
+          { ok: true, value: { agentId: 'alice', messageId: 'm1', seq: 2, duplicate: false } },
+          { ok: true, value: { agentId: 'bob', messageId: 'm1', seq: 1, duplicate: false } },
+          { ok: true, value: { agentId: 'alice', messageId: 'm1', seq: 2, duplicate: true } },
+          { ok: true, value: { agentId: 'alice', messageId: 'old', seq: 1, duplicate: true } },
+        ]);
+        expect((await store.pending('alice')).map((m) => [m.seq, m.message.n])).toEqual([
+          [1, 1],
+          [2, 1],
+        ]);
+        expect(await store.rollout('alice')).toHaveLength(2);
+      });
+
+      it('an empty batch resolves to no results and writes nothing', async () => {
+        await store.append([msg('alice', 'm1')]);
+        const before = await observe(store, ['alice', 'bob']);
+        expect(await store.batch([])).toEqual([]);
+        expect(await observe(store, ['alice', 'bob'])).toEqual(before);
+      });
+
+      it('refuses ops that are not an array of store operations with a TypeError, storing nothing', async () => {
+        const before = await observe(store, ['alice', 'bob', 'carol']);
+        await expect(store.batch(null as never)).rejects.toBeInstanceOf(TypeError);
+        await expect(store.batch({ op: 'createAgent', record: agent('carol') } as never)).rejects.toBeInstanceOf(TypeError);
+        const mixed = [{ op: 'createAgent', record: agent('carol') }, { op: 'drop', id: 'alice' }, null];
+        await expect(store.batch(mixed as never)).rejects.toThrow(/ops\[1\]/);
+        expect(await observe(store, ['alice', 'bob', 'carol'])).toEqual(before);
+      });
+
+      it('the results are the stores own values, not shared: mutating them changes nothing', async () => {
+        const [result] = await store.batch([{ op: 'append', request: msg('alice', 'm1') }]);
+        (result as { ok: true; value: { seq: number } }).value.seq = 99;
+        expect(await store.append([msg('alice', 'm1')])).toEqual([{ agentId: 'alice', messageId: 'm1', seq: 1, duplicate: true }]);
+      });
+
+      it('after close, a batch rejects with StoreError', async () => {
+        await store.close();
+        open = false;
+        await expectError(store.batch([{ op: 'createAgent', record: agent('carol') }]), StoreError, 'STORE_ERROR');
+        await expectError(store.batch([]), StoreError, 'STORE_ERROR');
+      });
+    });
+
     describe('ownership', () => {
       it('acquire makes the caller the owner and returns an epoch ≥ 1; writes and reads work as before', async () => {
         const { epoch } = await store.acquire(owner(101));
@@ -850,6 +1054,7 @@ export function describeStore(
           ['rollout', () => store.rollout('alice')],
           ['agentsWithPending', () => store.agentsWithPending()],
           ['turnsInFlight', () => store.turnsInFlight()],
+          ['batch', () => store.batch([{ op: 'note', agentId: 'alice', entry: { kind: 'note', note: 'loaded', at: 0 } }])],
           ['acquire', () => store.acquire(owner(1))],
           ['close', () => store.close()],
         ];
@@ -880,6 +1085,18 @@ export function describeStore(
           open = true;
 
           expect(await observe(store, ['alice', 'kid'])).toEqual(before);
+          // What a batch wrote survives too.
+          const results = await store.batch([
+            { op: 'commitTurn', commit: turn('alice', 2, { snapshot: { count: 2 } }) },
+            { op: 'createAgent', record: agent('carol') },
+            { op: 'append', request: msg('carol', 'c1') },
+          ]);
+          expect(results.every((r) => r.ok)).toBe(true);
+          const afterBatch = await observe(store, ['alice', 'kid', 'carol']);
+          open = false;
+          store = await reopen(store);
+          open = true;
+          expect(await observe(store, ['alice', 'kid', 'carol'])).toEqual(afterBatch);
           // Idempotency and seq counters survived too.
           expect(await store.append([msg('alice', 'm1'), msg('alice', 'm4')])).toEqual([
             { agentId: 'alice', messageId: 'm1', seq: 1, duplicate: true },

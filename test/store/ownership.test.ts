@@ -231,6 +231,16 @@ describe('sqliteStore: one owner per database', () => {
         ['commitTurn', () => store.commitTurn({ agentId: 'alice', seq: 1, outcome: 'done', snapshot: { n: 1 }, at: 3_000, durationMs: 1 })],
         ['note', () => store.note('alice', { kind: 'note', note: 'loaded', at: 3_000 })],
         ['destroyAgent', () => store.destroyAgent('bob')],
+        [
+          'batch',
+          () =>
+            store.batch([
+              { op: 'createAgent', record: agent('carol') },
+              { op: 'append', request: msg('carol', 'c1') },
+              { op: 'note', agentId: 'alice', entry: { kind: 'note', note: 'loaded', at: 3_000 } },
+              { op: 'destroyAgent', id: 'bob' },
+            ]),
+        ],
       ];
       for (const [method, call] of writes) {
         const error = await rejection(call());
