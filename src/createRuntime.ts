@@ -4,7 +4,7 @@
  * run for real).
  */
 import { hostname } from 'node:os';
-import type { InspectionEvent } from 'xstate';
+import type { AnyStateMachine, InspectionEvent } from 'xstate';
 import type { PolicyFactory } from '../machines/policy.js';
 import type { LifecycleState } from '../machines/agent.js';
 import type { SupervisorContext } from '../machines/supervisor.js';
@@ -13,7 +13,6 @@ import type { AgentDefinition } from './defineAgent.js';
 import { AgentNotFoundError, AskTimeoutError, FencedError, RuntimeStoppedError, StoreCorruptionError, UnknownAgentTypeError } from './errors.js';
 import { RUNTIME_EVENT_NAMES, RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
 import { Accepter } from './runtime/Accepter.js';
-import { serveInspector, type Inspector, type LiveInspectorOptions } from './inspector/serveInspector.js';
 import { isTurnLogic } from './fromTurn.js';
 import { isInspectionObserver, toNext, type InspectionObserver } from './runtime/stately.js';
 import { Host, type TurnResult } from './runtime/Host.js';
@@ -22,7 +21,7 @@ import { assertOptions } from './runtime/options.js';
 import { recover } from './runtime/recovery.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
 import { sqliteStore } from './store/sqliteStore.js';
-import type { AgentRecord, AppendResult, Message, Store } from './store/Store.js';
+import type { AgentRecord, AppendResult, Message, RolloutEntry, Store, StoredMessage } from './store/Store.js';
 import { assertAgentId, assertIntegerAtLeast, copyJson, copyMessage, describeValue } from './validate.js';
 
 export interface RuntimeOptions {
@@ -60,6 +59,18 @@ export interface ResidencyInspectionEvent {
   type: '@residency.event';
   name: RuntimeEventName;
   payload: unknown;
+}
+
+/** The supervisor's books as tools see them (`runtime.residency()`). */
+export interface ResidencyView {
+  /** The eviction policy's name (`lru` by default). */
+  policy: string;
+  /** Evictable agents, next victim first. */
+  lru: string[];
+  /** Agents waiting for a resident slot, first come first. */
+  slotQueue: string[];
+  /** Agents waiting for a running permit, first come first. */
+  permitQueue: string[];
 }
 
 export interface SpawnRequest {
@@ -129,8 +140,29 @@ export interface Runtime {
    * option of createRuntime, which forwards only what it understands.
    */
   inspect(observer: InspectionObserver<InspectionEvent | ResidencyInspectionEvent>): { unsubscribe(): void };
-  /** Serves the live inspector page (127.0.0.1 by default; another host needs the token in the URL). */
-  serveInspector(options?: LiveInspectorOptions): Promise<Inspector>;
+  /**
+   * Pins an agent from now on: it loads when it has mail like any agent, is never evicted,
+   * and does not count against the resident cap. For this runtime's life (a restart uses
+   * the `pinned` given at spawn).
+   */
+  pin(id: string): Promise<void>;
+  /**
+   * Takes a quarantined (`failed`) agent out of quarantine after its stored record was
+   * repaired (or the definition that restores it deployed): it loads again when it has
+   * mail. Resolves `false` when the agent was not quarantined.
+   */
+  retry(id: string): Promise<boolean>;
+  /**
+   * Read-only views for tools such as the inspector (`serveInspector(runtime)`): the
+   * supervisor's books (its policy, the eviction order and the queues, the first `top` of
+   * each), an agent's pending messages and rollout (the last `limit`), the statechart of
+   * an agent type (null for fromTurn logic) and a resident agent's state value.
+   */
+  residency(options?: { top?: number }): ResidencyView;
+  mailbox(id: string, options?: { limit?: number }): Promise<StoredMessage[]>;
+  history(id: string, options?: { limit?: number }): Promise<RolloutEntry[]>;
+  machineOf(type: string): AnyStateMachine | null;
+  logicValue(id: string): unknown;
   stop(): Promise<void>;
 }
 
@@ -473,8 +505,59 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       };
     },
 
-    serveInspector(opts = {}) {
-      return serveInspector(runtime, opts);
+    async pin(id) {
+      assertAgentId(id);
+      live(`pin "${id}"`);
+      const rec = host.entries.get(id)?.record ?? (await store.getAgent(id));
+      if (!rec) throw new AgentNotFoundError(id);
+      host.pin(rec);
+    },
+
+    async retry(id) {
+      assertAgentId(id);
+      live(`retry "${id}"`);
+      const rec = await store.getAgent(id); // rejects StoreCorruptionError while it is still damaged
+      if (!rec) throw new AgentNotFoundError(id);
+      return host.retry(rec, await store.mailboxSize(id));
+    },
+
+    residency(opts = {}) {
+      const top = opts.top ?? 20;
+      assertIntegerAtLeast(top, 'top', 0);
+      const c = host.supervisor.getSnapshot().context as SupervisorContext;
+      const take = (it: Iterable<string>) => {
+        const out: string[] = [];
+        for (const id of it) {
+          if (out.length >= top) break;
+          out.push(id);
+        }
+        return out;
+      };
+      return { policy: c.policy.name, lru: c.policy.order(top), slotQueue: take(c.slotQueue.keys()), permitQueue: take(c.permitQueue.keys()) };
+    },
+
+    async mailbox(id, opts = {}) {
+      assertAgentId(id);
+      if (opts.limit !== undefined) assertIntegerAtLeast(opts.limit, 'limit', 1);
+      live(`read the mailbox of "${id}"`);
+      return store.pending(id, opts.limit);
+    },
+
+    async history(id, opts = {}) {
+      assertAgentId(id);
+      if (opts.limit !== undefined) assertIntegerAtLeast(opts.limit, 'limit', 1);
+      live(`read the history of "${id}"`);
+      return store.rollout(id, opts.limit === undefined ? {} : { limit: opts.limit });
+    },
+
+    machineOf(type) {
+      const def = definitions.get(type);
+      return def && !isTurnLogic(def.logic) ? def.logic : null;
+    },
+
+    logicValue(id) {
+      const actor = host.entries.get(id)?.actor;
+      return actor ? (actor.getSnapshot() as { value?: unknown }).value : undefined;
     },
 
     stop() {
@@ -497,7 +580,8 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       const timer = clock.setTimeout(() => {
         for (const id of host.entries.keys()) host.interrupt(id);
       }, timeout);
-      await Promise.all([...host.entries.keys()].map((id) => host.close(id, 'stop')));
+      // A flush that fails keeps its agent resident; stop goes on (the state was committed by its last turn).
+      await Promise.allSettled([...host.entries.keys()].map((id) => host.close(id, 'stop')));
       clock.clearTimeout(timer);
       for (const e of host.entries.values()) await e.chain;
       host.waiters.rejectAll(null, new RuntimeStoppedError('wait for an answer'));

@@ -119,6 +119,13 @@ export class Host implements Core {
         },
         abortTurn: ({ context }) => this.#turns.abort(entryOf(context)),
         startFlush: ({ context }) => this.#loads.flush(entryOf(context), context.flushReason ?? 'close'),
+        reportError: ({ context, event }) => {
+          // A corrupt record is reported by the quarantine (`agent.failed`), not as an `error`.
+          if (event.type === 'load.failed' && event.corrupt === true) return;
+          const problem = this.entries.get(context.id)?.problem;
+          if (!problem) return;
+          o.emitter.emit('error', () => ({ id: context.id, at: clock.now(), error: problem.error, where: problem.where }));
+        },
         reportIllegal: ({ context, event }) =>
           o.emitter.emit('error', () => ({
             id: context.id,
@@ -202,10 +209,12 @@ export class Host implements Core {
       leftMemory: [],
       loadFailures: 0,
       failure: null,
+      problem: null,
       lostSeq: null,
     };
     this.entries.set(record.id, entry);
-    entry.lifecycle = new Lifecycle<AgentContext, AgentEvent>(this.#lifecycleLogic, { id: record.id, pinned: record.pinned, mailbox });
+    const pinned = record.pinned || this.#pinned.has(record.id);
+    entry.lifecycle = new Lifecycle<AgentContext, AgentEvent>(this.#lifecycleLogic, { id: record.id, pinned, mailbox });
     entry.lifecycle.subscribe(() => {
       this.#trackBusy(entry);
       this.#maybeDrop(entry);
@@ -306,6 +315,27 @@ export class Host implements Core {
 
   // --- user calls that act on an entry -----------------------------------------------
 
+  /** Agents pinned by `runtime.pin()` (besides those spawned pinned), for this runtime's life. */
+  readonly #pinned = new Set<string>();
+
+  pin(record: AgentRecord): void {
+    this.#pinned.add(record.id);
+    this.entries.get(record.id)?.lifecycle.send({ type: 'pin' });
+  }
+
+  /** Out of quarantine (after a repair): loads again when it has mail. False when it was not quarantined. */
+  retry(record: AgentRecord, mailbox: number): boolean {
+    const wasDamaged = this.damaged.delete(record.id);
+    const entry = this.entries.get(record.id);
+    if (entry && lifecycleOf(entry.lifecycle.getSnapshot().value) === 'failed') {
+      entry.failure = null;
+      entry.lifecycle.send({ type: 'retry' });
+      return true;
+    }
+    if (wasDamaged && !entry && mailbox > 0 && this.definitions.has(record.type)) this.ensureEntry(record, mailbox);
+    return wasDamaged;
+  }
+
   interrupt(id: string): void {
     const entry = this.entries.get(id);
     if (entry && lifecycleOf(entry.lifecycle.getSnapshot().value) === 'running') entry.lifecycle.send({ type: 'interrupt' });
@@ -327,8 +357,8 @@ export class Host implements Core {
       entry.lifecycle.send({ type: 'close', reason });
       return Promise.resolve();
     }
-    return new Promise((resolve) => {
-      entry.leftMemory.push(resolve);
+    return new Promise((resolve, reject) => {
+      entry.leftMemory.push((error) => (error ? reject(error) : resolve()));
       entry.lifecycle.send({ type: 'close', reason });
     });
   }

@@ -76,12 +76,12 @@ export class Loads {
     const error = asError(err);
     entry.inbox.clear();
     entry.nextSeq = null;
+    if (!corrupt) entry.problem = { error, where: 'load' }; // reported by the lifecycle's reportError
     entry.lifecycle.send({ type: 'load.failed', corrupt });
     if (corrupt) {
       this.quarantine(entry, error);
       return;
     }
-    core.emitter.emit('error', () => ({ id: entry.id, at: core.clock.now(), error, where: 'load' }));
     // Back off, doubling up to a minute, then try again (a store outage must not become a hot loop).
     const delay = Math.min(100 * 2 ** entry.loadFailures, 60_000);
     entry.loadFailures++;
@@ -97,18 +97,32 @@ export class Loads {
     this.core.waiters.rejectAll(entry.id, error);
   }
 
-  /** The lifecycle's `startFlush`: state was committed at the end of every turn, so flushing only stops the actor. */
+  /**
+   * The lifecycle's `startFlush`. State was committed at the end of every turn, so a flush
+   * writes only its `evicted` note, then stops the actor. When the note cannot be written
+   * (the store fails), the flush fails: the agent stays resident (`flush.failed`) and the
+   * error is reported; it may be evicted again later.
+   */
   flush(entry: Entry, reason: EvictReason): void {
     const { core } = this;
     core.queue(entry, async () => {
+      if (!entry.destroyed) {
+        try {
+          await core.buffer.write({ op: 'note', agentId: entry.id, entry: { kind: 'note', note: 'evicted', reason, at: core.clock.now() } });
+        } catch (err) {
+          if (!entry.destroyed) {
+            const error = asError(err);
+            entry.problem = { error, where: 'flush' };
+            entry.lifecycle.send({ type: 'flush.failed' });
+            for (const r of entry.leftMemory.splice(0)) r(error);
+            return;
+          }
+        }
+      }
       if (entry.actor) core.inspection.stop(entry.actor);
       entry.actor = null;
       entry.lastPersisted = undefined;
       entry.nextSeq = null;
-      if (!entry.destroyed) {
-        // In the next group commit; nothing waits for a note.
-        core.buffer.write({ op: 'note', agentId: entry.id, entry: { kind: 'note', note: 'evicted', reason, at: core.clock.now() } }).catch(() => {});
-      }
       core.counters.evictions++;
       entry.lifecycle.send({ type: 'flush.done' });
       core.emitter.emit('agent.evicted', () => ({ id: entry.id, at: core.clock.now(), reason }));

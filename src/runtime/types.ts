@@ -60,12 +60,14 @@ export interface Entry {
   lastPersisted: unknown;
   lastActiveAt: number;
   destroyed: boolean;
-  /** Waiting for the agent to leave memory (close). */
-  leftMemory: (() => void)[];
+  /** Waiting for the agent to leave memory (close): called with the error of a flush that failed. */
+  leftMemory: ((error?: Error) => void)[];
   /** Loads that failed in a row (not corruption): the backoff doubles with each. */
   loadFailures: number;
   /** Why the agent is quarantined (`failed`). */
   failure: Error | null;
+  /** The error of the last failed load or flush, for the lifecycle's `reportError`. */
+  problem: { error: Error; where: 'load' | 'flush' } | null;
   /** A message whose turn ran but whose outcome could not be written: recorded `crashed` first. */
   lostSeq: number | null;
 }
