@@ -10,7 +10,7 @@ import type { AgentRecord, AppendRequest, AppendResult, Store } from '../store/S
 import type { WriteBuffer } from './WriteBuffer.js';
 
 /** Sends written in one go at most: a bounded slice of work between two yields to the event loop. */
-export const MAX_SENDS = 256;
+export const MAX_SENDS = 128;
 
 export interface SendOp {
   kind: 'send';

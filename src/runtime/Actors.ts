@@ -9,7 +9,9 @@ import type { Clock } from '../clock.js';
 import type { AgentDefinition } from '../defineAgent.js';
 import { UnknownAgentTypeError } from '../errors.js';
 import type { RuntimeEmitter } from '../events.js';
-import { TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput } from '../fromTurn.js';
+import { STATE_EVENT, TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput } from '../fromTurn.js';
+
+const WOKEN = Symbol('woken');
 import type { Message } from '../store/Store.js';
 import { assertAgentId, copyJson, copyMessage } from '../validate.js';
 import type { Inspection } from './Inspection.js';
@@ -58,6 +60,36 @@ export class Actors {
     }
     this.#logic.set(def.type, logic);
     return logic;
+  }
+
+  /**
+   * Runs a fromTurn turn: calls the turn function and hands its result, copied and
+   * checked, to the agent's machine (`STATE_EVENT`). Resolves when the function settled,
+   * or at once when the turn is interrupted (its result is then dropped).
+   */
+  async runTurnFunction(entry: Entry, turn: Turn): Promise<void> {
+    const { fn } = (entry.def.logic as AnyStateMachine & { [TURN_LOGIC]: { fn: (ctx: TurnContext<unknown>) => unknown } })[TURN_LOGIC];
+    const actor = entry.actor!;
+    const state = (actor.getSnapshot().context as { state: unknown }).state;
+    let next: unknown;
+    try {
+      const result = fn(this.#turnContext(entry, turn, state, turn.message));
+      if (result instanceof Promise || (typeof result === 'object' && result !== null && typeof (result as PromiseLike<unknown>).then === 'function')) {
+        const woken = new Promise<typeof WOKEN>((resolve) => (turn.wake = () => resolve(WOKEN)));
+        const settled = await Promise.race([result as Promise<unknown>, woken]);
+        turn.wake = null;
+        if (settled === WOKEN) return; // interrupted or destroyed: the result is dropped
+        next = settled;
+      } else {
+        next = result;
+      }
+      next = copyJson(next, 'the state returned by the turn'); // copied once: what is committed is what was checked
+    } catch (err) {
+      turn.error ??= { thrown: err };
+      return;
+    }
+    if (turn.interrupted || entry.destroyed) return;
+    actor.send({ type: STATE_EVENT, state: next } as never);
   }
 
   #turnContext(entry: Entry, turn: Turn, state: unknown, message: Message): TurnContext<unknown> {

@@ -203,6 +203,7 @@ export class Host implements Core {
       streak: 0,
       inbox: new Map(),
       nextSeq: null,
+      begun: null,
       lastPersisted: undefined,
       lastActiveAt: this.clock.now(),
       destroyed: false,
@@ -280,7 +281,7 @@ export class Host implements Core {
     else this.counters.misses++;
     entry.lastActiveAt = this.clock.now();
     this.waiters.accepted(entry.id, messageId);
-    if (entry.inbox.size < 1_024) entry.inbox.set(seq, { agentId: entry.id, seq, messageId, message, at: entry.lastActiveAt });
+    if (entry.inbox.size < 4_096) entry.inbox.set(seq, { agentId: entry.id, seq, messageId, message, at: entry.lastActiveAt });
     entry.lifecycle.send({ type: 'message.accepted' });
     this.emitter.emit('message.accepted', () => ({ id: entry.id, at: this.clock.now(), seq, messageId, type: message.type }));
   }

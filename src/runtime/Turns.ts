@@ -14,7 +14,7 @@
  * `throughput`).
  */
 import { FencedError, TurnFailedError, UnknownAgentTypeError } from '../errors.js';
-import { INTERRUPT_EVENT, isTurnLogic } from '../fromTurn.js';
+import { isTurnLogic } from '../fromTurn.js';
 import type { StoredMessage, TurnOutcome } from '../store/Store.js';
 import { describeThrown } from '../validate.js';
 import { asError, notPersistable, resultState, stateValueOf, storedSnapshot, turnOver } from './snapshots.js';
@@ -73,15 +73,22 @@ export class Turns {
       wake: null,
     };
     entry.turn = turn;
-    try {
-      await core.buffer.write({ op: 'beginTurn', agentId: entry.id, seq: turn.seq, at: turn.startedAt });
-    } catch (err) {
-      entry.turn = null;
-      if (!entry.destroyed) this.#lost(entry, turn, err, false);
-      return;
+    if (entry.begun === turn.seq) {
+      entry.begun = null; // begun by the previous turn's commit
+    } else {
+      try {
+        await core.buffer.write({ op: 'beginTurn', agentId: entry.id, seq: turn.seq, at: turn.startedAt });
+      } catch (err) {
+        entry.turn = null;
+        if (!entry.destroyed) this.#lost(entry, turn, err, false);
+        return;
+      }
     }
     core.emitter.emit('turn.started', () => ({ id: entry.id, at: turn.startedAt, seq: turn.seq }));
-    if (unpersistable === null && !turn.interrupted) await this.#execute(entry, actor, turn);
+    if (unpersistable === null && !turn.interrupted) {
+      if (isTurnLogic(entry.def.logic)) await core.actors.runTurnFunction(entry, turn);
+      else await this.#execute(entry, actor, turn);
+    }
     if (entry.destroyed) return; // gone: nothing is written for it any more
     turn.phase = 'committing'; // from here an interrupt changes nothing
     if (turn.interrupted) await this.#commitInterrupted(entry, turn);
@@ -94,8 +101,9 @@ export class Turns {
       const cached = entry.inbox.get(entry.nextSeq);
       if (cached) return cached;
     }
-    const [head] = await this.core.store.pending(entry.id, 1);
-    return head;
+    const ahead = await this.core.store.pending(entry.id, 32);
+    for (const m of ahead) entry.inbox.set(m.seq, m);
+    return ahead[0];
   }
 
   /** The message was handled (any outcome): the next turn takes the one after it. */
@@ -160,10 +168,14 @@ export class Turns {
         // not for fromTurn logic, nor a machine without states (its value is always `{}`).
         const value = isTurnLogic(entry.def.logic) ? undefined : stateValueOf(snapshot);
         await this.#checkTargets(turn);
+        // When the agent will go on with its next message (already in its inbox), that
+        // turn's begin rides in this commit: one write per turn.
+        const next = this.#keeps(entry) && entry.inbox.has(turn.seq + 1) ? { seq: turn.seq + 1, at } : undefined;
         const r = await core.buffer.write<{ outbox: { seq: number; duplicate: boolean }[] }>({
           op: 'commitTurn',
-          commit: { agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot, value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs },
+          commit: { agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot, value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}) },
         });
+        if (next) entry.begun = next.seq;
         entry.lastPersisted = snapshot;
         outbox = turn.outbox.map((request, i) => ({ request, seq: r.outbox[i]!.seq, duplicate: r.outbox[i]!.duplicate }));
       } catch (err) {
@@ -212,10 +224,15 @@ export class Turns {
 
   /** The turn is over: the lifecycle moves on, keeping the permit for the next turn when it may. */
   #done(entry: Entry, outcome: 'done' | 'failed' | 'interrupted'): void {
-    const more = entry.lifecycle.getSnapshot().context.mailbox > 1;
-    const keep = more && (entry.streak < STREAK || !this.core.permitWanted());
+    const keep = this.#keeps(entry) || entry.begun !== null;
     entry.streak = keep ? entry.streak + 1 : 0;
     entry.lifecycle.send({ type: 'turn.done', outcome, ...(keep ? { continue: true } : {}) });
+  }
+
+  /** The agent keeps its permit for its next message: it has one, and its streak allows it. */
+  #keeps(entry: Entry): boolean {
+    const { mailbox, pendingClose } = entry.lifecycle.getSnapshot().context;
+    return mailbox > 1 && pendingClose === null && (entry.streak < STREAK || !this.core.permitWanted());
   }
 
   /**
@@ -286,7 +303,6 @@ export class Turns {
     if (!turn || turn.phase !== 'running' || turn.interrupted) return;
     turn.interrupted = true;
     turn.abort?.abort(new Error('interrupted'));
-    if (!entry.destroyed && isTurnLogic(entry.def.logic)) entry.actor?.send({ type: INTERRUPT_EVENT } as never);
     turn.wake?.();
   }
 }

@@ -56,6 +56,8 @@ export interface Entry {
   inbox: Map<number, StoredMessage>;
   /** The seq the next turn handles, when known (after a turn; unknown after a load). */
   nextSeq: number | null;
+  /** A message whose turn was begun by the previous turn's commit (`next`): no begin of its own. */
+  begun: number | null;
   /** The logic's snapshot as last stored (loaded or committed): the state to roll back to. */
   lastPersisted: unknown;
   lastActiveAt: number;
