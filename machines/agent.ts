@@ -53,8 +53,12 @@ export type AgentEvent =
   | { type: 'load.failed'; corrupt?: boolean }
   /** The supervisor granted a running permit. */
   | { type: 'permit.granted' }
-  /** The turn ended (`done`, `failed` or `interrupted`) and its record (and snapshot) were committed. */
-  | { type: 'turn.done'; outcome?: 'done' | 'failed' | 'interrupted' }
+  /**
+   * The turn ended (`done`, `failed` or `interrupted`) and its record (and snapshot) were
+   * committed. `continue`: the runtime lets the agent keep its running permit for its next
+   * message (the fast path: no round trip through the supervisor), when it has one.
+   */
+  | { type: 'turn.done'; outcome?: 'done' | 'failed' | 'interrupted'; continue?: boolean }
   /**
    * The turn ended but its outcome could not be written (the store kept failing): the
    * agent is quarantined; its message stays durable and is recorded `crashed` on reload.
@@ -95,6 +99,8 @@ export const agentMachine = setup({
     pinned: ({ context }) => context.pinned,
     stopping: ({ event }) => event.type === 'close' && event.reason === 'stop',
     corrupt: ({ event }) => event.type === 'load.failed' && event.corrupt === true,
+    /** Keep the permit for the next message: asked for, more mail, no close waiting. */
+    continues: ({ context, event }) => event.type === 'turn.done' && event.continue === true && context.mailbox > 1 && context.pendingClose === null,
   },
   actions: {
     // --- context changes (pure) ---
@@ -244,7 +250,10 @@ export const agentMachine = setup({
     },
     running: {
       on: {
-        'turn.done': { target: 'settling', actions: ['consumeMessage', 'endTurn'] },
+        'turn.done': [
+          { guard: 'continues', actions: ['consumeMessage', 'startTurn'] },
+          { target: 'settling', actions: ['consumeMessage', 'endTurn'] },
+        ],
         // The lifecycle moves only when the turn really ends (turn.done): an interrupt that
         // comes too late, or twice, must not hand the permit back while the turn still runs.
         interrupt: { actions: 'abortTurn' },

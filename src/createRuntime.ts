@@ -4,7 +4,7 @@
  * run for real).
  */
 import { hostname } from 'node:os';
-import type { InspectionEvent } from 'xstate';
+import type { AnyStateMachine, InspectionEvent } from 'xstate';
 import type { PolicyFactory } from '../machines/policy.js';
 import type { LifecycleState } from '../machines/agent.js';
 import type { SupervisorContext } from '../machines/supervisor.js';
@@ -13,14 +13,16 @@ import type { AgentDefinition } from './defineAgent.js';
 import { AgentNotFoundError, AskTimeoutError, FencedError, RuntimeStoppedError, StoreCorruptionError, UnknownAgentTypeError } from './errors.js';
 import { RUNTIME_EVENT_NAMES, RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
 import { Accepter } from './runtime/Accepter.js';
-import { serveInspector, type Inspector, type LiveInspectorOptions } from './inspector/serveInspector.js';
 import { isTurnLogic } from './fromTurn.js';
-import { isInspectionObserver, toNext, type InspectionObserver } from './inspector/stately.js';
+import { isInspectionObserver, toNext, type InspectionObserver } from './runtime/stately.js';
 import { Host, type TurnResult } from './runtime/Host.js';
+import { fencedStore } from './runtime/fencedStore.js';
+import { assertOptions } from './runtime/options.js';
+import { recover } from './runtime/recovery.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
 import { sqliteStore } from './store/sqliteStore.js';
-import type { AgentRecord, AppendResult, Message, Store } from './store/Store.js';
-import { assertAgentId, assertIntegerAtLeast, assertPositiveDurationOrNull, copyJson, copyMessage, describeValue } from './validate.js';
+import type { AgentRecord, AppendResult, Message, RolloutEntry, Store, StoredMessage } from './store/Store.js';
+import { assertAgentId, assertIntegerAtLeast, copyJson, copyMessage, describeValue } from './validate.js';
 
 export interface RuntimeOptions {
   /** The agent types this runtime can run. */
@@ -57,6 +59,18 @@ export interface ResidencyInspectionEvent {
   type: '@residency.event';
   name: RuntimeEventName;
   payload: unknown;
+}
+
+/** The supervisor's books as tools see them (`runtime.residency()`). */
+export interface ResidencyView {
+  /** The eviction policy's name (`lru` by default). */
+  policy: string;
+  /** Evictable agents, next victim first. */
+  lru: string[];
+  /** Agents waiting for a resident slot, first come first. */
+  slotQueue: string[];
+  /** Agents waiting for a running permit, first come first. */
+  permitQueue: string[];
 }
 
 export interface SpawnRequest {
@@ -126,68 +140,35 @@ export interface Runtime {
    * option of createRuntime, which forwards only what it understands.
    */
   inspect(observer: InspectionObserver<InspectionEvent | ResidencyInspectionEvent>): { unsubscribe(): void };
-  /** Serves the live inspector page (127.0.0.1 by default; another host needs the token in the URL). */
-  serveInspector(options?: LiveInspectorOptions): Promise<Inspector>;
+  /**
+   * Pins an agent from now on: it loads when it has mail like any agent, is never evicted,
+   * and does not count against the resident cap. For this runtime's life (a restart uses
+   * the `pinned` given at spawn).
+   */
+  pin(id: string): Promise<void>;
+  /**
+   * Takes a quarantined (`failed`) agent out of quarantine after its stored record was
+   * repaired (or the definition that restores it deployed): it loads again when it has
+   * mail. Resolves `false` when the agent was not quarantined.
+   */
+  retry(id: string): Promise<boolean>;
+  /**
+   * Read-only views for tools such as the inspector (`serveInspector(runtime)`): the
+   * supervisor's books (its policy, the eviction order and the queues, the first `top` of
+   * each), an agent's pending messages and rollout (the last `limit`), the statechart of
+   * an agent type (null for fromTurn logic) and a resident agent's state value.
+   */
+  residency(options?: { top?: number }): ResidencyView;
+  mailbox(id: string, options?: { limit?: number }): Promise<StoredMessage[]>;
+  history(id: string, options?: { limit?: number }): Promise<RolloutEntry[]>;
+  machineOf(type: string): AnyStateMachine | null;
+  logicValue(id: string): unknown;
   stop(): Promise<void>;
 }
 
 /** Where agents live when no store is given: `.residency/residency.db` under the working directory. */
 export const DEFAULT_DB = './.residency/residency.db';
 
-const STORE_METHODS = [
-  'createAgent', 'getAgent', 'getAgents', 'listAgents', 'destroyAgent', 'append', 'pending', 'mailboxSize',
-  'beginTurn', 'commitTurn', 'loadSnapshot', 'note', 'rollout', 'agentsWithPending', 'turnsInFlight', 'acquire', 'close',
-] as const;
-
-function assertOptions(options: unknown): asserts options is RuntimeOptions {
-  if (!options || typeof options !== 'object') {
-    throw new TypeError(`Expected createRuntime options { agents, residentCap, runningCap }, got ${describeValue(options)}`);
-  }
-  const o = options as Record<string, unknown>;
-  if (!Array.isArray(o.agents) || o.agents.length === 0) {
-    throw new TypeError(`Expected \`agents\` to be a non-empty array of defineAgent(...) definitions, got ${describeValue(o.agents)}`);
-  }
-  const seen = new Set<string>();
-  for (const d of o.agents as unknown[]) {
-    const def = d as Partial<AgentDefinition>;
-    if (!def || typeof def !== 'object' || typeof def.type !== 'string' || !def.logic) {
-      throw new TypeError(`Expected every entry of \`agents\` to come from defineAgent(...), got ${describeValue(d)}`);
-    }
-    if (seen.has(def.type)) throw new TypeError(`Expected agent types to be unique, got "${def.type}" twice in \`agents\``);
-    seen.add(def.type);
-  }
-  assertIntegerAtLeast(o.residentCap, 'residentCap', 1);
-  assertIntegerAtLeast(o.runningCap, 'runningCap', 1);
-  if ((o.runningCap as number) > (o.residentCap as number)) {
-    throw new TypeError(`Expected \`runningCap\` (${o.runningCap}) to be ≤ \`residentCap\` (${o.residentCap}): a running agent is resident`);
-  }
-  assertPositiveDurationOrNull(o.idleTimeout, 'idleTimeout');
-  if (o.stopTimeout !== undefined) assertIntegerAtLeast(o.stopTimeout, 'stopTimeout', 0);
-  if (o.store !== undefined) {
-    const s = o.store as Record<string, unknown> | null;
-    const missing = s && typeof s === 'object' ? STORE_METHODS.filter((m) => typeof s[m] !== 'function') : STORE_METHODS;
-    if (missing.length > 0) {
-      throw new TypeError(
-        `Expected \`store\` to implement the Store interface (memoryStore(), sqliteStore(path), …), got ${describeValue(o.store)}` +
-          (s && typeof s === 'object' ? ` missing ${missing.map((m) => `${m}()`).join(', ')}` : ''),
-      );
-    }
-  }
-  if (o.clock !== undefined) {
-    const c = o.clock as Partial<Clock>;
-    if (!c || typeof c.now !== 'function' || typeof c.setTimeout !== 'function' || typeof c.clearTimeout !== 'function') {
-      throw new TypeError(`Expected \`clock\` to have now(), setTimeout() and clearTimeout(), got ${describeValue(o.clock)}`);
-    }
-  }
-  if (o.policy !== undefined && typeof o.policy !== 'function') {
-    throw new TypeError(`Expected \`policy\` to be a policy factory such as lru, got ${describeValue(o.policy)}`);
-  }
-  if (o.inspect !== undefined && !isInspectionObserver(o.inspect)) {
-    throw new TypeError(
-      `Expected \`inspect\` to be an inspection observer (a function, or { next } such as createBrowserInspector().inspect), got ${describeValue(o.inspect)}`,
-    );
-  }
-}
 
 /**
  * Creates a runtime. Agents already in the store are not loaded: those with pending
@@ -246,9 +227,9 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     host.supervisor.send({ type: 'stop' });
   }
 
-  if (options.inspect !== undefined) host.attachInspector(toNext(options.inspect), { stately: true });
+  if (options.inspect !== undefined) host.inspection.attach(toNext(options.inspect), { stately: true });
 
-  const accepter = new Accepter(store, {
+  const accepter = new Accepter(store, host.buffer, {
     needsCheck: (id) => !host.entries.has(id),
     refuse: (record) => (definitions.has(record.type) ? undefined : new UnknownAgentTypeError(record.type, [...definitions.keys()], record.id)),
     hold: (id, record) => {
@@ -258,7 +239,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     accepted: (op, result) => {
       if (result.duplicate) return;
       const entry = host.entries.get(op.request.agentId);
-      if (entry) host.accepted(entry, result.seq, result.messageId, op.request.message.type);
+      if (entry) host.accepted(entry, result.seq, result.messageId, op.request.message);
     },
     release: (id) => {
       const entry = host.entries.get(id);
@@ -266,28 +247,10 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     },
   });
 
-  // --- recovery ------------------------------------------------------------------
-  // Events of recovery are emitted once the caller could subscribe (see the setImmediate below).
-  const crashed: RuntimeEvents['turn.finished'][] = [];
-  for (const { agentId, seq } of await store.turnsInFlight()) {
-    const rec = await store.getAgent(agentId);
-    const def = rec ? definitions.get(rec.type) : undefined;
-    if (def?.redeliverCrashed) continue; // the message stays pending and runs again
-    const at = clock.now();
-    await store.commitTurn({ agentId, seq, outcome: 'crashed', at, durationMs: 0 }).catch(() => {});
-    crashed.push({ id: agentId, at, seq, outcome: 'crashed', durationMs: 0 });
-  }
-  // Agents with pending mail are scheduled once the caller has had a chance to subscribe
-  // to events (the first turn of the event loop after createRuntime resolves).
-  const recovered = new Map<string, [AgentRecord, number]>();
-  for (const id of await store.agentsWithPending()) {
-    const rec = await store.getAgent(id).catch((err: unknown) => {
-      emitter.emit('error', () => ({ id, at: clock.now(), error: err as Error, where: 'recovery' }));
-      return null;
-    });
-    if (!rec || !definitions.has(rec.type)) continue;
-    recovered.set(id, [rec, await store.mailboxSize(id)]);
-  }
+  // --- recovery: turns left in flight by a process that died, agents with pending mail ---
+  // Their events are emitted once the caller could subscribe (the first turn of the event
+  // loop after createRuntime resolves), and agents with mail are scheduled then too.
+  const { crashed, recovered } = await recover(store, definitions, clock, emitter);
   const scheduleRecovered = (id: string) => {
     const r = recovered.get(id);
     recovered.delete(id);
@@ -373,7 +336,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       };
       return task(async () => {
         if (record.parent !== null && !(await store.getAgent(record.parent))) throw new AgentNotFoundError(record.parent);
-        await store.createAgent(record);
+        await host.buffer.write({ op: 'createAgent', record });
         emitter.emit('agent.spawned', () => ({ id: record.id, at: record.createdAt, type, parent: record.parent, pinned: record.pinned }));
         return { id: record.id, type, parent: record.parent, pinned: record.pinned };
       });
@@ -399,13 +362,13 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         const done = () => {
           if (timer !== null) clock.clearTimeout(timer);
         };
-        host.addWaiter(id, messageId, {
+        host.waiters.add(id, messageId, {
           resolve: (r) => (done(), resolve(r)),
           reject: (e) => (done(), reject(e)),
         });
         if (opts.timeout !== undefined) {
           timer = clock.setTimeout(() => {
-            host.takeWaiter(id, messageId);
+            host.waiters.take(id, messageId);
             reject(new AskTimeoutError(id, opts.timeout!));
           }, opts.timeout);
         }
@@ -414,7 +377,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         await send(id, copy, messageId);
       } catch (err) {
         // Refused: nothing was accepted, so nothing will answer; leave no waiter or timer.
-        host.takeWaiter(id, messageId)?.reject(err);
+        host.waiters.take(id, messageId)?.reject(err);
         result.catch(() => {});
         throw err;
       }
@@ -441,8 +404,8 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       live(`destroy "${id}"`);
       return task(async () => {
         await host.destroy(id);
-        if (!(await store.destroyAgent(id))) throw new AgentNotFoundError(id);
-        host.rejectWaiters(id, new AgentNotFoundError(id));
+        if (!(await host.buffer.write<boolean>({ op: 'destroyAgent', id }))) throw new AgentNotFoundError(id);
+        host.waiters.rejectAll(id, new AgentNotFoundError(id));
         emitter.emit('agent.destroyed', () => ({ id, at: clock.now() }));
       });
     },
@@ -529,7 +492,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         throw new TypeError(`Expected the inspect observer to be a function or an observer { next }, got ${describeValue(observer)}`);
       }
       const next = toNext(observer);
-      const detach = host.attachInspector(next, { stately: false });
+      const detach = host.inspection.attach(next, { stately: false });
       const tap = (name: string, payload: unknown) => next({ type: '@residency.event', name: name as RuntimeEventName, payload });
       taps.add(tap);
       emitter.tap = tapAll;
@@ -542,8 +505,59 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       };
     },
 
-    serveInspector(opts = {}) {
-      return serveInspector(runtime, opts);
+    async pin(id) {
+      assertAgentId(id);
+      live(`pin "${id}"`);
+      const rec = host.entries.get(id)?.record ?? (await store.getAgent(id));
+      if (!rec) throw new AgentNotFoundError(id);
+      host.pin(rec);
+    },
+
+    async retry(id) {
+      assertAgentId(id);
+      live(`retry "${id}"`);
+      const rec = await store.getAgent(id); // rejects StoreCorruptionError while it is still damaged
+      if (!rec) throw new AgentNotFoundError(id);
+      return host.retry(rec, await store.mailboxSize(id));
+    },
+
+    residency(opts = {}) {
+      const top = opts.top ?? 20;
+      assertIntegerAtLeast(top, 'top', 0);
+      const c = host.supervisor.getSnapshot().context as SupervisorContext;
+      const take = (it: Iterable<string>) => {
+        const out: string[] = [];
+        for (const id of it) {
+          if (out.length >= top) break;
+          out.push(id);
+        }
+        return out;
+      };
+      return { policy: c.policy.name, lru: c.policy.order(top), slotQueue: take(c.slotQueue.keys()), permitQueue: take(c.permitQueue.keys()) };
+    },
+
+    async mailbox(id, opts = {}) {
+      assertAgentId(id);
+      if (opts.limit !== undefined) assertIntegerAtLeast(opts.limit, 'limit', 1);
+      live(`read the mailbox of "${id}"`);
+      return store.pending(id, opts.limit);
+    },
+
+    async history(id, opts = {}) {
+      assertAgentId(id);
+      if (opts.limit !== undefined) assertIntegerAtLeast(opts.limit, 'limit', 1);
+      live(`read the history of "${id}"`);
+      return store.rollout(id, opts.limit === undefined ? {} : { limit: opts.limit });
+    },
+
+    machineOf(type) {
+      const def = definitions.get(type);
+      return def && !isTurnLogic(def.logic) ? def.logic : null;
+    },
+
+    logicValue(id) {
+      const actor = host.entries.get(id)?.actor;
+      return actor ? (actor.getSnapshot() as { value?: unknown }).value : undefined;
     },
 
     stop() {
@@ -566,10 +580,11 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       const timer = clock.setTimeout(() => {
         for (const id of host.entries.keys()) host.interrupt(id);
       }, timeout);
-      await Promise.all([...host.entries.keys()].map((id) => host.close(id, 'stop')));
+      // A flush that fails keeps its agent resident; stop goes on (the state was committed by its last turn).
+      await Promise.allSettled([...host.entries.keys()].map((id) => host.close(id, 'stop')));
       clock.clearTimeout(timer);
       for (const e of host.entries.values()) await e.chain;
-      host.rejectWaiters(null, new RuntimeStoppedError('wait for an answer'));
+      host.waiters.rejectAll(null, new RuntimeStoppedError('wait for an answer'));
       host.stopAll();
       await inner.close();
   }
@@ -600,28 +615,3 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   return runtime;
 }
 
-/**
- * The store as the runtime uses it: once a write was refused because another owner took
- * the store over (FencedError), `onFenced` runs and every later call rejects with that
- * error without reaching the store.
- */
-function fencedStore(store: Store, onFenced: (err: FencedError) => void): Store {
-  let fenced: FencedError | null = null;
-  const out: Record<string, unknown> = { kind: store.kind };
-  for (const key of STORE_METHODS) {
-    const method = (store[key] as (...args: unknown[]) => Promise<unknown>).bind(store);
-    out[key] = async (...args: unknown[]) => {
-      if (fenced) throw fenced;
-      try {
-        return await method(...args);
-      } catch (err) {
-        if (err instanceof FencedError && !fenced) {
-          fenced = err;
-          onFenced(err);
-        }
-        throw err;
-      }
-    };
-  }
-  return out as unknown as Store;
-}

@@ -2,9 +2,12 @@
  * `fromTurn`: a turn function as agent logic.
  *
  * The turn function gets the agent's state and one message and returns the next state.
- * Under the hood it is a small XState machine (`idle ⇄ running`, the turn invoked as a
- * promise actor registered by name), so both kinds of logic are XState actors to the
- * runtime: snapshots, restore and inspection work the same way.
+ * Under the hood it is a small XState machine holding that state, so both kinds of logic
+ * are XState actors to the runtime: snapshots, restore and inspection work the same way.
+ * The runtime calls the turn function itself and hands the machine the state it returned
+ * (a `residency.state` event): no actor is created per turn. (The machine's `running`
+ * state, with the turn invoked as a promise actor, is kept so that older snapshots and
+ * direct use of the machine still work.)
  */
 import { assign, fromPromise, setup, type AnyStateMachine } from 'xstate';
 import type { Message } from './store/Store.js';
@@ -57,6 +60,12 @@ export interface TurnInput {
 export const INTERRUPT_EVENT = 'residency.interrupt';
 
 /**
+ * @internal Sent by the runtime with the state a turn returned: the runtime calls the turn
+ * function itself (no child actor per turn) and hands the machine its result.
+ */
+export const STATE_EVENT = 'residency.state';
+
+/**
  * Wraps a turn function as agent logic.
  *
  * @example
@@ -97,6 +106,7 @@ export function fromTurn<S>(fn: TurnFunction<S>, options: FromTurnOptions<S>): A
       idle: {
         on: {
           [INTERRUPT_EVENT]: {},
+          [STATE_EVENT]: { actions: assign({ state: ({ event }) => (event as unknown as { state: S }).state }) },
           '*': { target: 'running' },
         },
       },

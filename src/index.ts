@@ -51,7 +51,7 @@ export type { ErrorCode } from './errors.js';
 export type { RuntimeEventName, RuntimeEvents } from './events.js';
 export { serveInspector, serveStoredInspector } from './inspector/serveInspector.js';
 export type { Inspector, InspectorOptions, LiveInspectorOptions } from './inspector/serveInspector.js';
-export type { InspectionObserver } from './inspector/stately.js';
+export type { InspectionObserver } from './runtime/stately.js';
 export { manualClock, systemClock } from './clock.js';
 export type { Clock, ManualClock } from './clock.js';
 

@@ -1,11 +1,16 @@
 /**
  * The accept pipeline: every call that writes identity or mailboxes (spawn, send,
- * destroy) goes through one FIFO, so calls are accepted in call order, and consecutive
- * sends are written in one `append` per batch (group commit: while one batch is being
- * written, the next one gathers).
+ * destroy) goes through one FIFO, so calls are accepted in call order. Consecutive sends
+ * go to the write buffer together (at most MAX_SENDS at a time), so they are written in
+ * the same group commit as each other and as the turns of that moment; while one batch
+ * is being written, the next one gathers.
  */
 import { AgentNotFoundError } from '../errors.js';
 import type { AgentRecord, AppendRequest, AppendResult, Store } from '../store/Store.js';
+import type { WriteBuffer } from './WriteBuffer.js';
+
+/** Sends written in one go at most: a bounded slice of work between two yields to the event loop. */
+export const MAX_SENDS = 128;
 
 export interface SendOp {
   kind: 'send';
@@ -44,6 +49,7 @@ export class Accepter {
 
   constructor(
     private readonly store: Store,
+    private readonly buffer: WriteBuffer,
     private readonly hooks: AcceptHooks,
   ) {}
 
@@ -74,7 +80,7 @@ export class Accepter {
         continue;
       }
       let n = 0;
-      while (n < this.#queue.length && this.#queue[n]!.kind === 'send') n++;
+      while (n < this.#queue.length && n < MAX_SENDS && this.#queue[n]!.kind === 'send') n++;
       const batch = this.#queue.splice(0, n) as SendOp[];
       try {
         await this.#sendBatch(batch);
@@ -130,10 +136,15 @@ export class Accepter {
         this.hooks.hold(id, found.get(id));
         held.push(id);
       }
-      const results = await this.store.append(ok.map((op) => op.request));
+      const results = await Promise.allSettled(ok.map((op) => this.buffer.write<AppendResult>({ op: 'append', request: op.request })));
       ok.forEach((op, i) => {
-        this.hooks.accepted(op, results[i]!);
-        op.resolve(results[i]!);
+        const r = results[i]!;
+        if (r.status === 'rejected') {
+          op.reject(r.reason);
+          return;
+        }
+        this.hooks.accepted(op, r.value);
+        op.resolve(r.value);
       });
     } catch (err) {
       for (const op of ok) op.reject(err);

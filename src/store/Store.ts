@@ -125,6 +125,12 @@ export interface CommitTurn {
   spawned?: AgentRecord[];
   /** Error text for a failed turn. */
   error?: string;
+  /**
+   * Begins the agent's next turn, on message `next.seq`, in the same transaction, after
+   * this commit (as `beginTurn` would): the dequeue of the next message rides with this
+   * commit. The whole commit fails if that message is not pending.
+   */
+  next?: { seq: number; at: number };
   at: number;
   durationMs: number;
 }
@@ -187,6 +193,13 @@ export interface StoreOwner {
 export interface Store {
   /** A short name for messages and stats ("memory", "sqlite", …). */
   readonly kind: string;
+  /**
+   * How the runtime gathers writes into batches for this store. `'tick'` (the default): every
+   * write that becomes ready in one turn of the event loop goes into one batch (a durable
+   * store: one fsync for all of them). `'immediate'`: a batch as soon as the current job
+   * ends (a store whose commit costs nothing to sync, such as memoryStore).
+   */
+  readonly batching?: 'tick' | 'immediate';
 
   // --- registry ---
   /** Creates the agent. Rejects with `AgentExistsError` when the id is taken. */

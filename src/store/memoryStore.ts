@@ -191,6 +191,9 @@ export function memoryStore(): Store {
     const { agentId, seq, outcome, at, durationMs, error } = commit;
     const agent = agentOf(agentId);
     if (!agent.mailbox.has(seq)) throw notPending(agentId, seq, 'commit a turn for');
+    if (commit.next !== undefined && (commit.next.seq === seq || !agent.mailbox.has(commit.next.seq))) {
+      throw notPending(agentId, commit.next.seq, 'begin the next turn on');
+    }
     const spawnedIds = new Set<string>();
     for (const record of commit.spawned ?? []) {
       if (agents.has(record.id) || spawnedIds.has(record.id)) throw new AgentExistsError(record.id);
@@ -227,7 +230,9 @@ export function memoryStore(): Store {
     agent.inFlight.delete(seq);
     if (agent.inFlight.size === 0) withInFlight.delete(agentId);
     for (const record of spawned) addAgent(record);
-    return { outbox: outbox.map(accept) };
+    const result = { outbox: outbox.map(accept) };
+    if (commit.next !== undefined) beginTurnNow(agentId, commit.next.seq, commit.next.at);
+    return result;
   }
 
   function noteNow(agentId: string, entry: Extract<RolloutEntry, { kind: 'note' }>): void {
@@ -255,6 +260,7 @@ export function memoryStore(): Store {
 
   return {
     kind: 'memory',
+    batching: 'immediate',
 
     async createAgent(record) {
       checkOpen();

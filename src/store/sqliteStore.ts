@@ -179,6 +179,7 @@ interface PreparedCommit {
   finished: string;
   spawned: { record: AgentRecord; input: string }[];
   outbox: PreparedMessage[];
+  next?: { seq: number; at: number };
 }
 
 interface PreparedMessage {
@@ -412,7 +413,12 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     for (const { record, input } of prepared.spawned) {
       if (!insertAgent(record, input)) throw new AgentExistsError(record.id);
     }
-    return { outbox: prepared.outbox.map(accept) };
+    const result = { outbox: prepared.outbox.map(accept) };
+    if (prepared.next !== undefined) {
+      if (prepared.next.seq === seq) throw notPending(agentId, seq, 'begin the next turn on');
+      startTurn(agentId, prepared.next.seq, prepared.next.at);
+    }
+    return result;
   }
 
   /**
@@ -469,6 +475,25 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     if (ops.length === 0) return [];
     const alone = ops.length === 1;
     if (alone && ops[0] instanceof Error) return [{ ok: false, error: ops[0] }];
+    if (!alone) {
+      // Optimistic first: ops rarely fail on their own, and a savepoint per op costs about
+      // as much as the op. If one does fail, the whole transaction is rolled back and run
+      // again with a savepoint per op (below), so that it fails alone.
+      try {
+        return writeTransaction.immediate(() =>
+          ops.map((op): StoreOpResult => {
+            if (op instanceof Error) return { ok: false, error: op };
+            try {
+              return { ok: true, value: apply(op) };
+            } catch (error) {
+              throw isOpFailure(error) ? AGAIN_WITH_SAVEPOINTS : error;
+            }
+          }),
+        ) as StoreOpResult[];
+      } catch (error) {
+        if (error !== AGAIN_WITH_SAVEPOINTS) throw failure(action, error);
+      }
+    }
     try {
       return writeTransaction.immediate(() =>
         ops.map((op): StoreOpResult => {
@@ -1010,6 +1035,9 @@ function prepareOp(op: StoreOp): PreparedOp {
   }
 }
 
+/** Thrown inside an optimistic batch when one op failed on its own: run it again with savepoints. */
+const AGAIN_WITH_SAVEPOINTS = Symbol('again with savepoints');
+
 function prepareCommit(turn: CommitTurn): PreparedCommit {
   const { agentId, seq, outcome, at, durationMs, error } = turn;
   const what = `the turn of agent "${agentId}" on message #${seq}`;
@@ -1029,6 +1057,7 @@ function prepareCommit(turn: CommitTurn): PreparedCommit {
       input: toJson(record.input, `the input of agent "${record.id}" spawned by ${what}`),
     })),
     outbox: (turn.outbox ?? []).map(prepareMessage),
+    ...(turn.next === undefined ? {} : { next: { seq: turn.next.seq, at: turn.next.at } }),
   };
 }
 

@@ -116,6 +116,21 @@ function recording(inner: Store, log: Map<number, Pick<CommitTurn, 'outbox' | 's
       (store as unknown as Record<string, unknown>)[k] = (v as (...a: unknown[]) => unknown).bind(inner);
     }
   }
+  // Commits reach the store in group commits too: record those the same way.
+  if (typeof inner.batch === 'function') {
+    store.batch = async (ops) => {
+      for (const op of ops) {
+        if (op.op !== 'commitTurn') continue;
+        const commit = op.commit;
+        if (commit.agentId === SUBJECT) log.set(commit.seq, { outbox: commit.outbox ?? [], spawned: commit.spawned ?? [] });
+        for (const m of commit.outbox ?? []) {
+          const known = (commit.spawned ?? []).some((s) => s.id === m.agentId) || (await inner.getAgent(m.agentId));
+          if (!known) await inner.createAgent({ id: m.agentId, type: SINK, parent: null, pinned: false, input: null, createdAt: commit.at });
+        }
+      }
+      return inner.batch(ops);
+    };
+  }
   store.close = async () => {}; // the runs share the store across restarts
   // A restart drops the old runtime as a crash would, which frees the store at once: each
   // runtime of the run owns it in turn, with a newer epoch (so its message ids are new too).

@@ -11,6 +11,7 @@ export const agentEvents: AgentEvent[] = [
   { type: 'turn.done', outcome: 'done' },
   { type: 'turn.done', outcome: 'failed' },
   { type: 'turn.done', outcome: 'interrupted' },
+  { type: 'turn.done', outcome: 'done', continue: true },
   { type: 'turn.lost' },
   { type: 'interrupt' },
   { type: 'evict', reason: 'cap' },

@@ -54,7 +54,7 @@ export interface WorldConfig {
 }
 
 export type EnvEvent =
-  | { kind: 'msg' | 'loadOk' | 'loadFail' | 'loadCorrupt' | 'turnDone' | 'turnLost' | 'interrupt' | 'flushOk' | 'flushFail'; agent: number }
+  | { kind: 'msg' | 'loadOk' | 'loadFail' | 'loadCorrupt' | 'turnDone' | 'turnNext' | 'turnLost' | 'interrupt' | 'flushOk' | 'flushFail'; agent: number }
   | { kind: 'close' | 'destroy' | 'retry' | 'pin' | 'deliverSup' | 'deliverAgent'; agent: number }
   | { kind: 'idleSweep' }
   | { kind: 'stop' };
@@ -243,6 +243,8 @@ export class World {
       }
       if (st === 'running') {
         out.push({ kind: 'turnDone', agent });
+        // The fast path: the turn ends and the agent keeps its permit for its next message.
+        if (snap.context.mailbox > 1) out.push({ kind: 'turnNext', agent });
         // A turn whose outcome cannot be written quarantines its agent (a store failure, like a load failure).
         if (used.loadFailures < budget.loadFailures) out.push({ kind: 'turnLost', agent });
       }
@@ -339,6 +341,9 @@ export class World {
         return;
       case 'turnDone':
         agent.send({ type: 'turn.done', outcome: 'done' });
+        return;
+      case 'turnNext':
+        agent.send({ type: 'turn.done', outcome: 'done', continue: true });
         return;
       case 'turnLost':
         this.used.loadFailures++;

@@ -109,6 +109,8 @@ function spyStore(inner: Store): SpyStore {
     rollout: (id, o) => read(() => inner.rollout(id, o))(),
     agentsWithPending: read(() => inner.agentsWithPending()),
     turnsInFlight: read(() => inner.turnsInFlight()),
+    batch: (ops) =>
+      write('batch', () => inner.batch(ops), (results) => results.some((r) => r.ok && !(r.value === false))),
     // Each spy is one opening of the store, owned by the runtime that opens it: the inner
     // store stays open (and so owned by nobody) for the test to dump.
     acquire: async () => {

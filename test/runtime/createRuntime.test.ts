@@ -417,6 +417,8 @@ describe('createRuntime: events and recovery', () => {
     const runtime = await createRuntime({ agents: [counterAgent(handled)], residentCap: 1, runningCap: 1, store });
     const finished = record(runtime, 'turn.finished'); // subscribing right after start sees recovery too
     await until(() => handled.get('a')?.length === 1, 'the pending message');
+    // turn.finished comes once the turn's commit is durable (the output gate).
+    await until(() => finished.length === 2, 'the turn to be committed');
     expect(finished.map((e) => [e.seq, e.outcome])).toEqual([[1, 'crashed'], [2, 'done']]);
     expect(handled.get('a')).toEqual(['2']); // message 1 is not silently re-run
     const outcomes = (await store.rollout('a')).filter((e) => e.kind === 'turn.finished').map((e) => (e as { outcome: string }).outcome);

@@ -165,6 +165,12 @@ describe('every turn ends', () => {
         if (c.outcome === 'done' && busy-- > 0) throw new StoreError('database is locked', { retryable: true });
         return inner.commitTurn(c);
       },
+      batch: async (ops) => {
+        if (ops.some((o) => o.op === 'commitTurn' && o.commit.outcome === 'done') && busy-- > 0) {
+          throw new StoreError('database is locked', { retryable: true });
+        }
+        return inner.batch(ops);
+      },
     });
     const { runtime, clock } = await counterRuntime({ store });
     await runtime.spawn('counter', { id: 'a' });
@@ -184,6 +190,12 @@ describe('every turn ends', () => {
       commitTurn: async (c) => {
         if (c.agentId === 'a' && c.outcome === 'done') throw new StoreError('database is locked', { retryable: true });
         return inner.commitTurn(c);
+      },
+      batch: async (ops) => {
+        if (ops.some((o) => o.op === 'commitTurn' && o.commit.agentId === 'a' && o.commit.outcome === 'done')) {
+          throw new StoreError('database is locked', { retryable: true });
+        }
+        return inner.batch(ops);
       },
     });
     const { runtime, clock } = await counterRuntime({ store });
@@ -577,6 +589,7 @@ describe('smaller things', () => {
       commitTurn: guard('commitTurn', (c) => inner.commitTurn(c)),
       beginTurn: guard('beginTurn', (a, s, t) => inner.beginTurn(a, s, t)),
       note: guard('note', (a, e) => inner.note(a, e)),
+      batch: guard('batch', (ops) => inner.batch(ops)),
     });
     const { runtime } = await counterRuntime({ store });
     const errors = record(runtime, 'error');

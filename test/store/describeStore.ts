@@ -456,6 +456,24 @@ export function describeStore(
         expect(await store.turnsInFlight()).toEqual([]);
       });
 
+      it("commitTurn with `next` begins the agent's next turn in the same transaction (the dequeue rides with the commit)", async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.beginTurn('alice', 1, 2_500);
+        await store.commitTurn({ ...turn('alice', 1), next: { seq: 2, at: 2_600 } });
+        expect(await store.turnsInFlight()).toEqual([{ agentId: 'alice', seq: 2 }]);
+        expect(seqs(await store.pending('alice'))).toEqual([2]);
+        expect((await store.rollout('alice')).at(-1)).toEqual({ kind: 'turn.started', seq: 2, at: 2_600 });
+      });
+
+      it('commitTurn with a `next` that is not pending rejects with StoreError and commits nothing', async () => {
+        await store.append([msg('alice', 'm1')]);
+        const before = await store.rollout('alice');
+        await expect(store.commitTurn({ ...turn('alice', 1), next: { seq: 2, at: 2_600 } })).rejects.toBeInstanceOf(StoreError);
+        await expect(store.commitTurn({ ...turn('alice', 1), next: { seq: 1, at: 2_600 } })).rejects.toBeInstanceOf(StoreError);
+        expect(seqs(await store.pending('alice'))).toEqual([1]);
+        expect(await store.rollout('alice')).toEqual(before);
+      });
+
       it('commitTurn consumes exactly the handled message, even one that is not the oldest', async () => {
         await store.append([msg('alice', 'm1'), msg('alice', 'm2'), msg('alice', 'm3'), msg('bob', 'm1')]);
         await store.commitTurn(turn('alice', 2));

@@ -1,0 +1,156 @@
+/**
+ * The write path: group commit with an output gate.
+ *
+ * Every store write of the runtime (accepts, turn begins and commits, spawns, destroys,
+ * load and evict notes) is handed to `write()`, which returns a promise for that one op.
+ * The ops that become ready in one turn of the event loop, for all agents together, go
+ * to the store in ONE `store.batch()` call: one transaction, one fsync. A write's promise
+ * settles only after the batch that holds it is durable (or failed), and everything a
+ * write makes visible — a resolved `send`, an `ask` answer, an event, a turn's outgoing
+ * messages — happens in that promise's continuation: nothing leaves before it is durable
+ * (the output gate).
+ *
+ * Failures: an op the store refuses on its own (a commit of a message not pending, an
+ * append to a missing agent…) fails alone, with its typed error; a batch the store cannot
+ * write at all fails every op in it with the same error, after retries with backoff while
+ * the store says it is busy (another connection holds its write lock).
+ *
+ * Slicing: a batch holds at most MAX_OPS ops; more wait for the next turn of the loop, so
+ * one flush never blocks the host application's event loop for long.
+ */
+import type { Clock } from '../clock.js';
+import { StoreError } from '../errors.js';
+import type { Store, StoreOp, StoreOpResult } from '../store/Store.js';
+
+/** Ops in one batch at most (about 1–2 ms of SQLite work on the benchmark machine: it bounds the work between two turns of the event loop). */
+export const MAX_OPS = 96;
+/** The most work (ms) between two turns of the event loop, for stores that batch at once. */
+export const SLICE_MS = 2;
+/** How often a busy store is retried (10 ms, 20 ms, … 1 s: about 6 s in all). */
+export const STORE_RETRIES = 10;
+
+interface Pending {
+  op: StoreOp;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+export class WriteBuffer {
+  #queue: Pending[] = [];
+  #scheduled = false;
+  #flushing = false;
+  /** Batches written and ops in them (for stats and benchmarks). */
+  readonly counts = { batches: 0, ops: 0 };
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Queues one op; resolves with its value once the batch holding it is durable. */
+  write<T = unknown>(op: StoreOp): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ op, resolve: resolve as (v: unknown) => void, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Ops waiting for a batch. */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * The next batch: at the end of this turn of the event loop (setImmediate), or, for a
+   * store that batches `'immediate'`, as soon as the current job ends (a microtask) — but
+   * never more than SLICE_MS of work without a turn of the event loop in between, so the
+   * host application's timers and I/O keep running (the runtime yields at least that often).
+   */
+  #schedule(): void {
+    if (this.#scheduled || this.#flushing) return;
+    this.#scheduled = true;
+    if (this.store.batching === 'immediate' && performance.now() - this.#sliceStart < SLICE_MS) {
+      queueMicrotask(() => {
+        this.#scheduled = false;
+        void this.#flush();
+      });
+      return;
+    }
+    setImmediate(() => {
+      this.#sliceStart = performance.now();
+      this.#scheduled = false;
+      void this.#flush();
+    });
+  }
+  #sliceStart = 0;
+
+  async #flush(): Promise<void> {
+    if (this.#queue.length === 0) return;
+    this.#flushing = true;
+    const slice = this.#queue.length <= MAX_OPS ? this.#queue.splice(0) : this.#queue.splice(0, MAX_OPS);
+    let results: StoreOpResult[] | null = null;
+    let failure: unknown = null;
+    try {
+      results = await this.#retrying(() => runBatch(this.store, slice.map((p) => p.op)));
+      this.counts.batches++;
+      this.counts.ops += slice.length;
+    } catch (err) {
+      failure = err;
+    }
+    this.#flushing = false;
+    if (this.#queue.length > 0) this.#schedule();
+    for (let i = 0; i < slice.length; i++) {
+      const p = slice[i]!;
+      const r = results?.[i];
+      if (!r) p.reject(failure ?? new StoreError('The store returned no result for a write'));
+      else if (r.ok) p.resolve(r.value);
+      else p.reject(r.error);
+    }
+  }
+
+  async #retrying<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (!(err instanceof StoreError) || !err.retryable || attempt >= STORE_RETRIES) throw err;
+      }
+      await new Promise<void>((resolve) => this.clock.setTimeout(resolve, Math.min(10 * 2 ** attempt, 1_000)));
+    }
+  }
+}
+
+/**
+ * One batch: `store.batch` (one transaction) when the store has it; otherwise the ops one
+ * by one through the single methods (a store written before `batch` existed).
+ */
+async function runBatch(store: Store, ops: readonly StoreOp[]): Promise<StoreOpResult[]> {
+  if (typeof store.batch === 'function') return store.batch(ops);
+  const out: StoreOpResult[] = [];
+  for (const op of ops) {
+    try {
+      out.push({ ok: true, value: await single(store, op) });
+    } catch (err) {
+      if (err instanceof StoreError && err.retryable) throw err;
+      out.push({ ok: false, error: err instanceof Error ? err : new Error(String(err)) });
+    }
+  }
+  return out;
+}
+
+function single(store: Store, op: StoreOp): Promise<unknown> {
+  switch (op.op) {
+    case 'createAgent':
+      return store.createAgent(op.record);
+    case 'destroyAgent':
+      return store.destroyAgent(op.id);
+    case 'append':
+      return store.append([op.request]).then((r) => r[0]);
+    case 'beginTurn':
+      return store.beginTurn(op.agentId, op.seq, op.at);
+    case 'commitTurn':
+      return store.commitTurn(op.commit);
+    case 'note':
+      return store.note(op.agentId, op.entry);
+  }
+}

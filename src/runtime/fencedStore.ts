@@ -1,0 +1,30 @@
+import { FencedError } from '../errors.js';
+import type { Store } from '../store/Store.js';
+import { STORE_METHODS } from './options.js';
+
+/**
+ * The store as the runtime uses it: once a write was refused because another owner took
+ * the store over (FencedError), `onFenced` runs and every later call rejects with that
+ * error without reaching the store.
+ */
+export function fencedStore(store: Store, onFenced: (err: FencedError) => void): Store {
+  let fenced: FencedError | null = null;
+  const out: Record<string, unknown> = { kind: store.kind };
+  const methods: readonly string[] = typeof store.batch === 'function' ? [...STORE_METHODS, 'batch'] : STORE_METHODS;
+  for (const key of methods) {
+    const method = ((store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[key]!).bind(store);
+    out[key] = async (...args: unknown[]) => {
+      if (fenced) throw fenced;
+      try {
+        return await method(...args);
+      } catch (err) {
+        if (err instanceof FencedError && !fenced) {
+          fenced = err;
+          onFenced(err);
+        }
+        throw err;
+      }
+    };
+  }
+  return out as unknown as Store;
+}
