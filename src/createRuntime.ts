@@ -597,15 +597,6 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
           return { id: e.id, state: host.stateOf(e.id), pinned: snap.context.pinned, mailbox: snap.context.mailbox, inTurn: e.turn !== null && !e.turn.interrupted };
         }),
       books: () => host.supervisor.getSnapshot().context as SupervisorContext,
-      store: () => store,
-      machineOf: (type) => {
-        const def = definitions.get(type);
-        return def && !isTurnLogic(def.logic) ? def.logic : null;
-      },
-      logicValue: (id) => {
-        const actor = host.entries.get(id)?.actor;
-        return actor ? (actor.getSnapshot() as { value?: unknown }).value : undefined;
-      },
       chains: async () => {
         await accepter.drained();
         await Promise.all([...host.entries.values()].map((e) => e.chain));

@@ -27,7 +27,7 @@ import {
   TurnFailedError,
   UnknownAgentTypeError,
 } from '../../src/errors.js';
-import { counterAgent, deferred, flush, record, until, type Deferred, type Handled } from './helpers.js';
+import { counterAgent, deferred, flush, record, until, wrapStore, type Deferred, type Handled } from './helpers.js';
 
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => unhandled.push(reason);
@@ -39,14 +39,17 @@ afterAll(() => {
   expect(unhandled).toEqual([]);
 });
 
-/** A store that forwards to `inner`, with per-method overrides. */
-function wrapStore(inner: Store, overrides: Partial<Store>): Store {
-  const out = {} as Record<string, unknown>;
-  for (const key of Object.keys(inner) as (keyof Store)[]) {
-    const v = inner[key];
-    out[key] = typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(inner) : v;
-  }
-  return Object.assign(out, overrides) as unknown as Store;
+/** A store holding an agent `id` (type counter) whose record cannot be read (as a damaged file would). */
+async function storeWithDamagedRecord(id: string): Promise<Store> {
+  const inner = memoryStore();
+  await inner.createAgent({ id, type: 'counter', parent: null, pinned: false, input: null, createdAt: 0 });
+  return wrapStore(inner, {
+    getAgent: async (x) => {
+      if (x === id) throw new StoreCorruptionError(id, 'its record is not valid JSON');
+      return inner.getAgent(x);
+    },
+    getAgents: async (ids) => (await inner.getAgents(ids)).filter((r) => r.id !== id),
+  });
 }
 
 async function counterRuntime(opts: { store?: Store; runningCap?: number; residentCap?: number } = {}) {
@@ -281,16 +284,7 @@ describe('nothing crashes the process', () => {
   });
 
   it("a turn's message to an agent whose record is damaged quarantines the target", async () => {
-    const inner = memoryStore();
-    const store = wrapStore(inner, {
-      getAgent: async (id) => {
-        if (id === 'bad') throw new StoreCorruptionError('bad', 'its record is not valid JSON');
-        return inner.getAgent(id);
-      },
-      getAgents: async (ids) => (await inner.getAgents(ids)).filter((r) => r.id !== 'bad'),
-    });
-    await inner.createAgent({ id: 'bad', type: 'counter', parent: null, pinned: false, input: null, createdAt: 0 });
-    const { runtime } = await counterRuntime({ store });
+    const { runtime } = await counterRuntime({ store: await storeWithDamagedRecord('bad') });
     const failed = record(runtime, 'agent.failed');
     await runtime.spawn('counter', { id: 'a' });
     await runtime.ask('a', { type: 'forward', to: 'bad' });
@@ -677,16 +671,7 @@ describe('found by checking the docs against the code', () => {
   });
 
   it('a send to an agent whose record cannot be read says so (StoreCorruptionError), not "does not exist"', async () => {
-    const inner = memoryStore();
-    const store = wrapStore(inner, {
-      getAgent: async (id) => {
-        if (id === 'bad') throw new StoreCorruptionError('bad', 'its record is not valid JSON');
-        return inner.getAgent(id);
-      },
-      getAgents: async (ids) => (await inner.getAgents(ids)).filter((r) => r.id !== 'bad'),
-    });
-    await inner.createAgent({ id: 'bad', type: 'counter', parent: null, pinned: false, input: null, createdAt: 0 });
-    const { runtime } = await counterRuntime({ store });
+    const { runtime } = await counterRuntime({ store: await storeWithDamagedRecord('bad') });
     await expect(runtime.send('bad', { type: 'inc' })).rejects.toBeInstanceOf(StoreCorruptionError);
     await expect(runtime.send('nobody', { type: 'inc' })).rejects.toBeInstanceOf(AgentNotFoundError);
     await runtime.stop();

@@ -7,6 +7,7 @@ import { createMachine } from 'xstate';
 import { defineAgent } from '../../src/defineAgent.js';
 import { fromTurn } from '../../src/fromTurn.js';
 import type { Runtime } from '../../src/createRuntime.js';
+import type { Store } from '../../src/store/Store.js';
 import type { RuntimeEventName, RuntimeEvents } from '../../src/events.js';
 
 export async function until(condition: () => boolean, what = 'condition', maxTurns = 5_000): Promise<void> {
@@ -90,4 +91,14 @@ export function record<K extends RuntimeEventName>(runtime: Runtime, name: K): R
   const out: RuntimeEvents[K][] = [];
   runtime.on(name, (e) => out.push(e));
   return out;
+}
+
+/** A store that forwards to `inner` (every method bound to it), with some methods replaced. */
+export function wrapStore(inner: Store, overrides: Partial<Store>): Store {
+  const out = {} as Record<string, unknown>;
+  for (const key of Object.keys(inner) as (keyof Store)[]) {
+    const v = inner[key];
+    out[key] = typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(inner) : v;
+  }
+  return Object.assign(out, overrides) as unknown as Store;
 }

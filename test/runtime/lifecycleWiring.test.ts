@@ -15,16 +15,7 @@ import { memoryStore } from '../../src/store/memoryStore.js';
 import { sqliteStore } from '../../src/store/sqliteStore.js';
 import type { Store } from '../../src/store/Store.js';
 import { StoreCorruptionError, StoreError } from '../../src/errors.js';
-import { counterAgent, flush, record, until, type Handled } from './helpers.js';
-
-function wrapStore(inner: Store, overrides: Partial<Store>): Store {
-  const out = {} as Record<string, unknown>;
-  for (const key of Object.keys(inner) as (keyof Store)[]) {
-    const v = inner[key];
-    out[key] = typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(inner) : v;
-  }
-  return Object.assign(out, overrides) as unknown as Store;
-}
+import { counterAgent, flush, record, until, wrapStore, type Handled } from './helpers.js';
 
 describe('runtime.pin', () => {
   it('a pinned agent is never evicted and does not count against the cap', async () => {
