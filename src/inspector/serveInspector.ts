@@ -40,7 +40,10 @@ export interface InspectorOptions {
 }
 
 export interface LiveInspectorOptions extends InspectorOptions {
-  /** The runtime's store, for rollouts and mailboxes (else read through the runtime's internals). */
+  /**
+   * @deprecated Not needed: the inspector reads mailboxes and rollouts through the
+   * runtime's own read API (`runtime.mailbox`, `runtime.history`). Accepted and ignored.
+   */
   store?: Store;
 }
 
@@ -54,7 +57,9 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 const WILDCARD = new Set(['0.0.0.0', '::', '']);
 
 /**
- * Serves the inspector for a running runtime.
+ * Serves the inspector for a running runtime. It reads the runtime only through its
+ * public API (`list`, `get`, `stats`, `on` and the read views `residency`, `mailbox`,
+ * `history`, `machineOf`, `logicValue`), so any `Runtime` will do.
  *
  * @example
  * const inspector = await serveInspector(runtime);
@@ -63,7 +68,7 @@ const WILDCARD = new Set(['0.0.0.0', '::', '']);
  */
 export function serveInspector(runtime: Runtime, options: LiveInspectorOptions = {}): Promise<Inspector> {
   assertOptions(options);
-  return serve(runtimeSource(runtime, options.store ?? null), options);
+  return serve(runtimeSource(runtime), options);
 }
 
 /**

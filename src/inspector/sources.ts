@@ -3,6 +3,10 @@
  * stored database (read-only, nothing runs). The server and the page only see this
  * interface.
  *
+ * A live runtime is read only through its public API, as any tool would: `list`, `get`,
+ * `stats`, `on`, and the read views `residency`, `mailbox`, `history`, `machineOf` and
+ * `logicValue`. Nothing here reaches into the runtime's internals.
+ *
  * A damaged agent (its stored data cannot be read: StoreCorruptionError) is left out of
  * the overview and listed in its `damaged`; `agent()` of it rejects with that error,
  * which the server answers with what is damaged.
@@ -11,7 +15,6 @@ import type { AnyStateMachine } from 'xstate';
 import type { AgentInfo, Runtime, RuntimeStats } from '../createRuntime.js';
 import { StoreCorruptionError } from '../errors.js';
 import { RUNTIME_EVENT_NAMES } from '../events.js';
-import { INTERNALS, type RuntimeInternals } from '../runtime/internals.js';
 import type { AgentRecord, RolloutEntry, Store, StoredMessage } from '../store/Store.js';
 import type { InspectorEvent } from './EventBatcher.js';
 
@@ -81,13 +84,13 @@ export interface InspectorSource {
   subscribe?(listener: (make: () => InspectorEvent) => void): () => void;
 }
 
-function take(it: Iterable<string>, n: number): string[] {
-  const out: string[] = [];
-  for (const k of it) {
-    if (out.length >= n) break;
-    out.push(k);
+/** The state value the latest snapshot entry of a rollout recorded; undefined when none did. */
+function lastValue(rollout: readonly RolloutEntry[]): unknown {
+  for (let i = rollout.length - 1; i >= 0; i--) {
+    const r = rollout[i]!;
+    if (r.kind === 'snapshot' && r.value !== undefined) return r.value;
   }
-  return out;
+  return undefined;
 }
 
 /**
@@ -95,10 +98,8 @@ function take(it: Iterable<string>, n: number): string[] {
  * a snapshot, else read from the snapshot itself (older rollouts, machines without states).
  */
 async function storedValue(store: Store, id: string, rollout: readonly RolloutEntry[]): Promise<unknown> {
-  for (let i = rollout.length - 1; i >= 0; i--) {
-    const r = rollout[i]!;
-    if (r.kind === 'snapshot' && r.value !== undefined) return r.value;
-  }
+  const value = lastValue(rollout);
+  if (value !== undefined) return value;
   const snapshot = await store.loadSnapshot(id);
   return snapshot !== null && typeof snapshot === 'object' && 'value' in snapshot ? (snapshot as { value: unknown }).value : null;
 }
@@ -115,18 +116,29 @@ function plain(name: string, payload: unknown): InspectorEvent {
   return out as InspectorEvent;
 }
 
-export function internalsOf(runtime: Runtime): RuntimeInternals | null {
-  const hook = (runtime as unknown as Record<symbol, unknown>)[INTERNALS];
-  return typeof hook === 'function' ? (hook as () => RuntimeInternals)() : null;
+/**
+ * The state value an evicted agent's logic was stored with: the latest one its rollout
+ * recorded. The last `limit` entries (already read) usually hold it; when they do not and
+ * there are more, earlier entries are read, eight times as many each time. Null when no
+ * snapshot of the rollout recorded one (the agent never finished a turn).
+ */
+async function historyValue(runtime: Runtime, id: string, rollout: readonly RolloutEntry[], limit: number): Promise<unknown> {
+  let entries = rollout;
+  for (;;) {
+    const value = lastValue(entries);
+    if (value !== undefined) return value;
+    if (entries.length < limit) return null;
+    limit *= 8;
+    entries = await runtime.history(id, { limit });
+  }
 }
 
-export function runtimeSource(runtime: Runtime, store: Store | null): InspectorSource {
-  const internals = internalsOf(runtime);
-  const storeOf = (): Store | null => store ?? internals?.store?.() ?? null;
+/** A running runtime, read through its public API (the `store` of old options is not needed). */
+export function runtimeSource(runtime: Runtime): InspectorSource {
   return {
     live: true,
     async snapshot(q) {
-      const books = internals?.books();
+      const books = runtime.residency({ top: q.top });
       const page = await runtime.list({ limit: q.limit, cursor: q.cursor, type: q.type, resident: q.resident });
       let agents: AgentRow[] = page.agents;
       if (q.state) agents = agents.filter((a) => a.state === q.state);
@@ -134,10 +146,10 @@ export function runtimeSource(runtime: Runtime, store: Store | null): InspectorS
         live: true,
         at: Date.now(),
         stats: runtime.stats(),
-        policy: books?.policy.name ?? null,
-        lru: books ? books.policy.order(q.top) : [],
-        slotQueue: books ? take(books.slotQueue.keys(), q.top) : [],
-        permitQueue: books ? take(books.permitQueue.keys(), q.top) : [],
+        policy: books.policy,
+        lru: books.lru,
+        slotQueue: books.slotQueue,
+        permitQueue: books.permitQueue,
         agents,
         cursor: page.cursor,
         damaged: page.damaged ?? [],
@@ -151,21 +163,21 @@ export function runtimeSource(runtime: Runtime, store: Store | null): InspectorS
         if ((err as { code?: string }).code === 'AGENT_NOT_FOUND') return null;
         throw err;
       }
-      const s = storeOf();
-      const [mailbox, rollout] = s
-        ? await Promise.all([s.pending(id, limits.mailbox), s.rollout(id, { limit: limits.rollout })])
-        : [[], []];
-      const machine = internals?.machineOf?.(agent.type) ?? null;
-      const live = internals?.logicValue?.(id);
+      const [mailbox, rollout] = await Promise.all([
+        runtime.mailbox(id, { limit: limits.mailbox }),
+        runtime.history(id, { limit: limits.rollout }),
+      ]);
+      const machine = runtime.machineOf(agent.type);
+      const live = runtime.logicValue(id);
       const logic: LogicView = {
         kind: machine ? 'machine' : 'turn',
         drawable: machine !== null,
-        value: !machine ? null : live !== undefined ? live : s ? await storedValue(s, id, rollout) : null,
+        value: !machine ? null : live !== undefined ? live : await historyValue(runtime, id, rollout, limits.rollout),
         resident: live !== undefined,
       };
       return { agent, mailbox, rollout, logic };
     },
-    machine: (type) => internals?.machineOf?.(type) ?? null,
+    machine: (type) => runtime.machineOf(type),
     subscribe(listener) {
       const offs = RUNTIME_EVENT_NAMES.map((name) => runtime.on(name, (payload) => listener(() => plain(name, payload))));
       return () => {

@@ -26,12 +26,12 @@ export interface RuntimeInternals {
   /** Resolves when every queued store operation of every agent in memory has finished. */
   chains(): Promise<void>;
   /**
-   * The runtime's store, for read-only views (the inspector reads rollouts and mailboxes).
-   * Optional so that runtimes built before it existed still satisfy the interface.
+   * @deprecated Nothing reads it: tools read mailboxes and rollouts through the runtime's
+   * public `mailbox()` and `history()`. Goes once createRuntime stops providing it.
    */
   store?(): Store;
-  /** The logic of an agent type when it is a statechart of the user's (not fromTurn); else null. */
+  /** The logic of an agent type when it is a statechart of the user's (not fromTurn); else null. Same as the public `runtime.machineOf()`. */
   machineOf?(type: string): AnyStateMachine | null;
-  /** The state value of a resident agent's logic; undefined when it is not resident. */
+  /** The state value of a resident agent's logic; undefined when it is not resident. Same as the public `runtime.logicValue()`. */
   logicValue?(id: string): unknown;
 }

@@ -45,7 +45,7 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
     const door = doorAgent();
     runtime = await createRuntime({ agents: [counterAgent(new Map(), holds), door], residentCap: 1, runningCap: 1, store });
     await runtime.spawn('counter', { id: 'alice' });
-    inspector = await serveInspector(runtime, { store });
+    inspector = await serveInspector(runtime);
     browser = await chromium.launch({
       executablePath: executablePath!,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
@@ -66,6 +66,9 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
     await runtime.send('alice', { type: 'ping' });
     await page.waitForSelector('tr[data-agent="alice"][data-state="idle"]');
     await page.waitForSelector('[data-stat="resident cap"] .v >> text=1');
+    // The supervisor's books, read through runtime.residency(): its policy and the LRU order.
+    await page.waitForSelector('h2 >> text=Supervisor · policy lru');
+    await page.waitForSelector('section:has(h2:text("LRU order")) .ids a >> text=alice');
     // Loads, evictions and hit rate have their small charts over time.
     for (const stat of ['loads', 'evictions', 'hit rate']) expect(await page.locator(`[data-stat="${stat}"] svg polyline`).count(), stat).toBe(1);
     await page.screenshot({ path: `${ARTIFACTS}/inspector-overview.png`, fullPage: true });
@@ -201,7 +204,7 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
   });
 
   it('refuses requests without the token when bound to a non-loopback host', async () => {
-    const open = await serveInspector(runtime, { host: '0.0.0.0', store });
+    const open = await serveInspector(runtime, { host: '0.0.0.0' });
     try {
       const url = new URL(open.url);
       const token = url.searchParams.get('token');

@@ -7,13 +7,35 @@ import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { createRuntime } from '../../src/createRuntime.js';
+import { createRuntime, type Runtime } from '../../src/createRuntime.js';
 import { EventBatcher, type Batch } from '../../src/inspector/EventBatcher.js';
 import { serveInspector, serveStoredInspector, type Inspector } from '../../src/inspector/serveInspector.js';
 import { memoryStore } from '../../src/store/memoryStore.js';
 import { sqliteStore } from '../../src/store/sqliteStore.js';
-import { counterAgent, doorAgent } from '../runtime/helpers.js';
+import { counterAgent, deferred, doorAgent, until, type Deferred } from '../runtime/helpers.js';
 import { DAMAGE_SAID, damagedDatabase, type Damage } from './damagedDatabase.js';
+
+/**
+ * The runtime as a tool outside it sees it: reading a symbol-keyed property (the test-only
+ * INTERNALS hook) throws, and the names read are recorded.
+ */
+function publicOnly(runtime: Runtime): { runtime: Runtime; read: Set<string> } {
+  const read = new Set<string>();
+  const proxy = new Proxy(runtime, {
+    get(target, key) {
+      if (typeof key === 'symbol') throw new Error(`read ${String(key)} of the runtime`);
+      read.add(key);
+      return Reflect.get(target, key) as unknown;
+    },
+    getOwnPropertyDescriptor(target, key) {
+      if (typeof key === 'symbol') throw new Error(`read ${String(key)} of the runtime`);
+      return Reflect.getOwnPropertyDescriptor(target, key);
+    },
+  });
+  return { runtime: proxy, read };
+}
+
+const PUBLIC_READS = ['list', 'get', 'stats', 'on', 'residency', 'mailbox', 'history', 'machineOf', 'logicValue'];
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON read back from the API
 async function getJson(url: string): Promise<any> {
@@ -85,7 +107,7 @@ describe('serveInspector', () => {
     const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 2, runningCap: 1, store });
     await runtime.spawn('counter', { id: 'alice' });
     await runtime.ask('alice', { type: 'ping' });
-    const inspector = await serveInspector(runtime, { store });
+    const inspector = await serveInspector(runtime);
     open.push(inspector);
     expect(inspector.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
     const page = await fetch(inspector.url);
@@ -120,7 +142,7 @@ describe('serveInspector', () => {
     await runtime.spawn('counter', { id: 'alice' });
     await runtime.ask('front', { type: 'open' });
     await runtime.ask('front', { type: 'narrow' });
-    const inspector = await serveInspector(runtime, { store });
+    const inspector = await serveInspector(runtime);
     open.push(inspector);
     const drawing = await getJson(`${inspector.url}api/machine/door`);
     expect(drawing.machineId).toBe('door');
@@ -160,6 +182,62 @@ describe('serveInspector', () => {
     await runtime.stop();
   });
 
+  it('reads the runtime only through its public API: policy, LRU order, both queues, mailbox, rollout, logic', async () => {
+    const holds = new Map<string, Deferred>();
+    const store = memoryStore();
+    const real = await createRuntime({ agents: [counterAgent(new Map(), holds), doorAgent()], residentCap: 2, runningCap: 1, store });
+    const { runtime, read } = publicOnly(real);
+    for (const id of ['alice', 'bob', 'carol']) await runtime.spawn('counter', { id });
+    await runtime.spawn('door', { id: 'front' });
+    await runtime.ask('front', { type: 'open' });
+    // alice runs and keeps the only permit; bob, resident, waits for it; carol waits for a slot.
+    const hold = deferred();
+    holds.set('h', hold);
+    await runtime.send('alice', { type: 'hold', key: 'h' });
+    await until(() => runtime.stats().running === 1, 'alice running');
+    await runtime.send('bob', { type: 'ping' });
+    await until(() => runtime.residency().permitQueue.length === 1, 'bob waiting for a permit');
+    await runtime.send('carol', { type: 'ping' });
+    await runtime.send('carol', { type: 'ping', n: 2 });
+    await until(() => runtime.residency().slotQueue.length === 1, 'carol waiting for a slot');
+    const inspector = await serveInspector(runtime);
+    open.push(inspector);
+    const snap = await getJson(`${inspector.url}api/snapshot`);
+    expect(snap).toMatchObject({ live: true, policy: 'lru', slotQueue: ['carol'], permitQueue: ['bob'] });
+    expect(snap.lru).toEqual(real.residency().lru);
+    expect(snap.stats).toMatchObject({ residentCap: 2, running: 1, waitingForSlot: 1, waitingForPermit: 1 });
+    expect((await getJson(`${inspector.url}api/snapshot?top=1`)).permitQueue).toEqual(['bob']);
+    // carol's mail waits in her mailbox; front's rollout and state (front was evicted for bob).
+    const carol = await getJson(`${inspector.url}api/agent/carol`);
+    expect(carol.mailbox.map((m: { message: { type: string } }) => m.message.type)).toEqual(['ping', 'ping']);
+    expect(carol.logic).toEqual({ kind: 'turn', drawable: false, value: null, resident: false });
+    const front = await getJson(`${inspector.url}api/agent/front`);
+    expect(front.agent.state).toBe('unloaded');
+    expect(front.rollout.map((r: { kind: string }) => r.kind)).toContain('snapshot');
+    expect(front.logic).toEqual({ kind: 'machine', drawable: true, value: { opened: 'wide' }, resident: false });
+    // Only the last entry (its eviction) asked for: the state is found further back.
+    const last = await getJson(`${inspector.url}api/agent/front?rollout=1`);
+    expect(last.rollout.map((r: { kind: string; note?: string }) => r.note ?? r.kind)).toEqual(['evicted']);
+    expect(last.logic).toEqual({ kind: 'machine', drawable: true, value: { opened: 'wide' }, resident: false });
+    expect((await getJson(`${inspector.url}api/machine/door`)).machineId).toBe('door');
+    for (const name of read) expect(['spawn', 'ask', 'send', ...PUBLIC_READS], name).toContain(name);
+    for (const name of ['residency', 'mailbox', 'history', 'machineOf', 'logicValue']) expect(read.has(name), name).toBe(true);
+    hold.resolve();
+    await real.stop();
+  });
+
+  it('accepts the store option of old, and needs it no more', async () => {
+    const store = memoryStore();
+    const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 1, runningCap: 1, store });
+    await runtime.spawn('counter', { id: 'alice' });
+    await runtime.ask('alice', { type: 'ping' });
+    const inspector = await serveInspector(runtime, { store });
+    open.push(inspector);
+    const alice = await getJson(`${inspector.url}api/agent/alice`);
+    expect(alice.rollout.map((r: { kind: string }) => r.kind)).toContain('turn.finished');
+    await runtime.stop();
+  });
+
   it('refuses a token shorter than 16 characters and an invalid port', async () => {
     const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 1, runningCap: 1, store: memoryStore() });
     expect(() => serveInspector(runtime, { token: 'short' })).toThrow(TypeError);
@@ -179,7 +257,7 @@ describe('the API refuses what it cannot read with 400, and says 404 for an unkn
     const store = memoryStore();
     const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 1, runningCap: 1, store });
     await runtime.spawn('counter', { id: 'alice' });
-    const inspector = kind === 'live' ? await serveInspector(runtime, { store }) : await serveStoredInspector(store);
+    const inspector = kind === 'live' ? await serveInspector(runtime) : await serveStoredInspector(store);
     try {
       for (const path of ['api/agent/%E0%A4%A', 'api/agent/%', 'api/agent/%C0%AF', 'api/machine/%E0%A4%A']) {
         const r = await getText(`${inspector.url}${path}`);
@@ -262,7 +340,7 @@ describe('a damaged agent: the overview leaves it out and names it; its page say
     await damagedDatabase(path, 'rollout');
     const store = sqliteStore(path);
     const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 2, runningCap: 1, store });
-    const inspector = await serveInspector(runtime, { store });
+    const inspector = await serveInspector(runtime);
     try {
       const snap = await getJson(`${inspector.url}api/snapshot`);
       expect(ids(snap.agents)).toEqual(['a', 'c']);

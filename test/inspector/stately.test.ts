@@ -1,5 +1,5 @@
 /**
- * The bridge to Stately's inspector (src/inspector/stately.ts): the `inspect` option of
+ * The bridge to Stately's inspector (src/runtime/stately.ts): the `inspect` option of
  * createRuntime, and runtime.inspect() with its mapped session ids.
  *
  * Events go through the real `@statelyai/inspect` converter (`createInspector` with an
