@@ -48,7 +48,7 @@ export interface RuntimeOptions {
    * `@xstate.event` and `@xstate.snapshot` events of every agent while it is resident
    * (nothing else: not the runtime's supervisor, not microsteps or actions), with session
    * ids that name agents: the agent id for its root actor, `<agentId>/<sessionId>` for
-   * actors inside it (see src/inspector/stately.ts). Default: none, and inspection costs
+   * actors inside it (see src/runtime/stately.ts). Default: none, and inspection costs
    * nothing.
    */
   inspect?: InspectionObserver;

@@ -92,8 +92,8 @@ export async function createTestRuntime(options: TestRuntimeOptions): Promise<Te
       const parts: string[] = [a.state];
       if (a.inTurn) parts.push('in a turn');
       const record = await within(store.getAgent(a.id).catch(() => null));
-      const machine = record && record !== NOT_YET ? internals.machineOf?.(record.type) : null;
-      const value = machine ? internals.logicValue?.(a.id) : undefined;
+      const machine = record && record !== NOT_YET ? runtime.machineOf(record.type) : null;
+      const value = machine ? runtime.logicValue(a.id) : undefined;
       const says = value !== undefined && !(typeof value === 'object' && value !== null && Object.keys(value).length === 0);
       if (says) parts.push(`its logic in state ${JSON.stringify(value)}`);
       running.push(`${JSON.stringify(a.id)} (${parts.join(', ')})`);
