@@ -76,7 +76,7 @@ for (const type of ['triage', 'assign', 'submit']) await runtime.ask('ticket-7',
 // Two held turns (the running cap), one agent waiting for a permit.
 for (const id of ['bob', 'carol', 'dave']) await runtime.send(id, { type: 'slow' });
 
-const inspector = await serveInspector(runtime, { store });
+const inspector = await serveInspector(runtime);
 const browser = await chromium.launch({
   executablePath,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
