@@ -1,5 +1,6 @@
 /**
- * `defineAgent`: what an agent of one type does.
+ * `defineAgent`: what an agent of one type does, and how its stored state from older
+ * versions of its logic is brought up to date.
  */
 import type { AnyStateMachine } from 'xstate';
 
@@ -12,12 +13,31 @@ export interface AgentDefinition {
    * such a turn is recorded `crashed` and its message counts as handled.
    */
   readonly redeliverCrashed: boolean;
+  /** The version of the logic (default 1), written with every snapshot. */
+  readonly version: number;
+  /** Steps that bring a stored snapshot up to `version`, keyed by the version each produces. */
+  readonly migrate: Readonly<Record<number, Migration>>;
 }
+
+/**
+ * One migration step: from the snapshot of the version before to this version's. For
+ * fromTurn logic it gets and returns the agent's state; for a machine, its persisted
+ * snapshot (`{ value, context, … }`).
+ */
+export type Migration = (previous: any) => unknown;
 
 export interface DefineAgentOptions {
   type: string;
   logic: AnyStateMachine;
   redeliverCrashed?: boolean;
+  /** The version of the logic (an integer ≥ 1, default 1). Raise it when stored state must change shape. */
+  version?: number;
+  /**
+   * Keyed by the version each step produces (2, 3, … up to `version`), applied in order on
+   * load to a snapshot written by an older version; the migrated snapshot is written at
+   * the agent's next commit.
+   */
+  migrate?: Record<number, Migration>;
 }
 
 /**
@@ -51,5 +71,21 @@ export function defineAgent(options: DefineAgentOptions): AgentDefinition {
   if (typeof redeliverCrashed !== 'boolean') {
     throw new TypeError(`Expected \`redeliverCrashed\` to be a boolean, got \`${String(redeliverCrashed)}\``);
   }
-  return Object.freeze({ type, logic, redeliverCrashed });
+  const { version = 1, migrate = {} } = options;
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) {
+    throw new TypeError(`Expected \`version\` of agent type "${type}" to be an integer ≥ 1, got \`${String(version)}\` (${typeof version})`);
+  }
+  if (typeof migrate !== 'object' || migrate === null || Array.isArray(migrate)) {
+    throw new TypeError(`Expected \`migrate\` of agent type "${type}" to be an object of steps keyed by version, got \`${String(migrate)}\``);
+  }
+  for (const [key, step] of Object.entries(migrate)) {
+    const v = Number(key);
+    if (!Number.isSafeInteger(v) || v < 2 || v > version || typeof step !== 'function') {
+      throw new TypeError(
+        `Expected every key of \`migrate\` of agent type "${type}" to be a version from 2 to ${version} (the version its step produces) ` +
+          `with a function as its step, got ${JSON.stringify(key)}: ${typeof step}`,
+      );
+    }
+  }
+  return Object.freeze({ type, logic, redeliverCrashed, version, migrate: Object.freeze({ ...migrate }) });
 }

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'RUNTIME_STOPPED'
   | 'ASK_TIMEOUT'
   | 'FENCED'
+  | 'MIGRATION_FAILED'
   | 'STORE_LOCKED';
 
 /** The base of residency's runtime errors. */
@@ -173,4 +174,26 @@ export function describeOwner(owner: StoreOwner | null): string {
   return `pid ${owner.pid} on host ${JSON.stringify(owner.host)}, since ${
     Number.isNaN(since.getTime()) ? String(owner.since) : since.toISOString()
   }`;
+}
+
+/**
+ * A stored snapshot cannot be brought to the current version of its logic: it was written
+ * by a newer version, a migration step is missing or threw, or the migrated snapshot does
+ * not restore. The agent is quarantined (`failed`) with its messages kept.
+ */
+export class MigrationError extends ResidencyError {
+  constructor(
+    readonly agentId: string,
+    readonly storedVersion: number,
+    readonly currentVersion: number,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      'MIGRATION_FAILED',
+      `Agent "${agentId}" was stored by version ${storedVersion} of its logic and cannot be brought to version ${currentVersion}: ${detail}. ` +
+        `It is quarantined (state "failed"), its messages kept: deploy a definition whose migrate steps handle it, then runtime.retry(${JSON.stringify(agentId)})`,
+      options,
+    );
+  }
 }

@@ -4,7 +4,8 @@
  * turn), and quarantine (`failed`) when its stored record cannot be read or restored.
  */
 import type { EvictReason } from '../../machines/agent.js';
-import { StoreCorruptionError } from '../errors.js';
+import { MigrationError, StoreCorruptionError } from '../errors.js';
+import { migrateSnapshot } from './migrate.js';
 import { describeThrown } from '../validate.js';
 import { asError } from './snapshots.js';
 import type { Core, Entry } from './types.js';
@@ -35,16 +36,25 @@ export class Loads {
         return;
       }
       if (entry.destroyed) return; // destroyed while reading: nothing to load any more
+      let from = entry.def.version;
       try {
         if (snapshot != null && (typeof snapshot !== 'object' || !('value' in (snapshot as object)))) {
           throw new StoreCorruptionError(entry.id, 'its snapshot is not an XState snapshot');
         }
+        // Brought to the current version first (written at the agent's next commit).
+        if (snapshot != null) ({ snapshot, from } = migrateSnapshot(entry.id, entry.def, snapshot));
         entry.actor = core.actors.create(entry, snapshot);
         entry.lastPersisted = snapshot ?? undefined;
       } catch (err) {
         if (entry.actor) core.inspection.stop(entry.actor);
         entry.actor = null;
-        this.#failed(entry, err instanceof StoreCorruptionError ? err : this.#unrestorable(entry, snapshot, err), true);
+        const error =
+          err instanceof StoreCorruptionError || err instanceof MigrationError
+            ? err
+            : from !== entry.def.version
+              ? new MigrationError(entry.id, from, entry.def.version, `the migrated snapshot does not restore: ${describeThrown(err)}`, { cause: err })
+              : this.#unrestorable(entry, snapshot, err);
+        this.#failed(entry, error, true);
         return;
       }
       entry.loadFailures = 0;

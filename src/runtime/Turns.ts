@@ -17,6 +17,7 @@ import { FencedError, TurnFailedError, UnknownAgentTypeError } from '../errors.j
 import { isTurnLogic } from '../fromTurn.js';
 import type { StoredMessage, TurnOutcome } from '../store/Store.js';
 import { describeThrown } from '../validate.js';
+import { withVersion } from './migrate.js';
 import { asError, notPersistable, resultState, stateValueOf, storedSnapshot, turnOver } from './snapshots.js';
 import type { Core, Entry, Turn } from './types.js';
 import type { Actor, AnyStateMachine, Subscription } from 'xstate';
@@ -173,7 +174,7 @@ export class Turns {
         const next = this.#keeps(entry) && entry.inbox.has(turn.seq + 1) ? { seq: turn.seq + 1, at } : undefined;
         const r = await core.buffer.write<{ outbox: { seq: number; duplicate: boolean }[] }>({
           op: 'commitTurn',
-          commit: { agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot, value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}) },
+          commit: { agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot: withVersion(entry.def, snapshot), value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}) },
         });
         if (next) entry.begun = next.seq;
         entry.lastPersisted = snapshot;
