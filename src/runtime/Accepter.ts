@@ -8,6 +8,7 @@
 import { AgentNotFoundError } from '../errors.js';
 import type { AgentRecord, AppendRequest, AppendResult, Store } from '../store/Store.js';
 import type { WriteBuffer } from './WriteBuffer.js';
+import * as slice from './slice.js';
 
 /** Sends written in one go at most: a bounded slice of work between two yields to the event loop. */
 export const MAX_SENDS = 128;
@@ -82,6 +83,7 @@ export class Accepter {
       let n = 0;
       while (n < this.#queue.length && n < MAX_SENDS && this.#queue[n]!.kind === 'send') n++;
       const batch = this.#queue.splice(0, n) as SendOp[];
+      if (slice.spent()) await slice.next();
       try {
         await this.#sendBatch(batch);
       } catch (err) {

@@ -18,6 +18,7 @@ import { isTurnLogic } from '../fromTurn.js';
 import type { StoredMessage, TurnOutcome } from '../store/Store.js';
 import { describeThrown } from '../validate.js';
 import { withVersion } from './migrate.js';
+import * as slice from './slice.js';
 import { asError, notPersistable, resultState, stateValueOf, storedSnapshot, turnOver } from './snapshots.js';
 import type { Core, Entry, Turn } from './types.js';
 import type { Actor, AnyStateMachine, Subscription } from 'xstate';
@@ -86,6 +87,7 @@ export class Turns {
       }
     }
     core.emitter.emit('turn.started', () => ({ id: entry.id, at: turn.startedAt, seq: turn.seq }));
+    if (slice.spent()) await slice.next(); // the host application's share of the event loop first
     if (unpersistable === null && !turn.interrupted) {
       if (isTurnLogic(entry.def.logic)) await core.actors.runTurnFunction(entry, turn);
       else await this.#execute(entry, actor, turn);

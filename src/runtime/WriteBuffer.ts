@@ -20,12 +20,11 @@
  */
 import type { Clock } from '../clock.js';
 import { StoreError } from '../errors.js';
+import * as slice from './slice.js';
 import type { Store, StoreOp, StoreOpResult } from '../store/Store.js';
 
 /** Ops in one batch at most (about 1–2 ms of SQLite work on the benchmark machine: it bounds the work between two turns of the event loop). */
 export const MAX_OPS = 96;
-/** The most work (ms) between two turns of the event loop, for stores that batch at once. */
-export const SLICE_MS = 2;
 /** How often a busy store is retried (10 ms, 20 ms, … 1 s: about 6 s in all). */
 export const STORE_RETRIES = 10;
 
@@ -63,13 +62,13 @@ export class WriteBuffer {
   /**
    * The next batch: at the end of this turn of the event loop (setImmediate), or, for a
    * store that batches `'immediate'`, as soon as the current job ends (a microtask) — but
-   * never more than SLICE_MS of work without a turn of the event loop in between, so the
+   * never more than a slice (slice.ts) of work without a turn of the event loop in between, so the
    * host application's timers and I/O keep running (the runtime yields at least that often).
    */
   #schedule(): void {
     if (this.#scheduled || this.#flushing) return;
     this.#scheduled = true;
-    if (this.store.batching === 'immediate' && performance.now() - this.#sliceStart < SLICE_MS) {
+    if (this.store.batching === 'immediate' && !slice.spent()) {
       queueMicrotask(() => {
         this.#scheduled = false;
         void this.#flush();
@@ -77,12 +76,11 @@ export class WriteBuffer {
       return;
     }
     setImmediate(() => {
-      this.#sliceStart = performance.now();
+      slice.begin();
       this.#scheduled = false;
       void this.#flush();
     });
   }
-  #sliceStart = 0;
 
   async #flush(): Promise<void> {
     if (this.#queue.length === 0) return;
