@@ -15,7 +15,9 @@
  * 1. `append` is atomic per call: either every message of the batch is stored or none.
  *    It is idempotent by `(agentId, messageId)`: appending a message id that is already
  *    stored (pending or consumed) stores nothing new and returns the original `seq` with
- *    `duplicate: true`. Messages to an agent that does not exist are refused with
+ *    `duplicate: true`. Under a retention policy (rule 12) the id of a message consumed by
+ *    a turn older than the retained window may be forgotten: appending it again is then
+ *    accepted as a new message. Messages to an agent that does not exist are refused with
  *    `AgentNotFoundError` and nothing of the batch is stored.
  * 2. `commitTurn` is atomic: the turn record, the outputs, the new snapshot (if any), the
  *    consumption of the handled message, the outgoing messages (outbox) and the agents
@@ -26,7 +28,11 @@
  *    `crashed` with `commitTurn({ outcome: 'crashed' })`).
  * 4. Reads return copies: mutating a returned object never changes the store.
  * 5. `destroyAgent` deletes the identity, mailbox, snapshot and rollout; the id may be
- *    spawned again afterwards, with sequence numbers starting again at 1.
+ *    spawned again afterwards, with sequence numbers starting again at 1. The agent is gone
+ *    for every read and write as soon as the call resolves, and the call never takes time
+ *    in proportion to the agent's history: a store may delete a long history afterwards,
+ *    in the background, in bounded steps (sqliteStore does; spawning the id again before
+ *    those steps end finishes them first, in the spawn's transaction).
  * 6. Ids are opaque strings; a store never uses them as paths.
  * 7. After `close()`, every method rejects with `StoreError`.
  * 8. One owner at a time. `acquire(owner)` makes the caller (a runtime) the store's one
@@ -52,6 +58,25 @@
  *    once per transaction), a busy database (`StoreError` with `retryable: true`). An
  *    argument that is not an array of ops rejects with a `TypeError`, storing nothing.
  *    The single write methods are batches of one: they reject with their op's error.
+ * 11. Counters. Each agent has counters (AgentStats: turns finished and how many of them
+ *    failed, crashed or were interrupted, the mailbox size, the time of its last activity),
+ *    kept by the very transactions that change them, never recomputed from the rollout:
+ *    they stay exact when retention prunes the rollout. `agentStats(ids)` reads them in
+ *    O(ids) and `mailboxSize` in O(1), whatever the length of the history.
+ * 12. History retention. `commitTurn` carries the agent's policy (`CommitTurn.retain`,
+ *    `'all'` when absent). With `{ keepTurns: k }` the retained window is what the rollout
+ *    received after the turn k turns before the last one finished: the records of the last
+ *    k turns and everything else written since. The commit deletes, in its own
+ *    transaction, oldest first, a bounded batch (`pruneBatch` in common.ts: 64 of each, or
+ *    twice the entries the commit may write when that is more) of the rollout entries
+ *    older than the window and of the messages consumed by turns older than the window
+ *    (their ids are then forgotten, rule 1). So no commit becomes a long transaction, and
+ *    over the next commits the history converges to the window. Retention never deletes a
+ *    pending message (in flight or not), the latest snapshot, or anything a counter says
+ *    (rule 11). An entry older than the window goes even when it is the `accepted` entry
+ *    of a message still pending (a backlog longer than the window): the message itself
+ *    stays in the mailbox. Retention changes what `rollout` returns and which old message
+ *    ids are remembered; no other read.
  *
  * All methods are async; a store may batch them (group commit) as long as each call
  * resolves only after what it wrote is durable (for durable stores).
@@ -126,6 +151,13 @@ export interface CommitTurn {
   /** Error text for a failed turn. */
   error?: string;
   /**
+   * The agent's history retention policy (rule 12): `{ keepTurns }` (an integer ≥ 0) keeps
+   * the last `keepTurns` turns of the rollout and prunes older entries, a small batch per
+   * commit; `'all'` (the default when absent) keeps everything. A bad value is refused
+   * with a `TypeError` (the commit stores nothing).
+   */
+  retain?: Retention;
+  /**
    * Begins the agent's next turn, on message `next.seq`, in the same transaction, after
    * this commit (as `beginTurn` would): the dequeue of the next message rides with this
    * commit. The whole commit fails if that message is not pending.
@@ -134,6 +166,9 @@ export interface CommitTurn {
   at: number;
   durationMs: number;
 }
+
+/** How much of an agent's history a commit keeps (rule 12). */
+export type Retention = { keepTurns: number } | 'all';
 
 export interface CommitResult {
   /** Sequence numbers given to the outbox messages, in order. */
@@ -148,9 +183,40 @@ export type RolloutEntry =
   | { kind: 'snapshot'; seq: number; at: number; value?: Json }
   | { kind: 'note'; note: 'loaded' | 'evicted' | 'spawned'; reason?: string; at: number };
 
+/**
+ * An agent's counters (rule 11), kept with the writes that change them. They count what
+ * happened since the agent was created (or spawned again after a destroy), whatever the
+ * retention policy pruned since.
+ */
+export interface AgentStats {
+  /** Turns finished, of any outcome (done, failed, interrupted, crashed). */
+  turns: number;
+  /** Of those, turns that failed. */
+  failed: number;
+  /** Of those, turns recorded `crashed` (in flight when the process died). */
+  crashed: number;
+  /** Of those, turns that were interrupted. */
+  interrupted: number;
+  /** Messages accepted and not yet consumed (what `mailboxSize` says). */
+  mailbox: number;
+  /**
+   * The `at` of the agent's last accepted message, turn record (turn started or finished)
+   * or note, in the order they were written; `null` before the first one.
+   */
+  lastActiveAt: number | null;
+}
+
+/**
+ * The filters of `listAgents`: each one given must hold. The store applies them before
+ * paging, so a page is full (`limit` agents) whenever more matches exist.
+ */
 export interface ListOptions {
   type?: string;
   parent?: string;
+  /** Only agents spawned pinned (`true`) or not pinned (`false`). */
+  pinned?: boolean;
+  /** Only agents with pending messages (`true`), or with an empty mailbox (`false`). */
+  hasMail?: boolean;
   /** At most this many (default 100). */
   limit?: number;
   /** From `list()`'s previous `cursor`. */
@@ -207,9 +273,20 @@ export interface Store {
   getAgent(id: string): Promise<AgentRecord | null>;
   /** The records of those ids that exist (in no particular order). */
   getAgents(ids: readonly string[]): Promise<AgentRecord[]>;
-  /** Agents ordered by id, filtered, paged with an opaque cursor. */
+  /**
+   * Agents ordered by id, filtered before paging (see ListOptions), paged with an opaque
+   * cursor. A filter that is not of its type is refused with a `TypeError`.
+   */
   listAgents(options?: ListOptions): Promise<ListResult>;
-  /** Deletes identity, mailbox, snapshot and rollout. Resolves `false` when absent. */
+  /**
+   * The counters (rule 11) of those ids that exist, keyed by id; costs O(ids), never
+   * O(history). Ids that do not exist are absent from the map.
+   */
+  agentStats(ids: readonly string[]): Promise<Map<string, AgentStats>>;
+  /**
+   * Deletes identity, mailbox, snapshot and rollout (rule 5: at once for every read and
+   * write, its rows possibly in the background). Resolves `false` when absent.
+   */
   destroyAgent(id: string): Promise<boolean>;
 
   // --- mailbox ---
@@ -217,19 +294,22 @@ export interface Store {
   append(batch: readonly AppendRequest[]): Promise<AppendResult[]>;
   /** Unconsumed messages of the agent, oldest first, at most `limit`. */
   pending(agentId: string, limit?: number): Promise<StoredMessage[]>;
-  /** How many unconsumed messages the agent has. */
+  /** How many unconsumed messages the agent has: O(1), a counter (rule 11). */
   mailboxSize(agentId: string): Promise<number>;
 
   // --- turns and state ---
   /** Records that a turn started on message `seq` (for crash recovery). */
   beginTurn(agentId: string, seq: number, at: number): Promise<void>;
-  /** Commits a turn atomically (see rule 2). */
+  /** Commits a turn atomically (see rule 2), pruning by its retention policy (rule 12). */
   commitTurn(commit: CommitTurn): Promise<CommitResult>;
   /** The latest snapshot, or `null` when the agent never committed one. */
   loadSnapshot(agentId: string): Promise<unknown | null>;
   /** Appends a lifecycle note (loaded, evicted, …) to the rollout. Not transactional with anything. */
   note(agentId: string, entry: Extract<RolloutEntry, { kind: 'note' }>): Promise<void>;
-  /** The rollout, oldest first: the last `limit` entries when `limit` is given. */
+  /**
+   * The rollout, oldest first: the last `limit` entries when `limit` is given. What
+   * retention pruned (rule 12) is gone from it.
+   */
   rollout(agentId: string, options?: { limit?: number }): Promise<RolloutEntry[]>;
 
   // --- recovery ---

@@ -4,11 +4,48 @@
  * (Limits are checked with validate.ts's `assertIntegerAtLeast`.)
  */
 import { StoreError } from '../errors.js';
-import { describeValue } from '../validate.js';
-import type { StoreOp, StoreOwner } from './Store.js';
+import { assertIntegerAtLeast, describeValue } from '../validate.js';
+import type { CommitTurn, ListOptions, Retention, StoreOp, StoreOwner } from './Store.js';
 
 /** `listAgents` page size when no `limit` is given. */
 export const DEFAULT_LIST_LIMIT = 100;
+
+/** The fewest rows of each kind a commit under a retention policy may prune (rule 12 of Store.ts). */
+export const PRUNE_BATCH_MIN = 64;
+
+/**
+ * How many rollout entries, and how many consumed messages, one commit may prune (rule 12
+ * of Store.ts): PRUNE_BATCH_MIN, or twice the rollout entries the commit may write (its
+ * outputs and outbox, its turn record, snapshot entry and the next turn's start) when that
+ * is more. A commit thus deletes more than it adds while the history is over its bound,
+ * and never much more: no commit becomes a long transaction.
+ */
+export function pruneBatch(commit: Pick<CommitTurn, 'outputs' | 'outbox'>): number {
+  return Math.max(PRUNE_BATCH_MIN, 2 * ((commit.outputs?.length ?? 0) + (commit.outbox?.length ?? 0) + 3));
+}
+
+/**
+ * Checks a commit's retention policy (a `TypeError` when it is neither `'all'` nor
+ * `{ keepTurns }` with an integer ≥ 0) and returns how many turns it keeps (`null`: all).
+ */
+export function keptTurns(retain: Retention | undefined): number | null {
+  if (retain === undefined || retain === 'all') return null;
+  if (retain === null || typeof retain !== 'object') {
+    throw new TypeError(`Expected \`retain\` to be 'all' or { keepTurns }, got ${describeValue(retain)}`);
+  }
+  assertIntegerAtLeast(retain.keepTurns, 'retain.keepTurns', 0);
+  return retain.keepTurns;
+}
+
+/** Checks the filters of `listAgents` that have a type the store relies on (`pinned`, `hasMail`). */
+export function checkListFilters(options: ListOptions): void {
+  for (const key of ['pinned', 'hasMail'] as const) {
+    const value = options[key];
+    if (value !== undefined && typeof value !== 'boolean') {
+      throw new TypeError(`Expected \`${key}\` to be a boolean, got ${describeValue(value)}`);
+    }
+  }
+}
 
 /** The StoreError for a turn on a message that is not pending (rule 2 of Store.ts). */
 export function notPending(agentId: string, seq: number, action: string): StoreError {

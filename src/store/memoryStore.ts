@@ -12,7 +12,12 @@
  * caller ever shares an object with the store.
  *
  * It remembers every message id an agent ever received (idempotency holds for consumed
- * messages too) and the whole rollout, until the agent is destroyed.
+ * messages too) and the whole rollout, until the agent is destroyed, unless a commit
+ * carries a retention policy (rule 12 of Store.ts): then each such commit drops, in a
+ * bounded batch, the oldest rollout entries before the retained window and the ids of the
+ * messages consumed by turns before it, so memory stays bounded by the window too. The
+ * counters (rule 11) are fields kept with each write; the mailbox size is the mailbox's
+ * own count. Destroying an agent drops its state at once (the garbage collector frees it).
  *
  * Ownership (rules 8 and 9 of Store.ts): a memory store is its own instance, so its one
  * owner is whoever acquired that instance; a second `acquire` on it while it is open
@@ -23,9 +28,10 @@
 
 import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } from '../errors.js';
 import { assertLimit } from '../validate.js';
-import { checkOps, DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
+import { checkListFilters, checkOps, DEFAULT_LIST_LIMIT, keptTurns, notPending, ownerOf, pruneBatch } from './common.js';
 import type {
   AgentRecord,
+  AgentStats,
   AppendRequest,
   AppendResult,
   CommitResult,
@@ -69,6 +75,12 @@ class Mailbox {
     return i >= this.head && this.slots[i] !== undefined;
   }
 
+  /** The message id of pending message `seq`. */
+  messageIdOf(seq: number): string | undefined {
+    const i = seq - this.base;
+    return i >= this.head ? this.slots[i]?.messageId : undefined;
+  }
+
   /** Consumes message `seq`; the caller checked `has(seq)`. */
   take(seq: number): void {
     this.slots[seq - this.base] = undefined;
@@ -91,15 +103,66 @@ class Mailbox {
   }
 }
 
+/**
+ * A first-in first-out list that drops from its head in O(1) (amortized), and counts what
+ * it dropped: the item at index `i` is the `dropped + i`-th ever pushed (from 0).
+ */
+class Queue<T> {
+  private items: T[] = [];
+  private head = 0;
+  /** How many items were shifted out since the queue was created. */
+  dropped = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  /** The item at index `i` (0 is the oldest kept). */
+  at(i: number): T | undefined {
+    return i < 0 ? undefined : this.items[this.head + i];
+  }
+
+  /** Drops the `n` oldest items (at most all of them); returns them. */
+  shift(n: number): T[] {
+    const out = this.items.slice(this.head, this.head + n);
+    this.head += out.length;
+    this.dropped += out.length;
+    if (this.head >= COMPACT_AT && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return out;
+  }
+
+  /** The last `n` items (all of them when `n` is undefined), oldest first. */
+  last(n?: number): T[] {
+    return this.items.slice(n === undefined ? this.head : Math.max(this.head, this.items.length - n));
+  }
+}
+
 interface AgentState {
   record: AgentRecord;
   mailbox: Mailbox;
-  /** Every message id ever appended to this agent, pending or consumed, with its seq. */
+  /**
+   * The message ids the agent remembers (rule 1): pending ones and consumed ones that
+   * retention did not forget, each with its seq.
+   */
   seqByMessageId: Map<string, number>;
+  /** The ids of the consumed messages still remembered: item i was consumed by turn `dropped + i + 1`. */
+  consumed: Queue<string>;
   snapshot: unknown;
-  rollout: RolloutEntry[];
+  /** The rollout entries still kept: item i is entry number `dropped + i` of the agent (from 0). */
+  rollout: Queue<RolloutEntry>;
+  /** The entry numbers of the turn.finished entries still kept: item i is turn `dropped + i + 1`'s. */
+  finishes: Queue<number>;
   /** Seqs of turns begun and not committed. */
   inFlight: Set<number>;
+  /** The counters of rule 11, but the mailbox (the mailbox's own count). */
+  stats: Omit<AgentStats, 'mailbox'>;
 }
 
 /**
@@ -136,9 +199,12 @@ export function memoryStore(): Store {
       record,
       mailbox: new Mailbox(),
       seqByMessageId: new Map(),
+      consumed: new Queue(),
       snapshot: null,
-      rollout: [],
+      rollout: new Queue(),
+      finishes: new Queue(),
       inFlight: new Set(),
+      stats: { turns: 0, failed: 0, crashed: 0, interrupted: 0, lastActiveAt: null },
     });
     sortedIds = null;
   }
@@ -153,6 +219,7 @@ export function memoryStore(): Store {
     agent.mailbox.push({ agentId, seq, messageId, message, at });
     agent.seqByMessageId.set(messageId, seq);
     agent.rollout.push({ kind: 'accepted', seq, messageId, message, at });
+    agent.stats.lastActiveAt = at;
     withPending.add(agentId);
     return { agentId, messageId, seq, duplicate: false };
   }
@@ -185,6 +252,7 @@ export function memoryStore(): Store {
     agent.inFlight.add(seq);
     withInFlight.add(agentId);
     agent.rollout.push({ kind: 'turn.started', seq, at });
+    agent.stats.lastActiveAt = at;
   }
 
   function commitTurnNow(commit: CommitTurn): CommitResult {
@@ -204,6 +272,7 @@ export function memoryStore(): Store {
         throw new AgentNotFoundError(request.agentId);
       }
     }
+    const keep = keptTurns(commit.retain);
     const what = `the turn of agent "${agentId}" on message #${seq}`;
     const snapshot = commit.snapshot === undefined ? undefined : copyIn(commit.snapshot, `the snapshot of ${what}`);
     const value = snapshot === undefined || commit.value === undefined ? undefined : copyIn(commit.value, `the state value of ${what}`);
@@ -217,6 +286,7 @@ export function memoryStore(): Store {
       agent.snapshot = snapshot;
       agent.rollout.push(value === undefined ? { kind: 'snapshot', seq, at } : { kind: 'snapshot', seq, at, value });
     }
+    agent.finishes.push(agent.rollout.dropped + agent.rollout.length);
     agent.rollout.push({
       kind: 'turn.finished',
       seq,
@@ -225,6 +295,13 @@ export function memoryStore(): Store {
       durationMs,
       ...(error === undefined ? {} : { error }),
     });
+    const stats = agent.stats;
+    stats.turns++;
+    if (outcome === 'failed') stats.failed++;
+    else if (outcome === 'crashed') stats.crashed++;
+    else if (outcome === 'interrupted') stats.interrupted++;
+    stats.lastActiveAt = at;
+    agent.consumed.push(agent.mailbox.messageIdOf(seq)!);
     agent.mailbox.take(seq);
     if (agent.mailbox.size === 0) withPending.delete(agentId);
     agent.inFlight.delete(seq);
@@ -232,12 +309,35 @@ export function memoryStore(): Store {
     for (const record of spawned) addAgent(record);
     const result = { outbox: outbox.map(accept) };
     if (commit.next !== undefined) beginTurnNow(agentId, commit.next.seq, commit.next.at);
+    if (keep !== null) prune(agent, stats.turns - keep, pruneBatch(commit));
     return result;
+  }
+
+  /**
+   * Drops, oldest first and at most `limit` of each, the rollout entries up to the
+   * turn.finished of turn `last` and the ids of the messages consumed by turns up to
+   * `last` (rule 12 of Store.ts).
+   */
+  function prune(agent: AgentState, last: number, limit: number): void {
+    if (last < 1) return;
+    // The entry number of turn `last`'s turn.finished; gone (undefined) when everything up to it is.
+    const end = agent.finishes.at(last - agent.finishes.dropped - 1);
+    if (end !== undefined) {
+      agent.rollout.shift(Math.min(limit, end - agent.rollout.dropped + 1));
+      let finished = 0;
+      while (finished < agent.finishes.length && agent.finishes.at(finished)! < agent.rollout.dropped) finished++;
+      agent.finishes.shift(finished);
+    }
+    for (const messageId of agent.consumed.shift(Math.min(limit, last - agent.consumed.dropped))) {
+      agent.seqByMessageId.delete(messageId);
+    }
   }
 
   function noteNow(agentId: string, entry: Extract<RolloutEntry, { kind: 'note' }>): void {
     const agent = agentOf(agentId);
-    agent.rollout.push(copyIn(entry, `a note for agent "${agentId}"`));
+    const note = copyIn(entry, `a note for agent "${agentId}"`);
+    agent.rollout.push(note);
+    if (typeof note.at === 'number') agent.stats.lastActiveAt = note.at;
   }
 
   /** One op of a batch, as its single method runs it. */
@@ -285,16 +385,19 @@ export function memoryStore(): Store {
 
     async listAgents(options: ListOptions = {}): Promise<ListResult> {
       checkOpen();
-      const { type, parent, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
+      const { type, parent, pinned, hasMail, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
       assertLimit(limit, 'limit');
+      checkListFilters(options);
       sortedIds ??= [...agents.keys()].sort();
       const ids = sortedIds;
       const out: AgentRecord[] = [];
       let next: string | null = null;
       for (let i = cursor === null ? 0 : firstAfter(ids, cursor); i < ids.length; i++) {
-        const record = agents.get(ids[i]!)!.record;
+        const { record, mailbox } = agents.get(ids[i]!)!;
         if (type !== undefined && record.type !== type) continue;
         if (parent !== undefined && record.parent !== parent) continue;
+        if (pinned !== undefined && record.pinned !== pinned) continue;
+        if (hasMail !== undefined && mailbox.size > 0 !== hasMail) continue;
         if (out.length === limit) {
           // One more match exists: the cursor resumes after the last record returned.
           next = out[out.length - 1]!.id;
@@ -303,6 +406,16 @@ export function memoryStore(): Store {
         out.push(structuredClone(record));
       }
       return { agents: out, cursor: next };
+    },
+
+    async agentStats(ids) {
+      checkOpen();
+      const out = new Map<string, AgentStats>();
+      for (const id of ids) {
+        const agent = agents.get(id);
+        if (agent !== undefined) out.set(id, { ...agent.stats, mailbox: agent.mailbox.size });
+      }
+      return out;
     },
 
     async destroyAgent(id) {
@@ -352,8 +465,8 @@ export function memoryStore(): Store {
       checkOpen();
       const { limit } = options;
       if (limit !== undefined) assertLimit(limit, 'limit');
-      const entries = agents.get(agentId)?.rollout ?? [];
-      return structuredClone(limit === undefined ? entries : entries.slice(Math.max(0, entries.length - limit)));
+      const entries = agents.get(agentId)?.rollout.last(limit) ?? [];
+      return structuredClone(entries);
     },
 
     async agentsWithPending() {

@@ -61,6 +61,21 @@ export const APPLICATION_ID = 0x72_73_64_79;
  *   `acquire`) and the identity of the runtime that last acquired it (pid, host, since:
  *   ms since epoch), named when another runtime finds the store locked. The lock itself
  *   is not in the database (see sqliteStore.ts).
+ *
+ * Version 3 (bounded history and O(1) bookkeeping; rules 5, 11 and 12 of Store.ts):
+ * - `agents` gains the counters, kept by the transactions that change them: `turns`
+ *   (turn.finished entries of any outcome), `failed`, `crashed`, `interrupted`, `mailbox`
+ *   (pending messages), `last_active_at` (the `at` of the last accepted message, turn
+ *   record or note; NULL before any), and `destroying` (1 while a destroyed agent's rows
+ *   are deleted in the background: every read and write treats it as absent).
+ * - `rollout.turn`: on a turn.finished entry, the agent's number of that turn (1, 2, …);
+ *   NULL on other entries. The partial index `rollout_turns` finds the entry that ends
+ *   the turn before a retention window in O(log n).
+ * - `messages.turn`: on a consumed message, the number of the turn that consumed it.
+ * - partial indexes `agents_pinned`, `agents_with_mail` and `agents_destroying`, so the
+ *   listing filters and the destroyed-agent checks read only what matches.
+ * The migration backfills all of it from the rows already there: counters from the
+ *   rollout and the mailbox, turn numbers in rollout order.
  */
 export const MIGRATIONS: readonly string[] = [
   `
@@ -112,18 +127,73 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   INSERT INTO owner (id, epoch) VALUES (1, 0);
   `,
+  `
+  ALTER TABLE agents ADD COLUMN turns INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE agents ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE agents ADD COLUMN crashed INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE agents ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE agents ADD COLUMN mailbox INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE agents ADD COLUMN last_active_at REAL;
+  ALTER TABLE agents ADD COLUMN destroying INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE rollout ADD COLUMN turn INTEGER;
+  ALTER TABLE messages ADD COLUMN turn INTEGER;
+
+  UPDATE rollout SET turn = finished.n
+  FROM (
+    SELECT id, row_number() OVER (PARTITION BY agent_id ORDER BY id) AS n
+    FROM rollout WHERE entry ->> '$.kind' = 'turn.finished'
+  ) AS finished
+  WHERE rollout.id = finished.id;
+
+  UPDATE messages SET turn = finished.turn
+  FROM (SELECT agent_id, entry ->> '$.seq' AS seq, turn FROM rollout WHERE turn IS NOT NULL) AS finished
+  WHERE messages.agent_id = finished.agent_id AND messages.seq = finished.seq AND messages.consumed = 1;
+
+  UPDATE agents SET
+    turns = counts.turns,
+    failed = counts.failed,
+    crashed = counts.crashed,
+    interrupted = counts.interrupted
+  FROM (
+    SELECT agent_id,
+      count(*) AS turns,
+      count(*) FILTER (WHERE entry ->> '$.outcome' = 'failed') AS failed,
+      count(*) FILTER (WHERE entry ->> '$.outcome' = 'crashed') AS crashed,
+      count(*) FILTER (WHERE entry ->> '$.outcome' = 'interrupted') AS interrupted
+    FROM rollout WHERE turn IS NOT NULL GROUP BY agent_id
+  ) AS counts
+  WHERE agents.id = counts.agent_id;
+
+  UPDATE agents SET mailbox = pending.n
+  FROM (SELECT agent_id, count(*) AS n FROM messages WHERE consumed = 0 GROUP BY agent_id) AS pending
+  WHERE agents.id = pending.agent_id;
+
+  UPDATE agents SET last_active_at = (
+    SELECT entry ->> '$.at' FROM rollout WHERE rollout.agent_id = agents.id ORDER BY id DESC LIMIT 1
+  );
+
+  CREATE INDEX rollout_turns ON rollout (agent_id, turn) WHERE turn IS NOT NULL;
+  CREATE INDEX agents_pinned ON agents (id) WHERE pinned = 1;
+  CREATE INDEX agents_with_mail ON agents (id) WHERE mailbox > 0;
+  CREATE INDEX agents_destroying ON agents (id) WHERE destroying = 1;
+  `,
 ];
 
 /** The schema version this code writes and reads. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
- * The oldest schema version a read-only store reads as it is (it cannot migrate): every
- * table and column its reads use exists from this version on. Version 2 only added the
- * `owner` table, which reads never use, so a version 1 database (left by an older
- * residency, or by a runtime that has not migrated it yet) is read as it is.
+ * The oldest schema version a read-only store reads as it is (it cannot migrate). Version
+ * 2 only added the `owner` table, which reads never use. Version 3 added the counters: a
+ * read-only store on a version 1 or 2 database (left by an older residency, or by a
+ * runtime that has not migrated it yet) reads it with the queries of before
+ * (`COUNTED_FROM`): counters computed from the rollout and the mailbox, in O(history),
+ * which is exact there since nothing was ever pruned.
  */
 export const READABLE_FROM = 1;
+
+/** The first schema version that keeps counters (and `destroying`) in `agents`. */
+export const COUNTED_FROM = 3;
 
 /** What the header and the schema of a database say about it. */
 export interface DatabaseInfo {

@@ -103,11 +103,12 @@ import {
   StoreLockedError,
 } from '../errors.js';
 import { assertLimit, describeValue } from '../validate.js';
-import { boundedLimit, checkOps, DEFAULT_LIST_LIMIT, notPending, ownerOf } from './common.js';
+import { boundedLimit, checkListFilters, checkOps, DEFAULT_LIST_LIMIT, keptTurns, notPending, ownerOf, pruneBatch } from './common.js';
 import { loadedSqliteDriver, sqliteDriver } from './sqliteDriver.js';
-import { checkDatabase, checkFileHeader, migrate } from './sqliteSchema.js';
+import { checkDatabase, checkFileHeader, COUNTED_FROM, migrate, SCHEMA_VERSION } from './sqliteSchema.js';
 import type {
   AgentRecord,
+  AgentStats,
   AppendRequest,
   AppendResult,
   CommitResult,
@@ -147,6 +148,11 @@ const LOCK_WAIT_MS = 25;
 /** The WAL file is truncated to this size after a checkpoint (it never shrinks otherwise). */
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 const MEMORY = ':memory:';
+/**
+ * Rows of each table (rollout, messages) that `destroyAgent` deletes in its own
+ * transaction, and then each step of the background deletion: a few milliseconds of work.
+ */
+const PURGE_BATCH = 500;
 
 interface AgentRow {
   id: string;
@@ -155,6 +161,16 @@ interface AgentRow {
   pinned: number;
   input: string;
   created_at: number;
+}
+
+interface StatsRow {
+  id: string;
+  turns: number;
+  failed: number;
+  crashed: number;
+  interrupted: number;
+  mailbox: number;
+  last_active_at: number | null;
 }
 
 interface OwnerRow {
@@ -173,6 +189,11 @@ interface MessageRow {
 
 /** A value of a commit, serialized before its transaction starts. */
 interface PreparedCommit {
+  at: number;
+  outcome: CommitTurn['outcome'];
+  /** How many turns the retention policy keeps (`null`: all), and how many rows the commit may prune. */
+  keep: number | null;
+  pruneLimit: number;
   outputs: string[];
   snapshot: string | undefined;
   snapshotEntry: string;
@@ -200,7 +221,7 @@ type PreparedOp = { action: string } & (
   | { op: 'append'; messages: PreparedMessage[]; one: boolean }
   | { op: 'beginTurn'; agentId: string; seq: number; at: number }
   | { op: 'commitTurn'; agentId: string; seq: number; commit: PreparedCommit }
-  | { op: 'note'; agentId: string; text: string }
+  | { op: 'note'; agentId: string; text: string; at: number | null }
 );
 
 /** The failure of a lone op, carried out of its transaction so that it is rolled back. */
@@ -217,6 +238,9 @@ const liveLocks = new Set<BetterSqlite3.Database>();
 
 /** The connection of each open store, for `sqliteSettings` (tests). */
 const connections = new WeakMap<Store, BetterSqlite3.Database>();
+
+/** The background deletion of each store (`sqlitePurged`, `setSqlitePurgeBatch`: tests and tools). */
+const purges = new WeakMap<Store, { done: () => Promise<void>; setBatch: (rows: number) => void }>();
 
 /**
  * The database files this process has open connections to, by device and inode, with
@@ -275,12 +299,22 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   const name = inMemory ? 'The in-memory SQLite store' : `The residency database "${path}"`;
 
   const db = readonly ? openReadOnly(path) : openDatabase(path, synchronous);
-  let sql: ReturnType<typeof prepareStatements>;
+  /** The reads for the database's schema version (a read-only store may find an older one). */
+  let reads: Reads;
+  /** The writes: null on a read-only store. */
+  let sql: ReturnType<typeof prepareWrites> | null = null;
   let ownerSql: ReturnType<typeof prepareOwnerStatements> | null = null;
+  /** Reads the schema version, while a read-only store reads an older one (a writer may migrate it meanwhile). */
+  let schemaVersion: BetterSqlite3.Statement | null = null;
   try {
-    sql = prepareStatements(db);
+    const version = readonly ? (db.pragma('user_version', { simple: true }) as number) : SCHEMA_VERSION;
+    reads = prepareReads(db, version >= COUNTED_FROM);
+    if (!reads.counted) schemaVersion = db.prepare('PRAGMA user_version').pluck();
     // The owner table exists from schema version 2; a read-only store never uses it.
-    if (!readonly) ownerSql = prepareOwnerStatements(db);
+    if (!readonly) {
+      sql = prepareWrites(db);
+      ownerSql = prepareOwnerStatements(db);
+    }
   } catch (cause) {
     db.close();
     throw new StoreError(`Cannot open the residency database "${path}": ${messageOf(cause)}`, { cause });
@@ -296,6 +330,24 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       throw new StoreError(`The SQLite store on "${path}" is closed: open it again with sqliteStore(path)`);
     }
   }
+
+  /**
+   * The reads, for the schema version the database has now: a read-only store opened on a
+   * database older than COUNTED_FROM moves to the counters once a writer migrated it.
+   */
+  function current(): Reads {
+    if (schemaVersion !== null && (schemaVersion.get() as number) >= COUNTED_FROM) {
+      reads = prepareReads(db, true);
+      schemaVersion = null;
+      listings.clear();
+    }
+    return reads;
+  }
+
+  /** Rows of each table that one step of deleting a destroyed agent deletes (see destroyAgent). */
+  let purgeBatch = PURGE_BATCH;
+  /** The background deletion of destroyed agents' rows, while it runs. */
+  let purging: Promise<void> | null = null;
 
   /** Refuses a write (or `acquire`) on a read-only store. */
   function refuseIfReadOnly(action: string): void {
@@ -375,40 +427,70 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   /** Stores one message (inside a write transaction): the heart of append and of the outbox. */
   function accept(request: PreparedMessage): AppendResult {
     const { agentId, messageId, message, at } = request;
-    const original = sql.findMessage.get(agentId, messageId) as number | undefined;
-    if (original !== undefined) return { agentId, messageId, seq: original, duplicate: true };
-    const seq = sql.nextSeq.get(agentId) as number | undefined;
+    const w = sql!;
+    const original = w.findMessage.get(agentId, messageId) as number | undefined;
+    if (original !== undefined) {
+      // The rows of a destroyed agent may still be there, for a while (destroyAgent).
+      if (reads.destroying!.get(agentId) !== undefined) throw new AgentNotFoundError(agentId);
+      return { agentId, messageId, seq: original, duplicate: true };
+    }
+    const seq = w.nextSeq.get(at, agentId) as number | undefined;
     if (seq === undefined) throw new AgentNotFoundError(agentId);
-    sql.insertMessage.run(agentId, seq, messageId, message, at);
-    sql.addEntry.run(
+    w.insertMessage.run(agentId, seq, messageId, message, at);
+    w.addEntry.run(
       agentId,
       `{"kind":"accepted","seq":${seq},"messageId":${JSON.stringify(messageId)},"message":${message},"at":${JSON.stringify(at) ?? 'null'}}`,
     );
     return { agentId, messageId, seq, duplicate: false };
   }
 
+  /**
+   * Creates the agent's row; false when the id is taken. An id whose destroyed agent's rows
+   * are still being deleted in the background is free: what is left of them goes first.
+   */
   function insertAgent(record: AgentRecord, input: string): boolean {
     const { id, type, parent, pinned, createdAt } = record;
-    return sql.insertAgent.run(id, type, parent ?? null, pinned ? 1 : 0, input, createdAt).changes > 0;
+    const w = sql!;
+    const insert = () => w.insertAgent.run(id, type, parent ?? null, pinned ? 1 : 0, input, createdAt).changes > 0;
+    if (insert()) return true;
+    if (reads.destroying!.get(id) === undefined) return false;
+    w.purgeRollout.run(id);
+    w.purgeAllMessages.run(id);
+    w.deleteAgent.run(id);
+    return insert();
   }
 
   function startTurn(agentId: string, seq: number, at: number): void {
-    if (sql.startTurn.run(at, agentId, seq).changes === 0) {
-      if (sql.agentExists.get(agentId) === undefined) throw new AgentNotFoundError(agentId);
+    const w = sql!;
+    // Checked before anything is written: an op that fails its checks writes nothing.
+    if (w.startTurn.run(at, agentId, seq).changes === 0) {
+      if (w.agentExists.get(agentId) === undefined) throw new AgentNotFoundError(agentId);
       throw notPending(agentId, seq, 'begin a turn on');
     }
-    sql.addEntry.run(agentId, JSON.stringify({ kind: 'turn.started', seq, at }));
+    // A destroyed agent whose rows are still there.
+    if (w.touch.run(at, agentId).changes === 0) throw new AgentNotFoundError(agentId);
+    w.addEntry.run(agentId, JSON.stringify({ kind: 'turn.started', seq, at }));
   }
 
   function commit(agentId: string, seq: number, prepared: PreparedCommit): CommitResult {
-    if (sql.agentExists.get(agentId) === undefined) throw new AgentNotFoundError(agentId);
-    if (sql.consume.run(agentId, seq).changes === 0) throw notPending(agentId, seq, 'commit a turn for');
-    for (const output of prepared.outputs) sql.addEntry.run(agentId, output);
+    const w = sql!;
+    const { outcome } = prepared;
+    // Checked before anything is written: an op that fails its checks writes nothing.
+    if (w.agentExists.get(agentId) === undefined) throw new AgentNotFoundError(agentId);
+    if (w.consume.run({ agent: agentId, seq }).changes === 0) throw notPending(agentId, seq, 'commit a turn for');
+    const turn = w.finishTurn.get(
+      outcome === 'failed' ? 1 : 0,
+      outcome === 'crashed' ? 1 : 0,
+      outcome === 'interrupted' ? 1 : 0,
+      prepared.at,
+      agentId,
+    ) as number;
+    for (const output of prepared.outputs) w.addEntry.run(agentId, output);
     if (prepared.snapshot !== undefined) {
-      sql.saveSnapshot.run(agentId, prepared.snapshot);
-      sql.addEntry.run(agentId, prepared.snapshotEntry);
+      w.saveSnapshot.run(agentId, prepared.snapshot);
+      w.addEntry.run(agentId, prepared.snapshotEntry);
     }
-    sql.addEntry.run(agentId, prepared.finished);
+    w.addFinished.run(agentId, prepared.finished, turn);
     // A conflict with an existing agent or an earlier one of the same commit.
     for (const { record, input } of prepared.spawned) {
       if (!insertAgent(record, input)) throw new AgentExistsError(record.id);
@@ -418,7 +500,104 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       if (prepared.next.seq === seq) throw notPending(agentId, seq, 'begin the next turn on');
       startTurn(agentId, prepared.next.seq, prepared.next.at);
     }
+    if (prepared.keep !== null) prune(agentId, turn - prepared.keep, prepared.pruneLimit);
     return result;
+  }
+
+  /**
+   * Deletes, oldest first and at most `limit` of each, the agent's rollout entries up to
+   * the turn.finished of its turn `last`, and its messages consumed by turns up to `last`
+   * (rule 12 of Store.ts). Both walk an index from the agent's oldest row, so the work is
+   * what they delete (at most `limit` rows looked at). A message consumed out of order
+   * (after one with a higher seq) may stay until a later window passes its seq too.
+   */
+  function prune(agentId: string, last: number, limit: number): void {
+    if (last < 1) return;
+    const w = sql!;
+    const end = w.windowEnd.get(agentId, last) as { id: number; seq: number } | undefined;
+    // None: everything up to turn `last` is gone already.
+    if (end === undefined) return;
+    const rollout = (w.rolloutBound.get(agentId, end.id, limit - 1) as number | undefined) ?? end.id;
+    w.pruneRollout.run(agentId, rollout);
+    const messages = (w.messagesBound.get(agentId, end.seq, limit - 1) as number | undefined) ?? end.seq;
+    w.pruneMessages.run(agentId, messages, last);
+  }
+
+  /**
+   * Destroys the agent (inside a write transaction). A short history goes at once; a long
+   * one is marked `destroying` (every read and write treats the agent as absent from then
+   * on, and its snapshot goes at once) and its rows go in the background, `purgeBatch` of
+   * each table per transaction (`purge`), so no call ever waits for a long delete.
+   */
+  function destroy(id: string): boolean {
+    const w = sql!;
+    if (w.agentExists.get(id) === undefined) return false;
+    if (!purgeRows(id)) {
+      // Nothing else is left: the snapshot follows by ON DELETE CASCADE.
+      w.deleteAgent.run(id);
+      return true;
+    }
+    w.markDestroying.run(id);
+    w.deleteSnapshot.run(id);
+    destroyed = true;
+    return true;
+  }
+
+  /**
+   * Deletes the agent's oldest rows, at most `purgeBatch` of each table (rollout,
+   * messages); true when some may be left.
+   */
+  function purgeRows(id: string): boolean {
+    const w = sql!;
+    const all = Number.MAX_SAFE_INTEGER;
+    const rollout = w.rolloutBound.get(id, all, purgeBatch - 1) as number | undefined;
+    if (rollout === undefined) w.purgeRollout.run(id);
+    else w.pruneRollout.run(id, rollout);
+    const messages = w.messagesBound.get(id, all, purgeBatch - 1) as number | undefined;
+    if (messages === undefined) w.purgeAllMessages.run(id);
+    else w.purgeMessages.run(id, messages);
+    return rollout !== undefined || messages !== undefined;
+  }
+
+  /** Set when a transaction marked an agent `destroying`: the background deletion starts once it committed. */
+  let destroyed = false;
+
+  /** One step of the background deletion, in its own write transaction; false when nothing is left. */
+  function purgeStep(): boolean {
+    return write('delete the rows of destroyed agents', () => {
+      const w = sql!;
+      const id = w.nextDestroying.get() as string | undefined;
+      if (id === undefined) return false;
+      if (!purgeRows(id)) w.deleteAgent.run(id);
+      return true;
+    });
+  }
+
+  /**
+   * Starts the background deletion of destroyed agents' rows, unless it runs: one step per
+   * turn of the event loop, until nothing is left or the store closes. A step that fails (the
+   * store fenced, busy or closed) stops it; the next destroy, or the next open of the
+   * database for writing, starts it again.
+   */
+  function purge(): void {
+    if (readonly || closed || purging !== null) return;
+    purging = new Promise<void>((resolve) => {
+      const step = () => {
+        let more = false;
+        try {
+          more = !closed && purgeStep();
+        } catch {
+          more = false;
+        }
+        if (more) {
+          setImmediate(step);
+        } else {
+          purging = null;
+          resolve();
+        }
+      };
+      setImmediate(step);
+    });
   }
 
   /**
@@ -426,13 +605,13 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
    * write method is a batch of this one op). Throws the op's own failure.
    */
   function apply(op: PreparedOp): unknown {
+    const w = sql!;
     switch (op.op) {
       case 'createAgent':
         if (!insertAgent(op.record, op.input)) throw new AgentExistsError(op.record.id);
         return undefined;
       case 'destroyAgent':
-        // The other tables follow by ON DELETE CASCADE.
-        return sql.deleteAgent.run(op.id).changes > 0;
+        return destroy(op.id);
       case 'append': {
         const results = op.messages.map(accept);
         return op.one ? results[0] : results;
@@ -443,7 +622,8 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       case 'commitTurn':
         return commit(op.agentId, op.seq, op.commit);
       case 'note':
-        if (sql.addNote.run(op.text, op.agentId).changes === 0) throw new AgentNotFoundError(op.agentId);
+        if (w.touch.run(op.at, op.agentId).changes === 0) throw new AgentNotFoundError(op.agentId);
+        w.addEntry.run(op.agentId, op.text);
         return undefined;
     }
   }
@@ -471,6 +651,17 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
    * Whatever else fails rejects the call, and SQLite rolls the whole transaction back.
    */
   function execute(action: string, ops: readonly (PreparedOp | Error)[]): StoreOpResult[] {
+    try {
+      return executeNow(action, ops);
+    } finally {
+      if (destroyed) {
+        destroyed = false;
+        purge();
+      }
+    }
+  }
+
+  function executeNow(action: string, ops: readonly (PreparedOp | Error)[]): StoreOpResult[] {
     refuseIfReadOnly(action);
     if (ops.length === 0) return [];
     const alone = ops.length === 1;
@@ -524,12 +715,18 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   /** The record of one agent: null when absent, undefined when it cannot be read (damaged). */
   function readableRecord(id: string): AgentRecord | null | undefined {
     try {
-      const row = sql.getAgent.get(id) as AgentRow | undefined;
+      const row = current().getAgent.get(id) as AgentRow | undefined;
       return row === undefined ? null : toRecord(row);
     } catch (error) {
       if (error instanceof StoreCorruptionError || isDamage(sqliteCode(error))) return undefined;
       throw error;
     }
+  }
+
+  /** True when the agent is being deleted in the background: absent for every read. */
+  function isDestroyed(agentId: string): boolean {
+    const statement = current().destroying;
+    return statement !== null && statement.get(agentId) !== undefined;
   }
 
   /** Cached listing statements, one per combination of filters (and one per fallback). */
@@ -550,7 +747,8 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
    * row is read on its own, and a row that cannot be read is left out. Each step moves
    * past one id, so it ends.
    */
-  function listRowByRow(type: string | undefined, parent: string | undefined, limit: number, cursor: string | null): ListResult {
+  function listRowByRow(filters: ListOptions, limit: number, cursor: string | null): ListResult {
+    const { type, parent, pinned, hasMail } = filters;
     // The index that holds the ids of the first filter, so the ids are read without the rows.
     const by = type !== undefined ? 'type' : parent !== undefined ? 'parent' : null;
     const next = listing(`next:${by ?? ''}`, () =>
@@ -566,9 +764,53 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       const record = readableRecord(id);
       if (record === undefined || record === null) continue;
       if ((type !== undefined && record.type !== type) || (parent !== undefined && record.parent !== parent)) continue;
+      if (pinned !== undefined && record.pinned !== pinned) continue;
+      if (hasMail !== undefined) {
+        let mail: boolean;
+        try {
+          mail = current().hasMail.get(id) === 1;
+        } catch (error) {
+          if (isDamage(sqliteCode(error))) continue;
+          throw error;
+        }
+        if (mail !== hasMail) continue;
+      }
       if (agents.length === limit) return { agents, cursor: agents[agents.length - 1]!.id };
       agents.push(record);
     }
+  }
+
+  /** The counters of the rows that can be read (a damaged one is left out, as getAgents does). */
+  function readableStats(ids: readonly string[]): Map<string, AgentStats> {
+    const out = new Map<string, AgentStats>();
+    if (ids.length === 0) return out;
+    const r = current();
+    let rows: StatsRow[];
+    try {
+      rows = r.stats.all(JSON.stringify(ids)) as StatsRow[];
+    } catch (error) {
+      if (!isDamage(sqliteCode(error))) throw error;
+      rows = [];
+      for (const id of new Set(ids)) {
+        try {
+          const row = r.statsOne.get(id) as StatsRow | undefined;
+          if (row !== undefined) rows.push(row);
+        } catch (inner) {
+          if (!isDamage(sqliteCode(inner))) throw inner;
+        }
+      }
+    }
+    for (const row of rows) {
+      out.set(row.id, {
+        turns: row.turns,
+        failed: row.failed,
+        crashed: row.crashed,
+        interrupted: row.interrupted,
+        mailbox: row.mailbox,
+        lastActiveAt: typeof row.last_active_at === 'number' ? row.last_active_at : null,
+      });
+    }
+    return out;
   }
 
   const store: Store = {
@@ -580,7 +822,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
 
     async getAgent(id) {
       return readAbout(id, 'its record', `read agent "${id}"`, () => {
-        const row = sql.getAgent.get(id) as AgentRow | undefined;
+        const row = current().getAgent.get(id) as AgentRow | undefined;
         return row === undefined ? null : toRecord(row);
       });
     },
@@ -589,7 +831,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       return run('read agents', () => {
         if (ids.length === 0) return [];
         try {
-          return readableRecords(sql.getAgents.all(JSON.stringify(ids)) as AgentRow[]);
+          return readableRecords(current().getAgents.all(JSON.stringify(ids)) as AgentRow[]);
         } catch (error) {
           if (!isDamage(sqliteCode(error))) throw error;
           // A damaged page: read the records one by one, leaving out those it holds.
@@ -604,19 +846,18 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     },
 
     async listAgents(options: ListOptions = {}): Promise<ListResult> {
-      const { type, parent, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
+      const { type, parent, pinned, hasMail, limit = DEFAULT_LIST_LIMIT, cursor = null } = options;
       return run('list agents', () => {
         assertLimit(limit, 'limit');
+        checkListFilters(options);
         const pageSize = boundedLimit(limit);
-        const key = `${type === undefined ? '' : 't'}${parent === undefined ? '' : 'p'}${cursor === null ? '' : 'c'}`;
+        const r = current();
+        const filters = { type: type !== undefined, parent: parent !== undefined, pinned: pinned !== undefined, hasMail, cursor: cursor !== null };
+        const key = JSON.stringify(filters);
         const statement = listing(key, () => {
-          const where = [
-            ...(type === undefined ? [] : ['type = @type']),
-            ...(parent === undefined ? [] : ['parent = @parent']),
-            ...(cursor === null ? [] : ['id > @cursor']),
-          ];
+          const where = r.listTerms(filters);
           return (
-            `SELECT id, type, parent, pinned, input, created_at FROM agents` +
+            `SELECT ${AGENT_COLUMNS} FROM agents` +
             `${where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`} ORDER BY id LIMIT @limit`
           );
         });
@@ -627,15 +868,20 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
             limit: pageSize + 1,
             ...(type === undefined ? {} : { type }),
             ...(parent === undefined ? {} : { parent }),
+            ...(pinned === undefined ? {} : { pinned: pinned ? 1 : 0 }),
             ...(cursor === null ? {} : { cursor }),
           }) as AgentRow[];
         } catch (error) {
           if (!isDamage(sqliteCode(error))) throw error;
-          return listRowByRow(type, parent, pageSize, cursor);
+          return listRowByRow(options, pageSize, cursor);
         }
         const page = rows.slice(0, pageSize);
         return { agents: readableRecords(page), cursor: rows.length > pageSize ? page[page.length - 1]!.id : null };
       });
+    },
+
+    async agentStats(ids) {
+      return run('read the counters of agents', () => readableStats(ids));
     },
 
     async destroyAgent(id) {
@@ -655,7 +901,8 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     async pending(agentId, limit = Number.POSITIVE_INFINITY) {
       if (limit !== Number.POSITIVE_INFINITY) assertLimit(limit, 'limit');
       return readAbout(agentId, 'its mailbox', `read the mailbox of agent "${agentId}"`, () => {
-        const rows = sql.pending.all(agentId, limit === Number.POSITIVE_INFINITY ? -1 : boundedLimit(limit)) as MessageRow[];
+        if (isDestroyed(agentId)) return [];
+        const rows = current().pending.all(agentId, limit === Number.POSITIVE_INFINITY ? -1 : boundedLimit(limit)) as MessageRow[];
         return rows.map(
           (row): StoredMessage => ({
             agentId,
@@ -669,7 +916,12 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
     },
 
     async mailboxSize(agentId) {
-      return readAbout(agentId, 'its mailbox', `count the mailbox of agent "${agentId}"`, () => sql.mailboxSize.get(agentId) as number);
+      return readAbout(
+        agentId,
+        'its mailbox',
+        `count the mailbox of agent "${agentId}"`,
+        () => (current().mailboxSize.get(agentId) as number | undefined) ?? 0,
+      );
     },
 
     async beginTurn(agentId, seq, at) {
@@ -682,7 +934,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
 
     async loadSnapshot(agentId) {
       return readAbout(agentId, 'its snapshot', `read the snapshot of agent "${agentId}"`, () => {
-        const text = sql.loadSnapshot.get(agentId) as string | undefined;
+        const text = current().loadSnapshot.get(agentId) as string | undefined;
         return text === undefined ? null : parseOf(agentId, text, 'its snapshot');
       });
     },
@@ -695,20 +947,22 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       const { limit } = options;
       if (limit !== undefined) assertLimit(limit, 'limit');
       return readAbout(agentId, 'its rollout', `read the rollout of agent "${agentId}"`, () => {
+        if (isDestroyed(agentId)) return [];
+        const r = current();
         const texts =
           limit === undefined
-            ? (sql.rolloutAll.all(agentId) as string[])
-            : (sql.rolloutLast.all(agentId, boundedLimit(limit)) as string[]).reverse();
+            ? (r.rolloutAll.all(agentId) as string[])
+            : (r.rolloutLast.all(agentId, boundedLimit(limit)) as string[]).reverse();
         return texts.map((text) => parseOf(agentId, text, 'an entry of its rollout') as RolloutEntry);
       });
     },
 
     async agentsWithPending() {
-      return run('list the agents with pending messages', () => sql.agentsWithPending.all() as string[]);
+      return run('list the agents with pending messages', () => current().agentsWithPending.all() as string[]);
     },
 
     async turnsInFlight() {
-      return run('list the turns in flight', () => sql.turnsInFlight.all() as { agentId: string; seq: number }[]);
+      return run('list the turns in flight', () => current().turnsInFlight.all() as { agentId: string; seq: number }[]);
     },
 
     async batch(ops) {
@@ -808,6 +1062,20 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   }
 
   connections.set(store, db);
+  purges.set(store, {
+    done: () => purging ?? Promise.resolve(),
+    setBatch: (rows) => {
+      purgeBatch = rows;
+    },
+  });
+  // Destroyed agents whose rows a previous owner had not finished deleting.
+  if (!readonly) {
+    try {
+      if (sql!.nextDestroying.get() !== undefined) purge();
+    } catch {
+      // The next destroy starts it again.
+    }
+  }
   return store;
 }
 
@@ -840,6 +1108,27 @@ export function sqliteSettings(
  */
 export function setSqliteBusyTimeout(store: Store, ms: number): void {
   connections.get(store)?.pragma(`busy_timeout = ${Math.max(0, Math.trunc(ms))}`);
+}
+
+/**
+ * Resolves once the background deletion of destroyed agents' rows (see `destroyAgent`)
+ * has nothing left to do, or stopped (a closed or fenced store); at once when none runs.
+ *
+ * @internal For tests and benchmarks.
+ */
+export function sqlitePurged(store: Store): Promise<void> {
+  return purges.get(store)?.done() ?? Promise.resolve();
+}
+
+/**
+ * Sets how many rows of each table `destroyAgent` deletes in its own transaction, and each
+ * background step after it (PURGE_BATCH by default), so a test can see a long history
+ * deleted in steps without writing thousands of rows.
+ *
+ * @internal For tests.
+ */
+export function setSqlitePurgeBatch(store: Store, rows: number): void {
+  purges.get(store)?.setBatch(Math.max(1, Math.trunc(rows)));
 }
 
 /** Opens the file (checked first), sets the connection up and migrates the schema. */
@@ -954,39 +1243,129 @@ function prepareOwnerStatements(db: BetterSqlite3.Database) {
   };
 }
 
-function prepareStatements(db: BetterSqlite3.Database) {
-  const agentColumns = 'id, type, parent, pinned, input, created_at';
+const AGENT_COLUMNS = 'id, type, parent, pinned, input, created_at';
+
+/**
+ * The statements of the reads. `counted`: the database keeps the counters and the
+ * `destroying` mark (schema version COUNTED_FROM on); without them (an older database, read
+ * only), the reads of before: counters computed from the rollout and the mailbox.
+ */
+function prepareReads(db: BetterSqlite3.Database, counted: boolean) {
+  const alive = counted ? ' AND destroying = 0' : '';
+  /** The agents being deleted in the background (none before COUNTED_FROM): read from their small index only. */
+  const destroyed = counted ? ' AND agent_id NOT IN (SELECT id FROM agents INDEXED BY agents_destroying WHERE destroying = 1)' : '';
+  const pendingCount = 'SELECT count(*) FROM messages WHERE agent_id = agents.id AND consumed = 0';
+  const turnCount = (outcome: string) =>
+    `(SELECT count(*) FROM rollout WHERE agent_id = agents.id AND entry ->> '$.kind' = 'turn.finished'${
+      outcome === '' ? '' : ` AND entry ->> '$.outcome' = '${outcome}'`
+    })`;
+  const statsColumns = counted
+    ? 'id, turns, failed, crashed, interrupted, mailbox, last_active_at'
+    : `id, ${turnCount('')} AS turns, ${turnCount('failed')} AS failed, ${turnCount('crashed')} AS crashed, ` +
+      `${turnCount('interrupted')} AS interrupted, (${pendingCount}) AS mailbox, ` +
+      "(SELECT entry ->> '$.at' FROM rollout WHERE agent_id = agents.id ORDER BY id DESC LIMIT 1) AS last_active_at";
   return {
-    insertAgent: db.prepare(
-      `INSERT INTO agents (${agentColumns}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-    ),
-    getAgent: db.prepare(`SELECT ${agentColumns} FROM agents WHERE id = ?`),
-    getAgents: db.prepare(`SELECT ${agentColumns} FROM agents WHERE id IN (SELECT value FROM json_each(?))`),
-    agentExists: db.prepare('SELECT 1 FROM agents WHERE id = ?').pluck(),
-    deleteAgent: db.prepare('DELETE FROM agents WHERE id = ?'),
-    nextSeq: db.prepare('UPDATE agents SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq').pluck(),
-    findMessage: db.prepare('SELECT seq FROM messages WHERE agent_id = ? AND message_id = ?').pluck(),
-    insertMessage: db.prepare('INSERT INTO messages (agent_id, seq, message_id, message, at) VALUES (?, ?, ?, ?, ?)'),
+    counted,
+    getAgent: db.prepare(`SELECT ${AGENT_COLUMNS} FROM agents WHERE id = ?${alive}`),
+    getAgents: db.prepare(`SELECT ${AGENT_COLUMNS} FROM agents WHERE id IN (SELECT value FROM json_each(?))${alive}`),
+    /** 1 when the agent is being deleted in the background (absent for every read and write). */
+    destroying: counted
+      ? db.prepare('SELECT 1 FROM agents INDEXED BY agents_destroying WHERE id = ? AND destroying = 1').pluck()
+      : null,
     pending: db.prepare(
       'SELECT seq, message_id, message, at FROM messages WHERE agent_id = ? AND consumed = 0 ORDER BY seq LIMIT ?',
     ),
-    mailboxSize: db.prepare('SELECT count(*) FROM messages WHERE agent_id = ? AND consumed = 0').pluck(),
+    mailboxSize: counted
+      ? db.prepare('SELECT mailbox FROM agents WHERE id = ? AND destroying = 0').pluck()
+      : db.prepare('SELECT count(*) FROM messages WHERE agent_id = ? AND consumed = 0').pluck(),
+    /** Whether the agent has pending messages (the listing read row by row). */
+    hasMail: counted
+      ? db.prepare('SELECT mailbox > 0 FROM agents WHERE id = ?').pluck()
+      : db.prepare('SELECT EXISTS (SELECT 1 FROM messages WHERE agent_id = ? AND consumed = 0)').pluck(),
+    stats: db.prepare(`SELECT ${statsColumns} FROM agents WHERE id IN (SELECT value FROM json_each(?))${alive}`),
+    statsOne: db.prepare(`SELECT ${statsColumns} FROM agents WHERE id = ?${alive}`),
+    loadSnapshot: db.prepare('SELECT snapshot FROM snapshots WHERE agent_id = ?').pluck(),
+    rolloutAll: db.prepare('SELECT entry FROM rollout WHERE agent_id = ? ORDER BY id').pluck(),
+    rolloutLast: db.prepare('SELECT entry FROM rollout WHERE agent_id = ? ORDER BY id DESC LIMIT ?').pluck(),
+    agentsWithPending: db.prepare(`SELECT DISTINCT agent_id FROM messages WHERE consumed = 0${destroyed}`).pluck(),
+    turnsInFlight: db.prepare(
+      `SELECT agent_id AS agentId, seq FROM messages WHERE consumed = 0 AND started_at IS NOT NULL${destroyed} ORDER BY agent_id, seq`,
+    ),
+    /** The WHERE terms of a listing's filters; `@name` parameters are bound by listAgents. */
+    listTerms(filters: { type: boolean; parent: boolean; pinned: boolean; hasMail?: boolean; cursor: boolean }): string[] {
+      const mail = counted
+        ? ['mailbox = 0', 'mailbox > 0']
+        : [`NOT EXISTS (${pendingCount})`, `EXISTS (${pendingCount})`];
+      return [
+        ...(filters.type ? ['type = @type'] : []),
+        ...(filters.parent ? ['parent = @parent'] : []),
+        ...(filters.pinned ? ['pinned = @pinned'] : []),
+        ...(filters.hasMail === undefined ? [] : [mail[filters.hasMail ? 1 : 0]!]),
+        ...(counted ? ['destroying = 0'] : []),
+        ...(filters.cursor ? ['id > @cursor'] : []),
+      ];
+    },
+  };
+}
+
+type Reads = ReturnType<typeof prepareReads>;
+
+/** The statements of the writes: a writer has migrated the database to SCHEMA_VERSION. */
+function prepareWrites(db: BetterSqlite3.Database) {
+  return {
+    insertAgent: db.prepare(`INSERT INTO agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+    agentExists: db.prepare('SELECT 1 FROM agents WHERE id = ? AND destroying = 0').pluck(),
+    /** Takes the agent's next seq and counts the message in its mailbox. */
+    nextSeq: db
+      .prepare(
+        'UPDATE agents SET last_seq = last_seq + 1, mailbox = mailbox + 1, last_active_at = ? ' +
+          'WHERE id = ? AND destroying = 0 RETURNING last_seq',
+      )
+      .pluck(),
+    /** Records the agent's last activity (a turn started, a note); no change when it is absent. */
+    touch: db.prepare('UPDATE agents SET last_active_at = coalesce(?, last_active_at) WHERE id = ? AND destroying = 0'),
+    /** Counts a finished turn (the message leaves the mailbox); returns the turn's number. */
+    finishTurn: db
+      .prepare(
+        'UPDATE agents SET turns = turns + 1, failed = failed + ?, crashed = crashed + ?, interrupted = interrupted + ?, ' +
+          'mailbox = mailbox - 1, last_active_at = ? WHERE id = ? AND destroying = 0 RETURNING turns',
+      )
+      .pluck(),
+    findMessage: db.prepare('SELECT seq FROM messages WHERE agent_id = ? AND message_id = ?').pluck(),
+    insertMessage: db.prepare('INSERT INTO messages (agent_id, seq, message_id, message, at) VALUES (?, ?, ?, ?, ?)'),
     startTurn: db.prepare('UPDATE messages SET started_at = ? WHERE agent_id = ? AND seq = ? AND consumed = 0'),
+    /** Consumes the message, numbering the turn that does (the agent's next). */
     consume: db.prepare(
-      'UPDATE messages SET consumed = 1, message = NULL WHERE agent_id = ? AND seq = ? AND consumed = 0',
+      'UPDATE messages SET consumed = 1, message = NULL, turn = (SELECT turns + 1 FROM agents WHERE id = @agent) ' +
+        'WHERE agent_id = @agent AND seq = @seq AND consumed = 0',
     ),
     saveSnapshot: db.prepare(
       'INSERT INTO snapshots (agent_id, snapshot) VALUES (?, ?) ON CONFLICT (agent_id) DO UPDATE SET snapshot = excluded.snapshot',
     ),
-    loadSnapshot: db.prepare('SELECT snapshot FROM snapshots WHERE agent_id = ?').pluck(),
     addEntry: db.prepare('INSERT INTO rollout (agent_id, entry) VALUES (?, ?)'),
-    addNote: db.prepare('INSERT INTO rollout (agent_id, entry) SELECT id, ? FROM agents WHERE id = ?'),
-    rolloutAll: db.prepare('SELECT entry FROM rollout WHERE agent_id = ? ORDER BY id').pluck(),
-    rolloutLast: db.prepare('SELECT entry FROM rollout WHERE agent_id = ? ORDER BY id DESC LIMIT ?').pluck(),
-    agentsWithPending: db.prepare('SELECT DISTINCT agent_id FROM messages WHERE consumed = 0').pluck(),
-    turnsInFlight: db.prepare(
-      'SELECT agent_id AS agentId, seq FROM messages WHERE consumed = 0 AND started_at IS NOT NULL ORDER BY agent_id, seq',
+    addFinished: db.prepare('INSERT INTO rollout (agent_id, entry, turn) VALUES (?, ?, ?)'),
+    /** The turn.finished entry of the agent's latest turn numbered ≤ ?: where the retention window starts. */
+    windowEnd: db.prepare(
+      "SELECT id, entry ->> '$.seq' AS seq FROM rollout WHERE agent_id = ? AND turn IS NOT NULL AND turn <= ? " +
+        'ORDER BY turn DESC LIMIT 1',
     ),
+    // A batch is bounded by the id (seq) of the agent's row `limit` rows from its oldest, read
+    // from the index, then deleted as one range: cheaper than a DELETE with a LIMIT subquery.
+    /** The id of the agent's rollout entry number `?` (from 0) among those up to id ?, oldest first. */
+    rolloutBound: db.prepare('SELECT id FROM rollout WHERE agent_id = ? AND id <= ? ORDER BY id LIMIT 1 OFFSET ?').pluck(),
+    pruneRollout: db.prepare('DELETE FROM rollout WHERE agent_id = ? AND id <= ?'),
+    /** The seq of the agent's message number `?` (from 0) among those up to seq ?, oldest first. */
+    messagesBound: db.prepare('SELECT seq FROM messages WHERE agent_id = ? AND seq <= ? ORDER BY seq LIMIT 1 OFFSET ?').pluck(),
+    pruneMessages: db.prepare(
+      'DELETE FROM messages WHERE agent_id = ? AND seq <= ? AND consumed = 1 AND coalesce(turn, 0) <= ?',
+    ),
+    markDestroying: db.prepare('UPDATE agents SET destroying = 1, mailbox = 0 WHERE id = ?'),
+    deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE agent_id = ?'),
+    purgeRollout: db.prepare('DELETE FROM rollout WHERE agent_id = ?'),
+    purgeMessages: db.prepare('DELETE FROM messages WHERE agent_id = ? AND seq <= ?'),
+    purgeAllMessages: db.prepare('DELETE FROM messages WHERE agent_id = ?'),
+    nextDestroying: db.prepare('SELECT id FROM agents INDEXED BY agents_destroying WHERE destroying = 1 LIMIT 1').pluck(),
+    deleteAgent: db.prepare('DELETE FROM agents WHERE id = ?'),
   };
 }
 
@@ -1031,6 +1410,7 @@ function prepareOp(op: StoreOp): PreparedOp {
         action: `write a note for agent "${op.agentId}"`,
         agentId: op.agentId,
         text: toJson(op.entry, `a note for agent "${op.agentId}"`),
+        at: typeof op.entry?.at === 'number' ? op.entry.at : null,
       };
   }
 }
@@ -1042,6 +1422,10 @@ function prepareCommit(turn: CommitTurn): PreparedCommit {
   const { agentId, seq, outcome, at, durationMs, error } = turn;
   const what = `the turn of agent "${agentId}" on message #${seq}`;
   return {
+    at,
+    outcome,
+    keep: keptTurns(turn.retain),
+    pruneLimit: pruneBatch(turn),
     outputs: (turn.outputs ?? []).map((output, i) => toJson({ kind: 'output', seq, output, at }, `output ${i} of ${what}`)),
     snapshot: turn.snapshot === undefined ? undefined : toJson(turn.snapshot, `the snapshot of ${what}`),
     snapshotEntry:
