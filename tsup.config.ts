@@ -1,16 +1,33 @@
 import { defineConfig } from 'tsup';
 
+/**
+ * One runtime per install: the entries share their code through chunks (`splitting`, in
+ * both formats), so `residency`, `residency/testing` and `residency/internal` load one copy
+ * of every class (an error thrown by a test runtime is `instanceof` the root's error class).
+ * Dependencies and peer dependencies stay external (tsup's default). Named as well: fast-check,
+ * also a devDependency, never bundled (`residency/testing` loads the user's own copy, an
+ * optional peer dependency), and better-sqlite3, an optional dependency, which tsup does not
+ * treat as external by itself (it is loaded lazily, src/store/sqliteDriver.ts).
+ */
 export default defineConfig({
   entry: {
     index: 'src/index.ts',
     'testing/index': 'src/testing/index.ts',
+    internal: 'src/internal.ts',
     bin: 'src/bin.ts',
   },
   format: ['esm', 'cjs'],
-  dts: { entry: { index: 'src/index.ts', 'testing/index': 'src/testing/index.ts' } },
+  dts: {
+    entry: { index: 'src/index.ts', 'testing/index': 'src/testing/index.ts', internal: 'src/internal.ts' },
+    // Members marked `@internal` stay out of the published types.
+    compilerOptions: { stripInternal: true },
+  },
+  external: ['fast-check', 'better-sqlite3'],
   target: 'node20',
   platform: 'node',
+  // The CommonJS chunks get `import.meta.url` from `__filename` (the store loads better-sqlite3 with it).
+  shims: true,
   sourcemap: true,
   clean: true,
-  splitting: false,
+  splitting: true,
 });

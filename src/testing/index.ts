@@ -15,3 +15,5 @@ export {
   jsonDiff,
 } from './checkEvictionTransparency.js';
 export type { Observation, TransparencyFailure, TransparencyOptions, TransparencyReport } from './checkEvictionTransparency.js';
+export { checkMigrations } from './checkMigrations.js';
+export type { MigrationCase, MigrationReport, MigrationResult } from './checkMigrations.js';
