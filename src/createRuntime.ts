@@ -9,13 +9,15 @@ import type { PolicyFactory } from '../machines/policy.js';
 import type { LifecycleState } from '../machines/agent.js';
 import type { SupervisorContext } from '../machines/supervisor.js';
 import { systemClock, type Clock } from './clock.js';
-import type { AgentDefinition } from './defineAgent.js';
+import type { AgentDefinition, Retention } from './defineAgent.js';
 import { AgentNotFoundError, AskTimeoutError, FencedError, RuntimeStoppedError, StoreCorruptionError, UnknownAgentTypeError } from './errors.js';
 import { RUNTIME_EVENT_NAMES, RuntimeEmitter, type RuntimeEventName, type RuntimeEvents } from './events.js';
 import { Accepter } from './runtime/Accepter.js';
 import { isTurnLogic } from './fromTurn.js';
 import { isInspectionObserver, toNext, type InspectionObserver } from './runtime/stately.js';
 import { Host, type TurnResult } from './runtime/Host.js';
+import { readRows, type AgentInfo, type LiveView } from './runtime/agentRows.js';
+export type { AgentInfo } from './runtime/agentRows.js';
 import { fencedStore } from './runtime/fencedStore.js';
 import { assertOptions } from './runtime/options.js';
 import { recover } from './runtime/recovery.js';
@@ -39,6 +41,13 @@ export interface RuntimeOptions {
   clock?: Clock;
   /** Eviction policy. Default: LRU. */
   policy?: PolicyFactory;
+  /**
+   * How much of each agent's history (rollout) to keep, unless its definition says:
+   * `{ keepTurns }` or `'all'`. Default `{ keepTurns: 1000 }`: a long-lived agent's
+   * history stays bounded (pruned a small batch per commit); counters (turns, mailbox,
+   * last activity) stay exact.
+   */
+  history?: Retention;
   /** How long `stop()` lets running turns finish before interrupting them (ms). Default 10,000. */
   stopTimeout?: number;
   /**
@@ -80,19 +89,6 @@ export interface SpawnRequest {
   pinned?: boolean;
 }
 
-export interface AgentInfo {
-  id: string;
-  type: string;
-  parent: string | null;
-  state: LifecycleState;
-  resident: boolean;
-  pinned: boolean;
-  /** Messages accepted and not yet handled. */
-  mailbox: number;
-  lastActiveAt: number | null;
-  /** Turns finished (any outcome). */
-  turns: number;
-}
 
 export interface ListRequest {
   resident?: boolean;
@@ -169,6 +165,9 @@ export interface Runtime {
 /** Where agents live when no store is given: `.residency/residency.db` under the working directory. */
 export const DEFAULT_DB = './.residency/residency.db';
 
+/** The history each agent keeps when neither the runtime nor its definition says: its last 1,000 turns. */
+export const DEFAULT_HISTORY: Retention = Object.freeze({ keepTurns: 1000 });
+
 
 /**
  * Creates a runtime. Agents already in the store are not loaded: those with pending
@@ -216,6 +215,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     policy: options.policy,
     newId,
     keepAlive: clock === systemClock,
+    history: options.history ?? DEFAULT_HISTORY,
   });
 
   /** Another owner took the store over: drop every agent without writing, refuse every call. */
@@ -296,23 +296,13 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       }),
     );
 
-  async function info(id: string, rec: AgentRecord): Promise<AgentInfo> {
+  /** What this runtime knows of an agent in memory (its lifecycle state, pin, last activity). */
+  const liveView = (id: string): LiveView | null => {
     const entry = host.entries.get(id);
-    const state = host.stateOf(id);
-    const rollout = await store.rollout(id);
-    const last = rollout.at(-1);
-    return {
-      id,
-      type: rec.type,
-      parent: rec.parent,
-      state,
-      resident: state === 'loading' || state === 'idle' || state === 'running' || state === 'flushing',
-      pinned: rec.pinned || (entry?.lifecycle.getSnapshot().context.pinned ?? false),
-      mailbox: await store.mailboxSize(id),
-      lastActiveAt: entry?.lastActiveAt ?? last?.at ?? rec.createdAt,
-      turns: rollout.filter((r) => r.kind === 'turn.finished').length,
-    };
-  }
+    if (!entry) return null;
+    return { state: host.stateOf(id), pinned: entry.lifecycle.getSnapshot().context.pinned, lastActiveAt: entry.lastActiveAt };
+  };
+  const isResident = (id: string) => ['loading', 'idle', 'running', 'flushing'].includes(host.stateOf(id));
 
   const runtime: Runtime = {
     async spawn(type, request) {
@@ -415,7 +405,9 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       live(`get "${id}"`);
       const rec = host.entries.get(id)?.record ?? (await store.getAgent(id));
       if (!rec) throw new AgentNotFoundError(id);
-      return info(id, rec);
+      const { rows, damaged } = await readRows(store, [rec], liveView);
+      if (damaged[0]) throw damaged[0].cause;
+      return rows[0]!;
     },
 
     async list(request = {}) {
@@ -434,33 +426,43 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         throw new TypeError(`Expected \`cursor\` to be a string from a previous list() or null, got ${describeValue(request.cursor)}`);
       }
       live('list agents');
+      const report = (damaged: { id: string; error: string; cause: Error }[]) => {
+        for (const d of damaged) emitter.emit('error', () => ({ id: d.id, at: clock.now(), error: d.cause, where: 'list' }));
+        return damaged.map(({ id, error }) => ({ id, error }));
+      };
       if (request.resident === true) {
         const ids = [...host.entries.values()]
-          .filter((e) => ['loading', 'idle', 'running', 'flushing'].includes(host.stateOf(e.id)))
+          .filter((e) => isResident(e.id))
           .filter((e) => (request.type === undefined || e.record.type === request.type) && (request.parent === undefined || e.record.parent === request.parent))
           .map((e) => e.id)
           .sort()
           .filter((id) => request.cursor == null || id > request.cursor);
         const page = ids.slice(0, limit);
-        const agents = await Promise.all(page.map((id) => info(id, host.entries.get(id)!.record)));
-        return { agents, cursor: ids.length > limit ? page.at(-1)! : null };
+        const { rows, damaged } = await readRows(store, page.map((id) => host.entries.get(id)!.record), liveView);
+        const bad = report(damaged);
+        const cursor = ids.length > limit ? page.at(-1)! : null;
+        return bad.length > 0 ? { agents: rows, cursor, damaged: bad } : { agents: rows, cursor };
       }
-      const res = await store.listAgents({ type: request.type, parent: request.parent, limit, cursor: request.cursor ?? null });
-      // One damaged agent does not fail the listing: it is left out, and reported.
-      const damaged: { id: string; error: string }[] = [];
-      const rows = await Promise.all(
-        res.agents.map((r) =>
-          info(r.id, r).catch((err: unknown) => {
-            if (!(err instanceof StoreCorruptionError)) throw err;
-            damaged.push({ id: r.id, error: err.message });
-            emitter.emit('error', () => ({ id: r.id, at: clock.now(), error: err, where: 'list' }));
-            return null;
-          }),
-        ),
-      );
-      let agents = rows.filter((a): a is AgentInfo => a !== null);
-      if (request.resident === false) agents = agents.filter((a) => !a.resident);
-      return damaged.length > 0 ? { agents, cursor: res.cursor, damaged } : { agents, cursor: res.cursor };
+      // Filters before paging: a page is full whenever more matches exist (residents are
+      // left out here for `resident: false`, so a store page may not be enough).
+      const agents: AgentInfo[] = [];
+      const bad: { id: string; error: string }[] = [];
+      let cursor = request.cursor ?? null;
+      let next: string | null = null;
+      for (;;) {
+        const res = await store.listAgents({ type: request.type, parent: request.parent, limit: limit - agents.length, cursor });
+        const records = request.resident === false ? res.agents.filter((r) => !isResident(r.id)) : res.agents;
+        const { rows, damaged } = await readRows(store, records, liveView);
+        agents.push(...rows);
+        bad.push(...report(damaged));
+        if (res.cursor === null) break;
+        cursor = res.cursor;
+        if (agents.length >= limit) {
+          next = res.cursor;
+          break;
+        }
+      }
+      return bad.length > 0 ? { agents, cursor: next, damaged: bad } : { agents, cursor: next };
     },
 
     stats() {

@@ -17,6 +17,8 @@ export interface AgentDefinition {
   readonly version: number;
   /** Steps that bring a stored snapshot up to `version`, keyed by the version each produces. */
   readonly migrate: Readonly<Record<number, Migration>>;
+  /** How much of each agent's history to keep; the runtime's `history` option when absent. */
+  readonly history: Retention | undefined;
 }
 
 /**
@@ -38,6 +40,23 @@ export interface DefineAgentOptions {
    * the agent's next commit.
    */
   migrate?: Record<number, Migration>;
+  /**
+   * How much of each agent's history (its rollout) to keep: `{ keepTurns }` keeps the last
+   * turns and prunes older entries a small batch per commit; `'all'` keeps everything.
+   * Default: the runtime's `history` option.
+   */
+  history?: Retention;
+}
+
+/** A history retention policy: the last `keepTurns` turns of each agent's rollout, or `'all'`. */
+export type Retention = { keepTurns: number } | 'all';
+
+/** Checks a retention policy (`history` of defineAgent or createRuntime). */
+export function assertRetention(value: unknown, where: string): asserts value is Retention {
+  if (value === 'all') return;
+  const k = (value as { keepTurns?: unknown } | null)?.keepTurns;
+  if (typeof value === 'object' && value !== null && typeof k === 'number' && Number.isSafeInteger(k) && k >= 0) return;
+  throw new TypeError(`Expected \`history\`${where} to be 'all' or { keepTurns: n } with n an integer ≥ 0, got ${JSON.stringify(value) ?? String(value)}`);
 }
 
 /**
@@ -87,5 +106,8 @@ export function defineAgent(options: DefineAgentOptions): AgentDefinition {
       );
     }
   }
-  return Object.freeze({ type, logic, redeliverCrashed, version, migrate: Object.freeze({ ...migrate }) });
+  const { history } = options;
+  if (history !== undefined) assertRetention(history, ` of agent type "${type}"`);
+  const retention = history === undefined || history === 'all' ? history : Object.freeze({ keepTurns: history.keepTurns });
+  return Object.freeze({ type, logic, redeliverCrashed, version, migrate: Object.freeze({ ...migrate }), history: retention });
 }

@@ -495,7 +495,19 @@ describe('one damaged agent: the readers skip it, say so, and read the others', 
     for (const d of damages) await damagedDatabase(paths[d], d);
   });
 
-  describe.each(damages)('b: %s', (damage) => {
+  // ls and stats read an agent in O(1) whatever its history (its counters, snapshot and last
+  // rollout entry): damage deep in its history (here, pages of old messages) is found by
+  // `show`, which reads the history, not by the listings.
+  it('b: pages deep in its history: ls and stats list b (its row is readable); show b names the damage', async () => {
+    const r = await cli('ls', '--db', paths.pages, '--json');
+    expect(r.code).toBe(0);
+    expect((JSON.parse(r.out) as { agents: { id: string }[] }).agents.map((a) => a.id)).toEqual(['a', 'b', 'c']);
+    const show = await cli('show', 'b', '--db', paths.pages);
+    expect(show.code).toBe(1);
+    expect(show.err).toMatch(/^residency: Agent "b" cannot be read: the database file is damaged where it keeps its/);
+  });
+
+  describe.each(['snapshot', 'rollout'] as const)('b: %s', (damage) => {
     it('ls lists a and c, and a line after the table names b and what is damaged (exit 0)', async () => {
       const r = await cli('ls', '--db', paths[damage]);
       expect(r.err).toBe('');

@@ -17,7 +17,8 @@
 import fs from 'node:fs';
 import { AgentNotFoundError, StoreCorruptionError } from '../errors.js';
 import { sqliteStore } from '../store/sqliteStore.js';
-import type { AgentRecord, RolloutEntry, Store } from '../store/Store.js';
+import type { AgentRecord, AgentStats, RolloutEntry, Store } from '../store/Store.js';
+import { agentRow } from '../runtime/agentRows.js';
 import { examineDatabaseFile, notAFile } from './dbFile.js';
 import { CliError, count, damagedLine, damagedList, fields, jsonText, printable, table, time, type Damaged, type Io } from './format.js';
 
@@ -62,12 +63,15 @@ interface Row {
   lastActiveAt: number;
 }
 
-/** What `ls` and `stats` read of one agent: its mailbox size, its whole rollout, and its snapshot (read to find damage). */
-async function readAgent(store: Store, id: string): Promise<{ mailbox: number; rollout: RolloutEntry[] }> {
-  const mailbox = await store.mailboxSize(id);
-  const rollout = await store.rollout(id);
+/**
+ * What `ls` and `stats` read of one agent, in O(1) whatever its history: its counters,
+ * and its snapshot and last rollout entry (read only to find damage).
+ */
+async function readAgent(store: Store, id: string): Promise<AgentStats | undefined> {
+  const stats = (await store.agentStats([id])).get(id);
+  await store.rollout(id, { limit: 1 });
   await store.loadSnapshot(id);
-  return { mailbox, rollout };
+  return stats;
 }
 
 /** `read`, or the damage it found (a StoreCorruptionError); other failures are thrown. */
@@ -80,18 +84,10 @@ async function orDamage<T>(id: string, read: () => Promise<T>): Promise<{ ok: T 
   }
 }
 
-function row(rec: AgentRecord, { mailbox, rollout }: { mailbox: number; rollout: RolloutEntry[] }): Row {
-  return {
-    id: rec.id,
-    type: rec.type,
-    parent: rec.parent,
-    pinned: rec.pinned,
-    state: 'unloaded',
-    resident: false,
-    mailbox,
-    turns: rollout.filter((e) => e.kind === 'turn.finished').length,
-    lastActiveAt: rollout.at(-1)?.at ?? rec.createdAt,
-  };
+/** The row of an agent of a stored database (nothing runs it: unloaded), by the runtime's one row builder. */
+function row(rec: AgentRecord, stats: AgentStats | undefined): Row {
+  const r = agentRow(rec, stats, null);
+  return { ...r, state: 'unloaded', resident: false, lastActiveAt: r.lastActiveAt ?? rec.createdAt };
 }
 
 async function* allAgents(store: Store, type?: string): AsyncGenerator<AgentRecord> {
@@ -210,7 +206,7 @@ export async function stats(o: { db: string; json: boolean }, io: Io): Promise<n
     const byType: Record<string, number> = {};
     const outcomes: Record<string, number> = {};
     const damaged: Damaged[] = [];
-    let agents = 0, pinned = 0, accepted = 0, pending = 0, loads = 0, evictions = 0, withMail = 0;
+    let agents = 0, pinned = 0, accepted = 0, pending = 0, withMail = 0;
     for await (const rec of allAgents(store)) {
       const read = await orDamage(rec.id, () => readAgent(store, rec.id));
       if ('damaged' in read) {
@@ -220,13 +216,15 @@ export async function stats(o: { db: string; json: boolean }, io: Io): Promise<n
       agents++;
       if (rec.pinned) pinned++;
       byType[rec.type] = (byType[rec.type] ?? 0) + 1;
-      for (const e of read.ok.rollout) {
-        if (e.kind === 'accepted') accepted++;
-        else if (e.kind === 'turn.finished') outcomes[e.outcome] = (outcomes[e.outcome] ?? 0) + 1;
-        else if (e.kind === 'note' && e.note === 'loaded') loads++;
-        else if (e.kind === 'note' && e.note === 'evicted') evictions++;
+      // From the counters (O(1) per agent, exact whatever the history kept): every accepted
+      // message is handled (a turn of some outcome) or pending.
+      const c = read.ok ?? { turns: 0, failed: 0, crashed: 0, interrupted: 0, mailbox: 0, lastActiveAt: null };
+      const done = c.turns - c.failed - c.crashed - c.interrupted;
+      for (const [k, n] of [['done', done], ['failed', c.failed], ['crashed', c.crashed], ['interrupted', c.interrupted]] as const) {
+        if (n > 0) outcomes[k] = (outcomes[k] ?? 0) + n;
       }
-      const n = read.ok.mailbox;
+      accepted += c.turns + c.mailbox;
+      const n = c.mailbox;
       pending += n;
       if (n > 0) withMail++;
     }
@@ -240,7 +238,7 @@ export async function stats(o: { db: string; json: boolean }, io: Io): Promise<n
       resident: 0,
       note: NOT_RESIDENT_NOTE,
       messages: { accepted, handled, pending, agentsWithPending: withMail, turnsInFlight: inFlight },
-      outcomes, loads, evictions,
+      outcomes,
     };
   });
   if (o.json) {
@@ -260,7 +258,6 @@ export async function stats(o: { db: string; json: boolean }, io: Io): Promise<n
       ['messages', `${count(s.messages.accepted)} accepted, ${count(s.messages.handled)} handled, ${count(s.messages.pending)} pending (in ${count(s.messages.agentsWithPending)} mailboxes)`],
       ['turns', Object.entries(s.outcomes).map(([k, n]) => `${count(n)} ${printable(k)}`).join(', ') || 'none'],
       ['in flight', `${count(s.messages.turnsInFlight)} (recorded crashed at the next start)`],
-      ['loads', `${count(s.loads)} loads, ${count(s.evictions)} evictions recorded`],
     ])}\n`,
   );
   return 0;

@@ -13,6 +13,7 @@
  */
 import type { AnyStateMachine } from 'xstate';
 import type { AgentInfo, Runtime, RuntimeStats } from '../createRuntime.js';
+import { agentRow } from '../runtime/agentRows.js';
 import { StoreCorruptionError } from '../errors.js';
 import { RUNTIME_EVENT_NAMES } from '../events.js';
 import type { AgentRecord, RolloutEntry, Store, StoredMessage } from '../store/Store.js';
@@ -189,23 +190,15 @@ export function runtimeSource(runtime: Runtime): InspectorSource {
 
 /**
  * A read-only view of a stored database: every agent is unloaded, since nothing runs.
- * A row reads what `residency ls` reads of the agent: its mailbox size, its rollout (for
- * the turns) and its snapshot (only to find damage), so both name the same damaged agents.
+ * A row reads what `residency ls` reads of the agent (its counters; its snapshot and last
+ * rollout entry only to find damage), so both name the same damaged agents.
  */
 export function storeSource(store: Store): InspectorSource {
+  // O(1) per agent whatever its history: the counters, by the runtime's one row builder; the
+  // snapshot and the last rollout entry are read only to find damage.
   const row = async (rec: AgentRecord): Promise<AgentRow> => {
-    const [mailbox, rollout] = await Promise.all([store.mailboxSize(rec.id), store.rollout(rec.id), store.loadSnapshot(rec.id)]);
-    return {
-      id: rec.id,
-      type: rec.type,
-      parent: rec.parent,
-      state: 'unloaded',
-      resident: false,
-      pinned: rec.pinned,
-      mailbox,
-      lastActiveAt: rollout.at(-1)?.at ?? rec.createdAt,
-      turns: rollout.filter((r) => r.kind === 'turn.finished').length,
-    };
+    const [stats] = await Promise.all([store.agentStats([rec.id]), store.rollout(rec.id, { limit: 1 }), store.loadSnapshot(rec.id)]);
+    return agentRow(rec, stats.get(rec.id), null);
   };
   return {
     live: false,

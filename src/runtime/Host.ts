@@ -15,7 +15,7 @@ import { supervisorMachine, type SupervisorContext, type SupervisorEffects, type
 import { agentEventFor, supervisorBoundActions } from '../../machines/protocol.js';
 import type { PolicyFactory } from '../../machines/policy.js';
 import type { Clock } from '../clock.js';
-import type { AgentDefinition } from '../defineAgent.js';
+import type { AgentDefinition, Retention } from '../defineAgent.js';
 import { StoreCorruptionError, UnknownAgentTypeError } from '../errors.js';
 import type { RuntimeEmitter } from '../events.js';
 import type { AgentRecord, AppendRequest, Message, Store } from '../store/Store.js';
@@ -44,6 +44,8 @@ export interface HostOptions {
   newId: () => string;
   /** Hold the process open (a ref'd host timer) while there is work: a turn, mail, an ask. */
   keepAlive: boolean;
+  /** The history retention of agents whose definition does not say. */
+  history: Retention;
 }
 
 export class Host implements Core {
@@ -56,6 +58,7 @@ export class Host implements Core {
   readonly clock: Clock;
   readonly emitter: RuntimeEmitter;
   readonly definitions: Map<string, AgentDefinition>;
+  readonly history: Retention;
   readonly buffer: WriteBuffer;
   readonly waiters: Waiters;
   readonly inspection: Inspection;
@@ -72,6 +75,7 @@ export class Host implements Core {
     this.clock = clock;
     this.emitter = o.emitter;
     this.definitions = o.definitions;
+    this.history = o.history;
     this.buffer = new WriteBuffer(o.store, clock);
     this.waiters = new Waiters(o.keepAlive);
     this.supervisor = createActor(

@@ -15,6 +15,7 @@
  */
 import { FencedError, TurnFailedError, UnknownAgentTypeError } from '../errors.js';
 import { isTurnLogic } from '../fromTurn.js';
+import type { Retention } from '../defineAgent.js';
 import type { StoredMessage, TurnOutcome } from '../store/Store.js';
 import { describeThrown } from '../validate.js';
 import { withVersion } from './migrate.js';
@@ -121,7 +122,7 @@ export class Turns {
    */
   async #crashedBefore(entry: Entry, head: StoredMessage): Promise<void> {
     const at = this.core.clock.now();
-    await this.core.buffer.write({ op: 'commitTurn', commit: { agentId: entry.id, seq: head.seq, outcome: 'crashed', at, durationMs: 0 } });
+    await this.core.buffer.write({ op: 'commitTurn', commit: { retain: this.#retain(entry), agentId: entry.id, seq: head.seq, outcome: 'crashed', at, durationMs: 0 } });
     entry.lostSeq = null;
     this.#consumed(entry, head.seq);
     this.core.emitter.emit('turn.finished', () => ({ id: entry.id, at, seq: head.seq, outcome: 'crashed', durationMs: 0 }));
@@ -176,7 +177,7 @@ export class Turns {
         const next = this.#keeps(entry) && entry.inbox.has(turn.seq + 1) ? { seq: turn.seq + 1, at } : undefined;
         const r = await core.buffer.write<{ outbox: { seq: number; duplicate: boolean }[] }>({
           op: 'commitTurn',
-          commit: { agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot: withVersion(entry.def, snapshot), value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}) },
+          commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot: withVersion(entry.def, snapshot), value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}) },
         });
         if (next) entry.begun = next.seq;
         entry.lastPersisted = snapshot;
@@ -192,7 +193,7 @@ export class Turns {
       try {
         await core.buffer.write({
           op: 'commitTurn',
-          commit: { agentId: entry.id, seq: turn.seq, outcome: 'failed', error: describeThrown(failure.thrown), at, durationMs },
+          commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'failed', error: describeThrown(failure.thrown), at, durationMs },
         });
       } catch (err) {
         return this.#lost(entry, turn, err, true, failure.thrown);
@@ -216,7 +217,7 @@ export class Turns {
     this.#rollback(entry, turn);
     const at = this.core.clock.now();
     try {
-      await this.core.buffer.write({ op: 'commitTurn', commit: { agentId: entry.id, seq: turn.seq, outcome: 'interrupted', at, durationMs: at - turn.startedAt } });
+      await this.core.buffer.write({ op: 'commitTurn', commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'interrupted', at, durationMs: at - turn.startedAt } });
     } catch (err) {
       return this.#lost(entry, turn, err);
     }
@@ -230,6 +231,11 @@ export class Turns {
     const keep = this.#keeps(entry) || entry.begun !== null;
     entry.streak = keep ? entry.streak + 1 : 0;
     entry.lifecycle.send({ type: 'turn.done', outcome, ...(keep ? { continue: true } : {}) });
+  }
+
+  /** The agent's history retention: its definition's, else the runtime's. */
+  #retain(entry: Entry): Retention {
+    return entry.def.history ?? this.core.history;
   }
 
   /** The agent keeps its permit for its next message: it has one, and its streak allows it. */

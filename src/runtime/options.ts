@@ -3,14 +3,14 @@
  * it breaks, thrown at construction (before the store is touched).
  */
 import type { Clock } from '../clock.js';
-import type { AgentDefinition } from '../defineAgent.js';
+import { assertRetention, type AgentDefinition } from '../defineAgent.js';
 import type { RuntimeOptions } from '../createRuntime.js';
 import { isInspectionObserver } from './stately.js';
 import { assertIntegerAtLeast, assertPositiveDurationOrNull, describeValue } from '../validate.js';
 
 /** What a store must implement (Store.ts); `batch` is optional (a store without it writes op by op). */
 export const STORE_METHODS = [
-  'createAgent', 'getAgent', 'getAgents', 'listAgents', 'destroyAgent', 'append', 'pending', 'mailboxSize',
+  'createAgent', 'getAgent', 'getAgents', 'listAgents', 'destroyAgent', 'append', 'pending', 'mailboxSize', 'agentStats',
   'beginTurn', 'commitTurn', 'loadSnapshot', 'note', 'rollout', 'agentsWithPending', 'turnsInFlight', 'acquire', 'close',
 ] as const;
 
@@ -37,6 +37,7 @@ export function assertOptions(options: unknown): asserts options is RuntimeOptio
     throw new TypeError(`Expected \`runningCap\` (${o.runningCap}) to be ≤ \`residentCap\` (${o.residentCap}): a running agent is resident`);
   }
   assertPositiveDurationOrNull(o.idleTimeout, 'idleTimeout');
+  if (o.history !== undefined) assertRetention(o.history, '');
   if (o.stopTimeout !== undefined) assertIntegerAtLeast(o.stopTimeout, 'stopTimeout', 0);
   if (o.store !== undefined) {
     const s = o.store as Record<string, unknown> | null;

@@ -87,6 +87,8 @@ export interface Core {
   readonly clock: import('../clock.js').Clock;
   readonly emitter: import('../events.js').RuntimeEmitter;
   readonly definitions: Map<string, AgentDefinition>;
+  /** The history retention of agents whose definition does not say. */
+  readonly history: import('../defineAgent.js').Retention;
   readonly buffer: import('./WriteBuffer.js').WriteBuffer;
   readonly actors: import('./Actors.js').Actors;
   readonly inspection: import('./Inspection.js').Inspection;

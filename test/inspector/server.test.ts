@@ -313,7 +313,8 @@ describe('a damaged agent: the overview leaves it out and names it; its page say
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const ids = (agents: { id: string }[]) => agents.map((a) => a.id);
 
-  it.each<Damage>(['snapshot', 'rollout', 'pages'])('stored: b %s', async (damage) => {
+  // (Damage deep in an agent's history, such as old pages, is not read by the O(page) overview.)
+  it.each<Damage>(['snapshot', 'rollout'])('stored: b %s', async (damage) => {
     const path = join(dir, `stored-${damage}.db`);
     await damagedDatabase(path, damage);
     const store = sqliteStore(path, { readonly: true });
@@ -335,16 +336,17 @@ describe('a damaged agent: the overview leaves it out and names it; its page say
     }
   });
 
-  it("live: the runtime's list passes b through as damaged; b's page says what is damaged", async () => {
+  it("live: the runtime's list reads counters only (b's row is readable); b's page says what is damaged", async () => {
     const path = join(dir, 'live-rollout.db');
     await damagedDatabase(path, 'rollout');
     const store = sqliteStore(path);
     const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 2, runningCap: 1, store });
     const inspector = await serveInspector(runtime);
     try {
+      // O(page): the listing never reads an agent's history, so damage there shows on its page.
       const snap = await getJson(`${inspector.url}api/snapshot`);
-      expect(ids(snap.agents)).toEqual(['a', 'c']);
-      expect(snap.damaged).toEqual([{ id: 'b', error: expect.stringContaining('an entry of its rollout is not valid JSON') }]);
+      expect(ids(snap.agents)).toEqual(['a', 'b', 'c']);
+      expect(snap.damaged).toEqual([]);
       const b = await fetch(`${inspector.url}api/agent/b`);
       expect(b.status).toBe(200);
       expect(await b.json()).toEqual({ live: true, id: 'b', error: expect.stringMatching(DAMAGE_SAID.rollout) });

@@ -102,6 +102,7 @@ function spyStore(inner: Store): SpyStore {
     append: (batch) => write('append', () => inner.append(batch)),
     pending: (id, limit) => read(() => inner.pending(id, limit))(),
     mailboxSize: (id) => read(() => inner.mailboxSize(id))(),
+    agentStats: (ids) => read(() => inner.agentStats(ids))(),
     beginTurn: (id, seq, at) => write('beginTurn', () => inner.beginTurn(id, seq, at)),
     commitTurn: (c) => write('commitTurn', () => inner.commitTurn(c)),
     loadSnapshot: (id) => read(() => inner.loadSnapshot(id))(),

@@ -627,13 +627,9 @@ describe('damage inside the store', () => {
   it('list() leaves out an agent whose stored data cannot be read, reports it, and serves the others', async () => {
     const inner = memoryStore();
     const store = wrapStore(inner, {
-      rollout: async (id, o) => {
-        if (id === 'b') throw new StoreCorruptionError('b', 'an entry of its rollout is not valid JSON');
-        return inner.rollout(id, o);
-      },
-      mailboxSize: async (id) => {
-        if (id === 'b') throw new StoreCorruptionError('b', 'its mailbox cannot be read');
-        return inner.mailboxSize(id);
+      agentStats: async (ids) => {
+        if (ids.includes('b')) throw new StoreCorruptionError('b', 'its counters cannot be read');
+        return inner.agentStats(ids);
       },
     });
     const { runtime } = await counterRuntime({ store });
