@@ -75,7 +75,8 @@ export const APPLICATION_ID = 0x72_73_64_79;
  * - partial indexes `agents_pinned`, `agents_with_mail` and `agents_destroying`, so the
  *   listing filters and the destroyed-agent checks read only what matches.
  * The migration backfills all of it from the rows already there: counters from the
- *   rollout and the mailbox, turn numbers in rollout order.
+ *   rollout and the mailbox, turn numbers in rollout order. A rollout entry that is not
+ *   valid JSON (a manual edit) counts for nothing, rather than failing the migration.
  */
 export const MIGRATIONS: readonly string[] = [
   `
@@ -141,7 +142,7 @@ export const MIGRATIONS: readonly string[] = [
   UPDATE rollout SET turn = finished.n
   FROM (
     SELECT id, row_number() OVER (PARTITION BY agent_id ORDER BY id) AS n
-    FROM rollout WHERE entry ->> '$.kind' = 'turn.finished'
+    FROM rollout WHERE iif(json_valid(entry), entry ->> '$.kind', NULL) = 'turn.finished'
   ) AS finished
   WHERE rollout.id = finished.id;
 
@@ -169,7 +170,8 @@ export const MIGRATIONS: readonly string[] = [
   WHERE agents.id = pending.agent_id;
 
   UPDATE agents SET last_active_at = (
-    SELECT entry ->> '$.at' FROM rollout WHERE rollout.agent_id = agents.id ORDER BY id DESC LIMIT 1
+    SELECT iif(json_valid(entry), entry ->> '$.at', NULL) FROM rollout
+    WHERE rollout.agent_id = agents.id ORDER BY id DESC LIMIT 1
   );
 
   CREATE INDEX rollout_turns ON rollout (agent_id, turn) WHERE turn IS NOT NULL;

@@ -48,7 +48,10 @@
  * migrates, checkpoints or writes the file, works while a runtime owns and writes it (a
  * WAL reader), refuses a missing or empty file, another application's file or a newer
  * schema with a `StoreError` naming the path, and reads an older schema from
- * READABLE_FROM on as it is (refusing older ones clearly). `acquire` and every write
+ * READABLE_FROM on as it is (refusing older ones clearly): on a schema older than
+ * COUNTED_FROM (no counters yet) it computes `agentStats`, `mailboxSize` and the `hasMail`
+ * filter from the rollout and the mailbox, as before, until a writer migrates the file
+ * (it checks the schema version at each read meanwhile). `acquire` and every write
  * reject with `StoreError`. A WAL database whose last connection closed has no `-wal` and
  * `-shm` files: SQLite creates them (empty) to read it, and leaves them (they are
  * harmless, and deleting them could break a runtime that opened the file meanwhile);
@@ -70,11 +73,34 @@
  * `beginTurn`, `commitTurn`, …) is one transaction: a call that rejects wrote nothing.
  * Seqs come from a per-agent counter (`agents.last_seq`), and consumed messages keep
  * their row (without the body, which the rollout keeps), so idempotency by (agent,
- * message id) holds after consumption; both go with the agent on `destroyAgent`. Values are stored as JSON text and parsed on each
- * read, so nothing is ever shared with a caller (and a value goes through JSON: what
- * JSON.stringify drops, like `undefined` properties, is not stored). Ids are only bound
- * as SQL parameters. SQLite's failures reject with `StoreError` (with the SQLite error
- * as its `cause`).
+ * message id) holds after consumption, until retention deletes the row.
+ *
+ * Counters (rule 11) are columns of `agents`, updated by the statements of the write
+ * that changes them (the seq counter's UPDATE counts the mailbox too), so `agentStats`,
+ * `mailboxSize` and the listing filters read one row per agent.
+ *
+ * Retention (rule 12). A turn.finished entry carries its turn number (`rollout.turn`,
+ * indexed), and a consumed message the number of the turn that consumed it. A commit
+ * under `{ keepTurns: k }` finds the turn.finished of turn `turns - k` by that index, and
+ * deletes the agent's rollout entries up to it and its messages consumed by turns up to
+ * it and of a seq up to that turn's: each as one range bounded to `pruneBatch` rows, read
+ * from the agent's oldest row, so a commit prunes in a few microseconds per row and never
+ * walks the history.
+ *
+ * Destroy (rule 5). `destroyAgent` deletes up to PURGE_BATCH rows of each of the agent's
+ * tables in its own transaction; when that was all, the agent's row goes too. Otherwise
+ * the row is marked `destroying` (its snapshot deleted): every read and write skips the
+ * agent from then on (checked through the small `agents_destroying` index, not the
+ * agent's pages), and the rest goes in background steps, one transaction of PURGE_BATCH
+ * rows of each per turn of the event loop, until none is left or the store closes (a
+ * store opened for writing later resumes it). Spawning the id again meanwhile deletes
+ * what is left of it first, in the spawn's transaction. A fenced or failed step stops
+ * the deletion; the next destroy, or the next open for writing, starts it again.
+ *
+ * Values are stored as JSON text and parsed on each read, so nothing is ever shared
+ * with a caller (and a value goes through JSON: what JSON.stringify drops, like
+ * `undefined` properties, is not stored). Ids are only bound as SQL parameters. SQLite's
+ * failures reject with `StoreError` (with the SQLite error as its `cause`).
  *
  * Damage. A row of an agent that no longer parses (a manual edit), or a page of the file
  * that SQLite finds damaged (SQLITE_CORRUPT, SQLITE_NOTADB: flipped bytes) while reading
@@ -514,11 +540,13 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   function prune(agentId: string, last: number, limit: number): void {
     if (last < 1) return;
     const w = sql!;
-    const end = w.windowEnd.get(agentId, last) as { id: number; seq: number } | undefined;
+    const end = w.windowEnd.get(agentId, last) as { id: number; seq: number | null } | undefined;
     // None: everything up to turn `last` is gone already.
     if (end === undefined) return;
     const rollout = (w.rolloutBound.get(agentId, end.id, limit - 1) as number | undefined) ?? end.id;
     w.pruneRollout.run(agentId, rollout);
+    // A damaged entry (no seq) leaves the messages to the next commits.
+    if (typeof end.seq !== 'number') return;
     const messages = (w.messagesBound.get(agentId, end.seq, limit - 1) as number | undefined) ?? end.seq;
     w.pruneMessages.run(agentId, messages, last);
   }
@@ -1245,6 +1273,11 @@ function prepareOwnerStatements(db: BetterSqlite3.Database) {
 
 const AGENT_COLUMNS = 'id, type, parent, pinned, input, created_at';
 
+/** A field of a rollout entry, in SQL: NULL when the entry is not valid JSON (a manual edit), rather than an error. */
+function field(name: string): string {
+  return `iif(json_valid(entry), entry ->> '$.${name}', NULL)`;
+}
+
 /**
  * The statements of the reads. `counted`: the database keeps the counters and the
  * `destroying` mark (schema version COUNTED_FROM on); without them (an older database, read
@@ -1256,14 +1289,14 @@ function prepareReads(db: BetterSqlite3.Database, counted: boolean) {
   const destroyed = counted ? ' AND agent_id NOT IN (SELECT id FROM agents INDEXED BY agents_destroying WHERE destroying = 1)' : '';
   const pendingCount = 'SELECT count(*) FROM messages WHERE agent_id = agents.id AND consumed = 0';
   const turnCount = (outcome: string) =>
-    `(SELECT count(*) FROM rollout WHERE agent_id = agents.id AND entry ->> '$.kind' = 'turn.finished'${
-      outcome === '' ? '' : ` AND entry ->> '$.outcome' = '${outcome}'`
+    `(SELECT count(*) FROM rollout WHERE agent_id = agents.id AND ${field('kind')} = 'turn.finished'${
+      outcome === '' ? '' : ` AND ${field('outcome')} = '${outcome}'`
     })`;
   const statsColumns = counted
     ? 'id, turns, failed, crashed, interrupted, mailbox, last_active_at'
     : `id, ${turnCount('')} AS turns, ${turnCount('failed')} AS failed, ${turnCount('crashed')} AS crashed, ` +
       `${turnCount('interrupted')} AS interrupted, (${pendingCount}) AS mailbox, ` +
-      "(SELECT entry ->> '$.at' FROM rollout WHERE agent_id = agents.id ORDER BY id DESC LIMIT 1) AS last_active_at";
+      `(SELECT ${field('at')} FROM rollout WHERE agent_id = agents.id ORDER BY id DESC LIMIT 1) AS last_active_at`;
   return {
     counted,
     getAgent: db.prepare(`SELECT ${AGENT_COLUMNS} FROM agents WHERE id = ?${alive}`),
@@ -1293,9 +1326,8 @@ function prepareReads(db: BetterSqlite3.Database, counted: boolean) {
     ),
     /** The WHERE terms of a listing's filters; `@name` parameters are bound by listAgents. */
     listTerms(filters: { type: boolean; parent: boolean; pinned: boolean; hasMail?: boolean; cursor: boolean }): string[] {
-      const mail = counted
-        ? ['mailbox = 0', 'mailbox > 0']
-        : [`NOT EXISTS (${pendingCount})`, `EXISTS (${pendingCount})`];
+      const pending = 'SELECT 1 FROM messages WHERE agent_id = agents.id AND consumed = 0';
+      const mail = counted ? ['mailbox = 0', 'mailbox > 0'] : [`NOT EXISTS (${pending})`, `EXISTS (${pending})`];
       return [
         ...(filters.type ? ['type = @type'] : []),
         ...(filters.parent ? ['parent = @parent'] : []),
@@ -1346,7 +1378,7 @@ function prepareWrites(db: BetterSqlite3.Database) {
     addFinished: db.prepare('INSERT INTO rollout (agent_id, entry, turn) VALUES (?, ?, ?)'),
     /** The turn.finished entry of the agent's latest turn numbered ≤ ?: where the retention window starts. */
     windowEnd: db.prepare(
-      "SELECT id, entry ->> '$.seq' AS seq FROM rollout WHERE agent_id = ? AND turn IS NOT NULL AND turn <= ? " +
+      `SELECT id, ${field('seq')} AS seq FROM rollout WHERE agent_id = ? AND turn IS NOT NULL AND turn <= ? ` +
         'ORDER BY turn DESC LIMIT 1',
     ),
     // A batch is bounded by the id (seq) of the agent's row `limit` rows from its oldest, read

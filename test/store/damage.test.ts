@@ -122,6 +122,9 @@ describe('sqliteStore: a damaged page quarantines the agent whose rows it holds'
     expect((await store.getAgents(['alice', 'bob', 'carol'])).map((a) => a.id).sort()).toEqual(['bob', 'carol']);
     expect(await store.listAgents()).toEqual({ agents: [record('bob'), record('carol')], cursor: null });
     expect(await store.listAgents({ parent: 'root', type: 'counter' })).toEqual({ agents: [record('bob'), record('carol')], cursor: null });
+    // So do the counters, and the filters that read them.
+    expect([...(await store.agentStats(['alice', 'bob', 'carol'])).keys()].sort()).toEqual(['bob', 'carol']);
+    expect(await store.listAgents({ hasMail: true, pinned: false })).toEqual({ agents: [record('bob'), record('carol')], cursor: null });
     // Paging one by one neither skips nor repeats an agent, and ends.
     const first = await store.listAgents({ limit: 1 });
     expect(first).toEqual({ agents: [record('bob')], cursor: 'bob' });

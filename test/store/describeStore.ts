@@ -15,10 +15,14 @@ import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } fr
 import type { ErrorCode } from '../../src/errors.js';
 import type {
   AgentRecord,
+  AgentStats,
   AppendRequest,
   CommitTurn,
+  ListOptions,
+  Retention,
   RolloutEntry,
   Store,
+  StoreOp,
   StoreOpResult,
   StoreOwner,
 } from '../../src/store/Store.js';
@@ -74,6 +78,7 @@ async function observe(store: Store, ids: readonly string[]) {
       mailboxSize: await store.mailboxSize(id),
       snapshot: await store.loadSnapshot(id),
       rollout: await store.rollout(id),
+      stats: (await store.agentStats([id])).get(id) ?? null,
     });
   }
   // Copied, so that a store that wrongly returns its own objects cannot make before and after alike.
@@ -102,6 +107,11 @@ function expectOpError(
 const NOT_JSON = (() => 'not data') as unknown;
 
 const seqs = (messages: readonly { seq: number }[]) => messages.map((m) => m.seq);
+
+/** The counters of a new agent (rule 11), with `fields` changed. */
+function stats(fields: Partial<AgentStats> = {}): AgentStats {
+  return { turns: 0, failed: 0, crashed: 0, interrupted: 0, mailbox: 0, lastActiveAt: null, ...fields };
+}
 const kinds = (entries: readonly RolloutEntry[]) => entries.map((e) => e.kind);
 
 export function describeStore(
@@ -226,6 +236,51 @@ export function describeStore(
         expect(second.cursor).toBeNull();
       });
 
+      it('filters by pinned and by mail before paging: every page is full while more agents match', async () => {
+        const ids = Array.from({ length: 30 }, (_, i) => `x${String(i).padStart(2, '0')}`);
+        for (const [i, id] of ids.entries()) {
+          await store.createAgent(agent(id, { pinned: i % 5 === 0, type: i % 2 === 0 ? 'even' : 'odd' }));
+          if (i % 3 === 0) await store.append([msg(id, 'm1')]);
+        }
+        /** Every page of the listing, limit 4: all full but the last. */
+        const listed = async (filters: ListOptions) => {
+          const pages: string[][] = [];
+          let cursor: string | null = null;
+          do {
+            const page = await store.listAgents({ ...filters, limit: 4, cursor });
+            pages.push(page.agents.map((a) => a.id));
+            cursor = page.cursor;
+          } while (cursor !== null && pages.length < 20);
+          expect(pages.slice(0, -1).every((p) => p.length === 4), JSON.stringify(pages)).toBe(true);
+          return pages.flat();
+        };
+        const where = (keep: (i: number) => boolean) => ids.filter((_, i) => keep(i));
+        expect(await listed({ hasMail: true })).toEqual(where((i) => i % 3 === 0));
+        expect(await listed({ hasMail: false })).toEqual(where((i) => i % 3 !== 0));
+        expect(await listed({ pinned: true })).toEqual(where((i) => i % 5 === 0));
+        expect(await listed({ pinned: false, hasMail: true, type: 'even' })).toEqual(where((i) => i % 5 !== 0 && i % 3 === 0 && i % 2 === 0));
+        expect(await listed({ pinned: true, hasMail: false })).toEqual(where((i) => i % 5 === 0 && i % 3 !== 0));
+      });
+
+      it('hasMail follows the mailbox: an agent leaves that listing when its last message is consumed', async () => {
+        await store.createAgent(agent('a', { parent: 'p' }));
+        await store.createAgent(agent('b', { parent: 'p' }));
+        await store.append([msg('a', 'm1'), msg('a', 'm2')]);
+        const withMail = async () => (await store.listAgents({ hasMail: true, parent: 'p' })).agents.map((r) => r.id);
+        expect(await withMail()).toEqual(['a']);
+        await store.commitTurn(turn('a', 1, { outbox: [msg('b', 'x')] }));
+        expect(await withMail()).toEqual(['a', 'b']);
+        await store.commitTurn(turn('a', 2));
+        expect(await withMail()).toEqual(['b']);
+        expect((await store.listAgents({ hasMail: false })).agents.map((r) => r.id)).toEqual(['a']);
+      });
+
+      it('refuses a pinned or hasMail filter that is not a boolean with a TypeError', async () => {
+        await store.createAgent(agent('a'));
+        await expect(store.listAgents({ pinned: 'yes' as never })).rejects.toBeInstanceOf(TypeError);
+        await expect(store.listAgents({ hasMail: 1 as never })).rejects.toBeInstanceOf(TypeError);
+      });
+
       it('refuses a limit that is not a positive integer with a TypeError', async () => {
         await store.createAgent(agent('a'));
         await expect(store.listAgents({ limit: 0 })).rejects.toBeInstanceOf(TypeError);
@@ -288,6 +343,60 @@ export function describeStore(
         ]);
         expect(seqs(await store.pending('alice'))).toEqual([1, 2]);
         expect(kinds(await store.rollout('alice'))).toEqual(['accepted', 'accepted']);
+      });
+    });
+
+    describe('destroying a long history', () => {
+      it('destroyAgent of an agent with a long history: gone at once for every read and write, its id free at once', async () => {
+        await store.createAgent(agent('alice'));
+        await store.createAgent(agent('bob'));
+        await store.append(Array.from({ length: 700 }, (_, i) => msg('alice', `m${i + 1}`)));
+        const ops: StoreOp[] = [];
+        for (let seq = 1; seq <= 300; seq++) {
+          ops.push({ op: 'commitTurn', commit: turn('alice', seq, { snapshot: { seq }, outputs: ['o'] }) });
+        }
+        expect((await store.batch(ops)).every((r) => r.ok)).toBe(true);
+        await store.beginTurn('alice', 301, 3_100);
+        await store.append([msg('bob', 'b1')]);
+        const bobBefore = await observe(store, ['bob']);
+
+        expect(await store.destroyAgent('alice')).toBe(true);
+
+        expect(await store.getAgent('alice')).toBeNull();
+        expect(await store.getAgents(['alice', 'bob'])).toEqual([agent('bob')]);
+        expect((await store.listAgents()).agents.map((a) => a.id)).toEqual(['bob']);
+        expect((await store.listAgents({ hasMail: true })).agents.map((a) => a.id)).toEqual(['bob']);
+        expect([...(await store.agentStats(['alice', 'bob'])).keys()]).toEqual(['bob']);
+        expect(await store.pending('alice')).toEqual([]);
+        expect(await store.mailboxSize('alice')).toBe(0);
+        expect(await store.rollout('alice')).toEqual([]);
+        expect(await store.rollout('alice', { limit: 5 })).toEqual([]);
+        expect(await store.loadSnapshot('alice')).toBeNull();
+        expect(await store.agentsWithPending()).toEqual(['bob']);
+        expect(await store.turnsInFlight()).toEqual([]);
+        // Writes find no agent, even with the id of a message it had.
+        for (const write of [
+          () => store.append([msg('alice', 'm1')]),
+          () => store.append([msg('alice', 'new')]),
+          () => store.beginTurn('alice', 302, 0),
+          () => store.commitTurn(turn('alice', 301)),
+          () => store.note('alice', { kind: 'note', note: 'loaded', at: 0 }),
+        ]) {
+          await expectError(write(), AgentNotFoundError, 'AGENT_NOT_FOUND', { agentId: 'alice' });
+        }
+        expect(await store.destroyAgent('alice')).toBe(false);
+        expect((await observe(store, ['bob'])).perAgent).toEqual(bobBefore.perAgent);
+
+        // Spawned again at once: a new agent with nothing of the old one.
+        await store.createAgent(agent('alice', { type: 'new' }));
+        expect(await store.getAgent('alice')).toEqual(agent('alice', { type: 'new' }));
+        expect(await store.append([msg('alice', 'm1')])).toEqual([{ agentId: 'alice', messageId: 'm1', seq: 1, duplicate: false }]);
+        expect(kinds(await store.rollout('alice'))).toEqual(['accepted']);
+        expect(seqs(await store.pending('alice'))).toEqual([1]);
+        expect(await store.loadSnapshot('alice')).toBeNull();
+        expect((await store.agentStats(['alice'])).get('alice')).toEqual(stats({ mailbox: 1, lastActiveAt: 2_000 }));
+        expect(await store.turnsInFlight()).toEqual([]);
+        expect((await store.agentsWithPending()).sort()).toEqual(['alice', 'bob']);
       });
     });
 
@@ -1050,6 +1159,208 @@ export function describeStore(
       });
     });
 
+    describe('counters (agentStats)', () => {
+      beforeEach(async () => {
+        await store.createAgent(agent('alice'));
+        await store.createAgent(agent('bob'));
+      });
+
+      const statsOf = async (id: string) => (await store.agentStats([id])).get(id);
+
+      it('a new agent has zero counters and no last activity; ids that do not exist are left out', async () => {
+        expect(await store.agentStats(['alice', 'ghost', 'bob', 'alice'])).toEqual(
+          new Map([
+            ['alice', stats()],
+            ['bob', stats()],
+          ]),
+        );
+        expect(await store.agentStats([])).toEqual(new Map());
+      });
+
+      it('counts turns by outcome and the mailbox, and keeps the time of the last accepted message, turn record or note', async () => {
+        await store.append([1, 2, 3, 4, 5].map((n) => msg('alice', `m${n}`, n, 10 + n)));
+        expect(await statsOf('alice')).toEqual(stats({ mailbox: 5, lastActiveAt: 15 }));
+        await store.beginTurn('alice', 1, 20);
+        expect(await statsOf('alice')).toEqual(stats({ mailbox: 5, lastActiveAt: 20 }));
+        await store.commitTurn(turn('alice', 1, { at: 30 }));
+        await store.commitTurn(turn('alice', 2, { outcome: 'failed', error: 'boom', at: 31 }));
+        await store.commitTurn(turn('alice', 3, { outcome: 'crashed', at: 32 }));
+        await store.commitTurn(turn('alice', 4, { outcome: 'interrupted', at: 33 }));
+        expect(await statsOf('alice')).toEqual(stats({ turns: 4, failed: 1, crashed: 1, interrupted: 1, mailbox: 1, lastActiveAt: 33 }));
+        await store.note('alice', { kind: 'note', note: 'evicted', reason: 'idle', at: 40 });
+        expect(await statsOf('alice')).toEqual(stats({ turns: 4, failed: 1, crashed: 1, interrupted: 1, mailbox: 1, lastActiveAt: 40 }));
+        expect(await store.mailboxSize('alice')).toBe(1);
+        expect(await statsOf('bob')).toEqual(stats());
+      });
+
+      it("a commit's outbox, spawns and next turn count where they land, the last written last", async () => {
+        await store.append([msg('alice', 'm1', 0, 10), msg('alice', 'm2', 0, 11)]);
+        await store.commitTurn(
+          turn('alice', 1, {
+            at: 30,
+            spawned: [agent('kid')],
+            outbox: [msg('bob', 'o1', 0, 31), msg('kid', 'o2', 0, 32), msg('alice', 'o3', 0, 33)],
+            next: { seq: 2, at: 34 },
+          }),
+        );
+        const all = await store.agentStats(['alice', 'bob', 'kid']);
+        expect(all.get('alice')).toEqual(stats({ turns: 1, mailbox: 2, lastActiveAt: 34 }));
+        expect(all.get('bob')).toEqual(stats({ mailbox: 1, lastActiveAt: 31 }));
+        expect(all.get('kid')).toEqual(stats({ mailbox: 1, lastActiveAt: 32 }));
+      });
+
+      it('a refused op changes no counter', async () => {
+        await store.append([msg('alice', 'm1', 0, 10)]);
+        const before = await store.agentStats(['alice', 'bob']);
+        const results = await store.batch([
+          { op: 'commitTurn', commit: turn('alice', 9, { at: 50 }) },
+          { op: 'commitTurn', commit: turn('alice', 1, { at: 51, outbox: [msg('ghost', 'x')] }) },
+          { op: 'commitTurn', commit: turn('alice', 1, { at: 51, spawned: [agent('bob')] }) },
+          { op: 'append', request: msg('ghost', 'g') },
+          { op: 'beginTurn', agentId: 'alice', seq: 7, at: 52 },
+          { op: 'note', agentId: 'ghost', entry: { kind: 'note', note: 'loaded', at: 53 } },
+        ]);
+        expect(results.map((r) => r.ok)).toEqual([false, false, false, false, false, false]);
+        expect(await store.agentStats(['alice', 'bob'])).toEqual(before);
+      });
+
+      it('counters start over when the id is spawned again after destroy', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await store.commitTurn(turn('alice', 1, { outcome: 'failed' }));
+        await store.destroyAgent('alice');
+        expect(await store.agentStats(['alice'])).toEqual(new Map());
+        await store.createAgent(agent('alice'));
+        expect(await statsOf('alice')).toEqual(stats());
+      });
+    });
+
+    describe('history retention (CommitTurn.retain)', () => {
+      beforeEach(async () => {
+        await store.createAgent(agent('alice'));
+        await store.createAgent(agent('bob'));
+      });
+
+      /** Message `n` appended to the agent, its turn begun and committed (a snapshot, one output) under `retain`. */
+      async function oneTurn(id: string, n: number, retain?: Retention): Promise<void> {
+        await store.append([msg(id, `m${n}`, n, n * 10)]);
+        await store.beginTurn(id, n, n * 10 + 1);
+        const fields: Partial<CommitTurn> = { snapshot: { n }, outputs: [`out ${n}`], at: n * 10 + 2 };
+        await store.commitTurn(turn(id, n, retain === undefined ? fields : { ...fields, retain }));
+      }
+      const TURN_KINDS = ['accepted', 'turn.started', 'output', 'snapshot', 'turn.finished'];
+      const seqOf = (e: RolloutEntry) => ('seq' in e ? e.seq : null);
+
+      it("keeps everything without a policy and with 'all'", async () => {
+        for (let n = 1; n <= 12; n++) await oneTurn('alice', n, n % 2 === 0 ? 'all' : undefined);
+        expect(kinds(await store.rollout('alice'))).toEqual(Array.from({ length: 12 }, () => TURN_KINDS).flat());
+        expect((await store.append([msg('alice', 'm1')]))[0]).toMatchObject({ seq: 1, duplicate: true });
+      });
+
+      it('{ keepTurns: k } keeps what the rollout received since the turn k turns before the last one finished', async () => {
+        for (let n = 1; n <= 4; n++) await oneTurn('bob', n);
+        const bob = await observe(store, ['bob']);
+        for (let n = 1; n <= 10; n++) await oneTurn('alice', n, { keepTurns: 3 });
+        const entries = await store.rollout('alice');
+        expect(kinds(entries)).toEqual([...TURN_KINDS, ...TURN_KINDS, ...TURN_KINDS]);
+        expect(entries.map(seqOf)).toEqual([8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10]);
+        expect(entries[0]).toEqual({ kind: 'accepted', seq: 8, messageId: 'm8', message: { type: 'inc', n: 8 }, at: 80 });
+        expect(await store.rollout('alice', { limit: 2 })).toEqual(entries.slice(-2));
+        // Counters and the latest snapshot are not history; another agent keeps all of its own.
+        expect((await store.agentStats(['alice'])).get('alice')).toEqual(stats({ turns: 10, lastActiveAt: 102 }));
+        expect(await store.loadSnapshot('alice')).toEqual({ n: 10 });
+        expect((await observe(store, ['bob'])).perAgent).toEqual(bob.perAgent);
+      });
+
+      it('forgets the ids of messages consumed before the window (appended again, they are new); remembers the others', async () => {
+        for (let n = 1; n <= 10; n++) await oneTurn('alice', n, { keepTurns: 3 });
+        await store.append([msg('alice', 'p1'), msg('alice', 'p2')]);
+        expect(await store.append([msg('alice', 'm8'), msg('alice', 'm10'), msg('alice', 'p1')])).toEqual([
+          { agentId: 'alice', messageId: 'm8', seq: 8, duplicate: true },
+          { agentId: 'alice', messageId: 'm10', seq: 10, duplicate: true },
+          { agentId: 'alice', messageId: 'p1', seq: 11, duplicate: true },
+        ]);
+        expect(await store.append([msg('alice', 'm7'), msg('alice', 'm1')])).toEqual([
+          { agentId: 'alice', messageId: 'm7', seq: 13, duplicate: false },
+          { agentId: 'alice', messageId: 'm1', seq: 14, duplicate: false },
+        ]);
+        expect(seqs(await store.pending('alice'))).toEqual([11, 12, 13, 14]);
+      });
+
+      it('never touches pending messages, the turn in flight or the latest snapshot, even with keepTurns 0', async () => {
+        // A backlog: 30 messages accepted before the first turn.
+        await store.append(Array.from({ length: 30 }, (_, i) => msg('alice', `m${i + 1}`, i + 1, 100 + i)));
+        const backlog = await store.pending('alice');
+        await store.commitTurn(turn('alice', 1, { snapshot: { n: 1 }, retain: { keepTurns: 0 } }));
+        for (let seq = 2; seq <= 10; seq++) {
+          await store.commitTurn(turn('alice', seq, { retain: { keepTurns: 0 }, ...(seq === 10 ? { next: { seq: 11, at: 4_000 } } : {}) }));
+        }
+        expect(await store.pending('alice')).toEqual(backlog.slice(10));
+        expect(await store.mailboxSize('alice')).toBe(20);
+        expect(await store.turnsInFlight()).toEqual([{ agentId: 'alice', seq: 11 }]);
+        expect(await store.loadSnapshot('alice')).toEqual({ n: 1 });
+        // What came after the last turn finished: the next turn's start.
+        expect(await store.rollout('alice')).toEqual([{ kind: 'turn.started', seq: 11, at: 4_000 }]);
+        // Recovery still finds and records the turn in flight.
+        await store.commitTurn(turn('alice', 11, { outcome: 'crashed', retain: { keepTurns: 0 } }));
+        expect((await store.agentStats(['alice'])).get('alice')).toEqual(stats({ turns: 11, crashed: 1, mailbox: 19, lastActiveAt: 3_000 }));
+        expect(await store.turnsInFlight()).toEqual([]);
+        expect(await store.rollout('alice')).toEqual([]);
+        expect((await store.append([msg('alice', 'm30')]))[0]).toMatchObject({ seq: 30, duplicate: true });
+      });
+
+      it('prunes a bounded batch per commit, oldest first, and converges to the window over the next commits', async () => {
+        for (let n = 1; n <= 80; n++) await oneTurn('alice', n);
+        await store.append([msg('alice', 'm81', 81, 810)]);
+        const before = await store.rollout('alice');
+        // One commit writes one entry and prunes the 64 oldest (pruneBatch of a commit without outputs).
+        await store.commitTurn(turn('alice', 81, { retain: { keepTurns: 0 } }));
+        expect(await store.rollout('alice')).toEqual([
+          ...before.slice(64),
+          { kind: 'turn.finished', seq: 81, outcome: 'done', at: 3_000, durationMs: 5 },
+        ]);
+        // Later commits go on until only the window is left.
+        let commits = 0;
+        for (let n = 82; commits < 20; n++) {
+          await oneTurn('alice', n, { keepTurns: 2 });
+          commits++;
+          if ((await store.rollout('alice')).length === 2 * TURN_KINDS.length) break;
+        }
+        expect(commits).toBeLessThan(10);
+        const last = 81 + commits;
+        expect((await store.rollout('alice')).map(seqOf)).toEqual([...Array(5).fill(last - 1), ...Array(5).fill(last)]);
+        expect((await store.agentStats(['alice'])).get('alice')).toMatchObject({ turns: last, mailbox: 0 });
+      });
+
+      it('a commit forgets at most a batch of message ids, the oldest first', async () => {
+        for (let n = 1; n <= 80; n++) await oneTurn('alice', n);
+        await store.append([msg('alice', 'm81', 81, 810)]);
+        await store.commitTurn(turn('alice', 81, { retain: { keepTurns: 0 } }));
+        expect(await store.append([msg('alice', 'm65'), msg('alice', 'm81'), msg('alice', 'm64')])).toEqual([
+          { agentId: 'alice', messageId: 'm65', seq: 65, duplicate: true },
+          { agentId: 'alice', messageId: 'm81', seq: 81, duplicate: true },
+          { agentId: 'alice', messageId: 'm64', seq: 82, duplicate: false },
+        ]);
+      });
+
+      it("refuses a retain that is neither 'all' nor { keepTurns: an integer ≥ 0 } with a TypeError, committing nothing", async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        const before = await observe(store, ['alice']);
+        for (const retain of [{ keepTurns: -1 }, { keepTurns: 1.5 }, { keepTurns: '3' }, {}, 'some', null, 3]) {
+          await expect(store.commitTurn(turn('alice', 1, { retain: retain as never })), JSON.stringify(retain)).rejects.toBeInstanceOf(TypeError);
+        }
+        expect(await observe(store, ['alice'])).toEqual(before);
+        // In a batch, that op alone fails.
+        const results = await store.batch([
+          { op: 'commitTurn', commit: turn('alice', 1, { retain: { keepTurns: -1 } }) },
+          { op: 'commitTurn', commit: turn('alice', 2, { retain: { keepTurns: 0 } }) },
+        ]);
+        expect(results[0]?.ok).toBe(false);
+        expect((results[0] as { error: Error }).error).toBeInstanceOf(TypeError);
+        expect(results[1]?.ok).toBe(true);
+        expect(seqs(await store.pending('alice'))).toEqual([1]);
+      });
+    });
+
     describe('close', () => {
       it('every method rejects with StoreError after close', async () => {
         await store.createAgent(agent('alice'));
@@ -1061,6 +1372,7 @@ export function describeStore(
           ['getAgent', () => store.getAgent('alice')],
           ['getAgents', () => store.getAgents(['alice'])],
           ['listAgents', () => store.listAgents()],
+          ['agentStats', () => store.agentStats(['alice'])],
           ['destroyAgent', () => store.destroyAgent('alice')],
           ['append', () => store.append([msg('alice', 'm2')])],
           ['pending', () => store.pending('alice')],
