@@ -588,3 +588,21 @@ describe('one damaged agent: the readers skip it, say so, and read the others', 
     }
   });
 });
+
+describe('show says how much history is kept', () => {
+  it('all turns, or the last ones of how many, under a retention policy', async () => {
+    const path = join(dir, 'history.db');
+    const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 1, runningCap: 1, store: sqliteStore(path), history: { keepTurns: 5 } });
+    await runtime.spawn('counter', { id: 'long' });
+    await runtime.spawn('counter', { id: 'short' });
+    for (let i = 0; i < 40; i++) await runtime.send('long', { type: 'ping' });
+    await runtime.ask('long', { type: 'ping' });
+    await runtime.ask('short', { type: 'ping' });
+    await runtime.stop();
+    const long = await cli('show', 'long', '--db', path);
+    expect(long.code).toBe(0);
+    expect(long.out).toMatch(/^turns +41$/m);
+    expect(long.out).toMatch(/^history +the last \d+ of 41 turns kept \(older ones pruned by the retention policy\)$/m);
+    expect((await cli('show', 'short', '--db', path)).out).toMatch(/^history +all 1 turns kept$/m);
+  });
+});

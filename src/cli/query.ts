@@ -166,6 +166,9 @@ export async function show(o: { db: string; id: string; json: boolean; last: num
         children,
         mailbox: await store.pending(o.id, 20),
         rollout: await store.rollout(o.id, { limit: o.last }),
+        // How much history is kept: the turns still in the rollout (bounded by the runtime's
+        // retention policy), against the counter of every turn the agent finished.
+        keptTurns: (await store.rollout(o.id)).filter((e) => e.kind === 'turn.finished').length,
       };
     }),
   );
@@ -190,6 +193,7 @@ export async function show(o: { db: string; id: string; json: boolean; last: num
       ['created', time(found.createdAt)],
       ['last active', time(info.lastActiveAt)],
       ['turns', info.turns],
+      ['history', found.keptTurns === info.turns ? `all ${info.turns} turns kept` : `the last ${found.keptTurns} of ${info.turns} turns kept (older ones pruned by the retention policy)`],
       ['mailbox', info.mailbox === 0 ? 'empty' : `${info.mailbox} pending`],
       ['children', children.length === 0 ? '-' : `${children.length}: ${children.slice(0, 8).join(', ')}${children.length > 8 ? ', …' : ''}`],
     ])}\n`,
