@@ -7,7 +7,8 @@
  * appended, its turn begun, then committed with a snapshot, one output and the retention
  * policy `{ keepTurns: 1000 }`; 100 turns per transaction (group commit). 1,000 other
  * agents with one handled message each make the listings real pages. Then it prints:
- * - the database file's size, with the WAL and after close (the WAL checkpointed and gone);
+ * - the database file's size while open (and its WAL's, which checkpoints bound, not the
+ *   history) and after close (the WAL checkpointed into it and gone);
  * - the rows left (rollout entries and message rows of the agent) and its counters;
  * - the median time of `getAgent` + `agentStats([id])` (what `runtime.get` reads), of
  *   `listAgents({ limit: 100 })` + `agentStats` of its page (what `runtime.list` reads),
@@ -99,7 +100,8 @@ async function run(retain: Retention): Promise<void> {
     }
     await store.batch(ops);
     const fillMs = await fill(store, retain);
-    const withWal = size(file) + size(`${file}-wal`);
+    const open = size(file);
+    const wal = size(`${file}-wal`);
     await store.close();
     const closed = size(file);
 
@@ -127,7 +129,7 @@ async function run(retain: Retention): Promise<void> {
     const policy = retain === 'all' ? "'all'" : `{ keepTurns: ${retain.keepTurns} }`;
     console.log(`\nretain ${policy}: ${TURNS.toLocaleString('en')} turns to one agent, ${OTHERS} other agents`);
     console.log(`  fill                               ${(fillMs / 1000).toFixed(2)} s (${Math.round(TURNS / (fillMs / 1000)).toLocaleString('en')} turns/s)`);
-    console.log(`  database + WAL, open               ${mb(withWal)}`);
+    console.log(`  database file, open (and its WAL)  ${mb(open)} (${mb(wal)})`);
     console.log(`  database after close               ${mb(closed)}`);
     console.log(`  rollout entries kept               ${rolloutRows.toLocaleString('en')}`);
     console.log(`  counters                           ${JSON.stringify(stats)}`);

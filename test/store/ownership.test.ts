@@ -481,6 +481,15 @@ describe('sqliteStore: read-only', () => {
     const reader = track(sqliteStore(file, { readonly: true }));
     expect(await reader.getAgent('alice')).toEqual(agent('alice'));
     expect((await reader.listAgents()).agents).toEqual([agent('alice')]);
+    expect((await reader.listAgents({ hasMail: false, pinned: false })).agents).toEqual([agent('alice')]);
+    expect((await reader.agentStats(['alice'])).get('alice')).toEqual({
+      turns: 0,
+      failed: 0,
+      crashed: 0,
+      interrupted: 0,
+      mailbox: 0,
+      lastActiveAt: null,
+    });
     await reader.close();
     expect(fs.readFileSync(file).equals(before)).toBe(true);
 
