@@ -27,7 +27,7 @@
  *    never committed is "in flight"; `turnsInFlight()` lists them (recovery marks them
  *    `crashed` with `commitTurn({ outcome: 'crashed' })`).
  * 4. Reads return copies: mutating a returned object never changes the store.
- * 5. `destroyAgent` deletes the identity, mailbox, snapshot and rollout; the id may be
+ * 5. `destroyAgent` deletes the identity, mailbox, snapshot, rollout and timers; the id may be
  *    spawned again afterwards, with sequence numbers starting again at 1. The agent is gone
  *    for every read and write as soon as the call resolves, and the call never takes time
  *    in proportion to the agent's history: a store may delete a long history afterwards,
@@ -43,12 +43,12 @@
  *    lock), after its lease for a shared one. `close()` releases ownership.
  * 9. Fencing. Each `acquire` bumps the store's owner epoch and returns it. From then on
  *    every write of that store instance (createAgent, destroyAgent, append, beginTurn,
- *    commitTurn, note, batch) checks, inside its transaction, that the stored epoch is still
+ *    commitTurn, note, batch and its timer ops) checks, inside its transaction, that the stored epoch is still
  *    the one it acquired, and rejects with `FencedError` (writing nothing) when another
  *    owner took over since. A store never acquired may still be used directly (tests,
  *    tools), unfenced; reads are never fenced.
  * 10. Group commit. `batch(ops)` runs write operations (StoreOp: createAgent, destroyAgent,
- *    append, beginTurn, commitTurn, note), in order, in one transaction: a durable store
+ *    append, beginTurn, commitTurn, note, schedule, cancel, fire), in order, in one transaction: a durable store
  *    syncs once for all of them. Each op is atomic on its own and behaves exactly as its
  *    single method would: an op that fails (AgentNotFoundError, AgentExistsError, a turn
  *    on a message that is not pending, a value that is not JSON…) changes nothing and gets
@@ -59,7 +59,8 @@
  *    argument that is not an array of ops rejects with a `TypeError`, storing nothing.
  *    The single write methods are batches of one: they reject with their op's error.
  * 11. Counters. Each agent has counters (AgentStats: turns finished and how many of them
- *    failed, crashed or were interrupted, the mailbox size, the time of its last activity),
+ *    failed, crashed or were interrupted, the mailbox size, the pending timers, the time of
+ *    its last activity),
  *    kept by the very transactions that change them, never recomputed from the rollout:
  *    they stay exact when retention prunes the rollout. `agentStats(ids)` reads them in
  *    O(ids) and `mailboxSize` in O(1), whatever the length of the history.
@@ -77,6 +78,21 @@
  *    of a message still pending (a backlog longer than the window): the message itself
  *    stays in the mailbox. Retention changes what `rollout` returns and which old message
  *    ids are remembered; no other read.
+ * 13. Durable timers. A timer (TimerRecord) is keyed by `(agentId, key)`: `schedule` (a
+ *    batch op, or `CommitTurn.timers`) upserts it, a second schedule with the same key
+ *    replacing the first (its deadline and message); `cancel` deletes it. When its deadline
+ *    comes, the runtime `fire`s it with the `at` it read: atomically, the timer is deleted
+ *    and its message appended to the agent's mailbox as an `append` would store it (the
+ *    fire's `messageId` and acceptance time `firedAt`, the agent's next seq, an `accepted`
+ *    rollout entry, the counters), and the op returns its AppendResult. A fire whose timer
+ *    is gone or carries another deadline (cancelled, replaced, already fired, its agent
+ *    destroyed) stores nothing and returns `null`: a timer's message enters the mailbox
+ *    once, however often it is fired. `dueTimers(now, limit)` and `nextDeadline()` read the
+ *    timers of all agents by deadline through an index: O(limit) and O(1) (or O(log n)),
+ *    never a walk of every timer. Timers are not history: retention never touches them;
+ *    `destroyAgent` drops them at once (rule 5); the count of an agent's pending timers is
+ *    a counter (AgentStats.timers, rule 11). A timer's message must be JSON (StoreError
+ *    otherwise), its key a string and its deadline a finite number (TypeError otherwise).
  *
  * All methods are async; a store may batch them (group commit) as long as each call
  * resolves only after what it wrote is durable (for durable stores).
@@ -109,6 +125,16 @@ export interface AppendRequest {
   message: Message;
   /** Acceptance time (ms). */
   at: number;
+}
+
+/** A durable timer (rule 13): when `at` comes, `message` enters the agent's mailbox (once). */
+export interface TimerRecord {
+  agentId: string;
+  /** Names the timer among the agent's: a second schedule with the same key replaces the first. */
+  key: string;
+  /** The deadline (ms since the epoch, on the runtime's clock). */
+  at: number;
+  message: Message;
 }
 
 export interface AppendResult {
@@ -163,6 +189,14 @@ export interface CommitTurn {
    * commit. The whole commit fails if that message is not pending.
    */
   next?: { seq: number; at: number };
+  /**
+   * The durable timers the turn schedules and cancels (rule 13), applied atomically with the
+   * commit: a commit that fails schedules and cancels nothing. Both concern the committing
+   * agent only (a `schedule` entry naming another agent is refused with a `TypeError`, the
+   * commit storing nothing). The cancels apply first, then the schedules (each an upsert by
+   * key), so a key in both lists ends up scheduled: pass the net effect of the turn.
+   */
+  timers?: { schedule?: TimerRecord[]; cancel?: string[] };
   at: number;
   durationMs: number;
 }
@@ -199,6 +233,8 @@ export interface AgentStats {
   interrupted: number;
   /** Messages accepted and not yet consumed (what `mailboxSize` says). */
   mailbox: number;
+  /** Durable timers pending (scheduled, not yet fired or cancelled: what `timers` lists). */
+  timers: number;
   /**
    * The `at` of the agent's last accepted message, turn record (turn started or finished)
    * or note, in the order they were written; `null` before the first one.
@@ -236,12 +272,24 @@ export type StoreOp =
   | { op: 'append'; request: AppendRequest }
   | { op: 'beginTurn'; agentId: string; seq: number; at: number }
   | { op: 'commitTurn'; commit: CommitTurn }
-  | { op: 'note'; agentId: string; entry: Extract<RolloutEntry, { kind: 'note' }> };
+  | { op: 'note'; agentId: string; entry: Extract<RolloutEntry, { kind: 'note' }> }
+  /** Upserts the timer by (agentId, key) (rule 13); `AgentNotFoundError` for a missing agent. */
+  | { op: 'schedule'; timer: TimerRecord }
+  /** Deletes the agent's timer `key`: true when there was one (false also for a missing agent). */
+  | { op: 'cancel'; agentId: string; key: string }
+  /**
+   * Fires the timer (agentId, key) if it still has deadline `at`: deletes it and appends its
+   * message (id `messageId`, accepted at `firedAt`) to the agent's mailbox, returning the
+   * AppendResult; otherwise stores nothing and returns `null` (rule 13).
+   */
+  | { op: 'fire'; agentId: string; key: string; at: number; messageId: string; firedAt: number };
 
 /**
  * What one op of a `batch` did. `value` is what the op resolves to on its own:
- * createAgent, beginTurn and note → `undefined`; destroyAgent → a boolean (false when the
- * agent was absent); append → its `AppendResult`; commitTurn → its `CommitResult`.
+ * createAgent, beginTurn, note and schedule → `undefined`; destroyAgent → a boolean (false
+ * when the agent was absent); append → its `AppendResult`; commitTurn → its `CommitResult`;
+ * cancel → a boolean (true when a timer was deleted); fire → its `AppendResult`, or `null`
+ * when the timer was gone or had another deadline.
  * `error` is what the single method would have rejected with; the op changed nothing.
  */
 export type StoreOpResult = { ok: true; value: unknown } | { ok: false; error: Error };
@@ -284,7 +332,7 @@ export interface Store {
    */
   agentStats(ids: readonly string[]): Promise<Map<string, AgentStats>>;
   /**
-   * Deletes identity, mailbox, snapshot and rollout (rule 5: at once for every read and
+   * Deletes identity, mailbox, snapshot, rollout and timers (rule 5: at once for every read and
    * write, its rows possibly in the background). Resolves `false` when absent.
    */
   destroyAgent(id: string): Promise<boolean>;
@@ -317,6 +365,17 @@ export interface Store {
   agentsWithPending(): Promise<string[]>;
   /** Turns begun and never committed: `{ agentId, seq }`. */
   turnsInFlight(): Promise<{ agentId: string; seq: number }[]>;
+
+  // --- durable timers (rule 13; written by the batch ops schedule, cancel and fire) ---
+  /**
+   * Timers due at or before `now`, earliest first (ties by agentId, then key), at most
+   * `limit`: read through the deadline index, O(limit), never O(timers).
+   */
+  dueTimers(now: number, limit: number): Promise<TimerRecord[]>;
+  /** The earliest deadline of all timers, or `null` when there is none: O(1) or O(log n). */
+  nextDeadline(): Promise<number | null>;
+  /** The pending timers of one agent, earliest first (ties by key), at most `limit` (for inspection). */
+  timers(agentId: string, limit?: number): Promise<TimerRecord[]>;
 
   // --- group commit ---
   /**

@@ -4,8 +4,8 @@
  * (Limits are checked with validate.ts's `assertIntegerAtLeast`.)
  */
 import { StoreError } from '../errors.js';
-import { assertIntegerAtLeast, describeValue } from '../validate.js';
-import type { CommitTurn, ListOptions, Retention, StoreOp, StoreOwner } from './Store.js';
+import { assertIntegerAtLeast, assertLimit, describeValue } from '../validate.js';
+import type { CommitTurn, ListOptions, Retention, StoreOp, StoreOwner, TimerRecord } from './Store.js';
 
 /** `listAgents` page size when no `limit` is given. */
 export const DEFAULT_LIST_LIMIT = 100;
@@ -88,6 +88,9 @@ const OP_KINDS: ReadonlySet<string> = new Set<StoreOp['op']>([
   'beginTurn',
   'commitTurn',
   'note',
+  'schedule',
+  'cancel',
+  'fire',
 ]);
 
 /**
@@ -109,4 +112,91 @@ export function checkOps(ops: readonly StoreOp[]): void {
       );
     }
   }
+}
+
+/** Checks a string argument of a timer op (a `TypeError` otherwise). */
+function assertString(value: unknown, name: string): asserts value is string {
+  if (typeof value !== 'string') throw new TypeError(`Expected \`${name}\` to be a string, got ${describeValue(value)}`);
+}
+
+/** Checks a time of a timer op: a finite number of ms (a `TypeError` otherwise). */
+function assertTime(value: unknown, name: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new TypeError(`Expected \`${name}\` to be a finite time in ms, got ${describeValue(value)}`);
+  }
+}
+
+/**
+ * Checks a timer (rule 13 of Store.ts) as a store needs it: `{ agentId, key, at, message }`
+ * with string ids and a finite deadline; a `TypeError` otherwise. Whether its message is
+ * JSON is the store's check (a `StoreError`, as for `append`).
+ */
+export function checkTimer(timer: TimerRecord, name = 'timer'): void {
+  if (timer === null || typeof timer !== 'object') {
+    throw new TypeError(`Expected \`${name}\` to be a timer { agentId, key, at, message }, got ${describeValue(timer)}`);
+  }
+  assertString(timer.agentId, `${name}.agentId`);
+  assertString(timer.key, `${name}.key`);
+  assertTime(timer.at, `${name}.at`);
+}
+
+/** Checks the arguments of a `cancel` op (a `TypeError` otherwise). */
+export function checkCancel(agentId: string, key: string): void {
+  assertString(agentId, 'agentId');
+  assertString(key, 'key');
+}
+
+/** Checks the arguments of a `fire` op (a `TypeError` otherwise). */
+export function checkFire(op: Extract<StoreOp, { op: 'fire' }>): void {
+  assertString(op.agentId, 'agentId');
+  assertString(op.key, 'key');
+  assertTime(op.at, 'at');
+  assertString(op.messageId, 'messageId');
+  assertTime(op.firedAt, 'firedAt');
+}
+
+/**
+ * Checks a commit's timers (`CommitTurn.timers`): schedules of the committing agent and
+ * cancelled keys; a `TypeError` otherwise (the commit stores nothing). Returns them, the
+ * lists empty when absent.
+ */
+export function commitTimers(commit: CommitTurn): { schedule: TimerRecord[]; cancel: string[] } {
+  const timers = commit.timers;
+  if (timers === undefined) return { schedule: [], cancel: [] };
+  if (timers === null || typeof timers !== 'object') {
+    throw new TypeError(`Expected \`timers\` to be { schedule?, cancel? }, got ${describeValue(timers)}`);
+  }
+  const { schedule = [], cancel = [] } = timers;
+  if (!Array.isArray(schedule)) {
+    throw new TypeError(`Expected \`timers.schedule\` to be an array of timers, got ${describeValue(schedule)}`);
+  }
+  if (!Array.isArray(cancel)) {
+    throw new TypeError(`Expected \`timers.cancel\` to be an array of keys, got ${describeValue(cancel)}`);
+  }
+  schedule.forEach((timer, i) => {
+    checkTimer(timer, `timers.schedule[${i}]`);
+    if (timer.agentId !== commit.agentId) {
+      throw new TypeError(
+        `Expected \`timers.schedule[${i}].agentId\` to be the committing agent "${commit.agentId}", got ${describeValue(timer.agentId)}: ` +
+          "a turn schedules its own agent's timers",
+      );
+    }
+  });
+  cancel.forEach((key, i) => assertString(key, `timers.cancel[${i}]`));
+  return { schedule, cancel };
+}
+
+/** Checks the arguments of `dueTimers` (a `TypeError` otherwise). */
+export function checkDue(now: number, limit: number): void {
+  if (typeof now !== 'number' || Number.isNaN(now)) {
+    throw new TypeError(`Expected \`now\` to be a time in ms, got ${describeValue(now)}`);
+  }
+  assertLimit(limit, 'limit');
+}
+
+/** The order of timers (rule 13 of Store.ts): by deadline, then agent id, then key. */
+export function compareTimers(a: Pick<TimerRecord, 'at' | 'agentId' | 'key'>, b: Pick<TimerRecord, 'at' | 'agentId' | 'key'>): number {
+  if (a.at !== b.at) return a.at < b.at ? -1 : 1;
+  if (a.agentId !== b.agentId) return a.agentId < b.agentId ? -1 : 1;
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }

@@ -19,6 +19,12 @@
  * counters (rule 11) are fields kept with each write; the mailbox size is the mailbox's
  * own count. Destroying an agent drops its state at once (the garbage collector frees it).
  *
+ * Durable timers (rule 13 of Store.ts) live in one array of all agents' timers kept sorted
+ * by (at, agentId, key), with binary search for inserts and removals (O(log n) to find,
+ * then a splice: a memmove of the tail), and in a map by key per agent. So `dueTimers`
+ * reads the array's head (O(limit)) and `nextDeadline` its first item (O(1)); `timers`
+ * sorts one agent's own timers.
+ *
  * Ownership (rules 8 and 9 of Store.ts): a memory store is its own instance, so its one
  * owner is whoever acquired that instance; a second `acquire` on it while it is open
  * rejects with `StoreLockedError` naming the first owner. The epoch counts the acquires
@@ -28,7 +34,21 @@
 
 import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } from '../errors.js';
 import { assertLimit } from '../validate.js';
-import { checkListFilters, checkOps, DEFAULT_LIST_LIMIT, keptTurns, notPending, ownerOf, pruneBatch } from './common.js';
+import {
+  checkCancel,
+  checkDue,
+  checkFire,
+  checkListFilters,
+  checkOps,
+  checkTimer,
+  commitTimers,
+  compareTimers,
+  DEFAULT_LIST_LIMIT,
+  keptTurns,
+  notPending,
+  ownerOf,
+  pruneBatch,
+} from './common.js';
 import type {
   AgentRecord,
   AgentStats,
@@ -44,6 +64,7 @@ import type {
   StoreOp,
   StoreOpResult,
   StoreOwner,
+  TimerRecord,
 } from './Store.js';
 
 /** Consumed slots at the head of a mailbox are dropped once there are this many (and they are half of it). */
@@ -161,8 +182,51 @@ interface AgentState {
   finishes: Queue<number>;
   /** Seqs of turns begun and not committed. */
   inFlight: Set<number>;
-  /** The counters of rule 11, but the mailbox (the mailbox's own count). */
-  stats: Omit<AgentStats, 'mailbox'>;
+  /** The agent's timers by key (rule 13); each is also in the store's sorted array. */
+  timers: Map<string, TimerRecord>;
+  /** The counters of rule 11, but the mailbox and the timers (their own counts). */
+  stats: Omit<AgentStats, 'mailbox' | 'timers'>;
+}
+
+/**
+ * The timers of all agents, sorted by (at, agentId, key) (rule 13 of Store.ts): the due
+ * ones are its head. Binary search finds where a timer goes or is.
+ */
+class TimerIndex {
+  items: TimerRecord[] = [];
+
+  /** The index of the first timer not before `timer`. */
+  private lowerBound(timer: TimerRecord): number {
+    let lo = 0;
+    let hi = this.items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareTimers(this.items[mid]!, timer) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  add(timer: TimerRecord): void {
+    this.items.splice(this.lowerBound(timer), 0, timer);
+  }
+
+  /** Removes the timer (it is in the index: (agentId, key) is unique). */
+  remove(timer: TimerRecord): void {
+    const i = this.lowerBound(timer);
+    if (this.items[i] === timer) this.items.splice(i, 1);
+  }
+
+  /** The first timers due at or before `now`, at most `limit`. */
+  due(now: number, limit: number): TimerRecord[] {
+    const out: TimerRecord[] = [];
+    for (let i = 0; i < this.items.length && out.length < limit; i++) {
+      const timer = this.items[i]!;
+      if (timer.at > now) break;
+      out.push(timer);
+    }
+    return out;
+  }
 }
 
 /**
@@ -180,6 +244,7 @@ export function memoryStore(): Store {
   let sortedIds: string[] | null = null;
   const withPending = new Set<string>();
   const withInFlight = new Set<string>();
+  const timerIndex = new TimerIndex();
   let closed = false;
   let owner: StoreOwner | null = null;
   let epoch = 0;
@@ -204,6 +269,7 @@ export function memoryStore(): Store {
       rollout: new Queue(),
       finishes: new Queue(),
       inFlight: new Set(),
+      timers: new Map(),
       stats: { turns: 0, failed: 0, crashed: 0, interrupted: 0, lastActiveAt: null },
     });
     sortedIds = null;
@@ -233,7 +299,10 @@ export function memoryStore(): Store {
   }
 
   function destroyAgentNow(id: string): boolean {
-    if (!agents.delete(id)) return false;
+    const agent = agents.get(id);
+    if (agent === undefined) return false;
+    for (const timer of agent.timers.values()) timerIndex.remove(timer);
+    agents.delete(id);
     sortedIds = null;
     withPending.delete(id);
     withInFlight.delete(id);
@@ -279,6 +348,8 @@ export function memoryStore(): Store {
     const outputs = copyIn(commit.outputs ?? [], `the outputs of ${what}`);
     const spawned = copyIn(commit.spawned ?? [], `the agents spawned by ${what}`);
     const outbox = copyIn(commit.outbox ?? [], `the outbox of ${what}`);
+    const timers = commitTimers(commit);
+    const schedule = timers.schedule.map((timer) => copyTimer(timer));
 
     // Every check passed: from here on nothing throws.
     for (const output of outputs) agent.rollout.push({ kind: 'output', seq, output, at });
@@ -309,6 +380,8 @@ export function memoryStore(): Store {
     for (const record of spawned) addAgent(record);
     const result = { outbox: outbox.map(accept) };
     if (commit.next !== undefined) beginTurnNow(agentId, commit.next.seq, commit.next.at);
+    for (const key of timers.cancel) cancelNow(agentId, key);
+    for (const timer of schedule) putTimer(agent, timer);
     if (keep !== null) prune(agent, stats.turns - keep, pruneBatch(commit));
     return result;
   }
@@ -340,6 +413,47 @@ export function memoryStore(): Store {
     if (typeof note.at === 'number') agent.stats.lastActiveAt = note.at;
   }
 
+  /** A copy of a timer on its way in; a message that cannot be copied is refused (`StoreError`). */
+  function copyTimer(timer: TimerRecord): TimerRecord {
+    const { agentId, key, at } = timer;
+    return { agentId, key, at, message: copyIn(timer.message, `the message of timer "${key}" of agent "${agentId}"`) };
+  }
+
+  /** Upserts a timer (copied) of the agent, which exists. */
+  function putTimer(agent: AgentState, timer: TimerRecord): void {
+    const previous = agent.timers.get(timer.key);
+    if (previous !== undefined) timerIndex.remove(previous);
+    agent.timers.set(timer.key, timer);
+    timerIndex.add(timer);
+  }
+
+  function scheduleNow(timer: TimerRecord): void {
+    checkTimer(timer);
+    const agent = agentOf(timer.agentId);
+    putTimer(agent, copyTimer(timer));
+  }
+
+  function cancelNow(agentId: string, key: string): boolean {
+    checkCancel(agentId, key);
+    const agent = agents.get(agentId);
+    const timer = agent?.timers.get(key);
+    if (timer === undefined) return false;
+    agent!.timers.delete(key);
+    timerIndex.remove(timer);
+    return true;
+  }
+
+  function fireNow(op: Extract<StoreOp, { op: 'fire' }>): AppendResult | null {
+    checkFire(op);
+    const { agentId, key, at, messageId, firedAt } = op;
+    const agent = agents.get(agentId);
+    const timer = agent?.timers.get(key);
+    if (timer === undefined || timer.at !== at) return null;
+    agent!.timers.delete(key);
+    timerIndex.remove(timer);
+    return accept({ agentId, messageId, message: timer.message, at: firedAt });
+  }
+
   /** One op of a batch, as its single method runs it. */
   function apply(op: StoreOp): unknown {
     switch (op.op) {
@@ -355,6 +469,12 @@ export function memoryStore(): Store {
         return commitTurnNow(op.commit);
       case 'note':
         return noteNow(op.agentId, op.entry);
+      case 'schedule':
+        return scheduleNow(op.timer);
+      case 'cancel':
+        return cancelNow(op.agentId, op.key);
+      case 'fire':
+        return fireNow(op);
     }
   }
 
@@ -413,7 +533,7 @@ export function memoryStore(): Store {
       const out = new Map<string, AgentStats>();
       for (const id of ids) {
         const agent = agents.get(id);
-        if (agent !== undefined) out.set(id, { ...agent.stats, mailbox: agent.mailbox.size });
+        if (agent !== undefined) out.set(id, { ...agent.stats, mailbox: agent.mailbox.size, timers: agent.timers.size });
       }
       return out;
     },
@@ -483,6 +603,25 @@ export function memoryStore(): Store {
       return out;
     },
 
+    async dueTimers(now, limit) {
+      checkOpen();
+      checkDue(now, limit);
+      return structuredClone(timerIndex.due(now, limit));
+    },
+
+    async nextDeadline() {
+      checkOpen();
+      return timerIndex.items[0]?.at ?? null;
+    },
+
+    async timers(agentId, limit = Number.POSITIVE_INFINITY) {
+      checkOpen();
+      if (limit !== Number.POSITIVE_INFINITY) assertLimit(limit, 'limit');
+      const agent = agents.get(agentId);
+      if (agent === undefined) return [];
+      return structuredClone([...agent.timers.values()].sort(compareTimers).slice(0, limit));
+    },
+
     async batch(ops) {
       checkOpen();
       checkOps(ops);
@@ -512,6 +651,7 @@ export function memoryStore(): Store {
       sortedIds = null;
       withPending.clear();
       withInFlight.clear();
+      timerIndex.items = [];
     },
   };
 }

@@ -77,6 +77,14 @@ export const APPLICATION_ID = 0x72_73_64_79;
  * The migration backfills all of it from the rows already there: counters from the
  *   rollout and the mailbox, turn numbers in rollout order. A rollout entry that is not
  *   valid JSON (a manual edit) counts for nothing, rather than failing the migration.
+ *
+ * Version 4 (durable timers; rule 13 of Store.ts):
+ * - `timers`: the pending timers, by (agent, key), each with its deadline `at` and its
+ *   message (JSON text). The index `timers_due` on (at, agent_id, key) is the order of
+ *   `dueTimers`: the due timers are its head, and `min(at)` (`nextDeadline`) its first
+ *   entry.
+ * - `agents.timers`: the count of the agent's pending timers (a counter, rule 11).
+ * Nothing to backfill: no timer existed before.
  */
 export const MIGRATIONS: readonly string[] = [
   `
@@ -179,6 +187,17 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX agents_with_mail ON agents (id) WHERE mailbox > 0;
   CREATE INDEX agents_destroying ON agents (id) WHERE destroying = 1;
   `,
+  `
+  CREATE TABLE timers (
+    agent_id TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    at REAL NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (agent_id, key)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX timers_due ON timers (at, agent_id, key);
+  ALTER TABLE agents ADD COLUMN timers INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 /** The schema version this code writes and reads. */
@@ -190,12 +209,17 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
  * read-only store on a version 1 or 2 database (left by an older residency, or by a
  * runtime that has not migrated it yet) reads it with the queries of before
  * (`COUNTED_FROM`): counters computed from the rollout and the mailbox, in O(history),
- * which is exact there since nothing was ever pruned.
+ * which is exact there since nothing was ever pruned. Version 4 added the timers: on an
+ * older database a read-only store reads none (no timer was ever written there), and a
+ * timer count of 0.
  */
 export const READABLE_FROM = 1;
 
 /** The first schema version that keeps counters (and `destroying`) in `agents`. */
 export const COUNTED_FROM = 3;
+
+/** The first schema version that keeps durable timers (table `timers`, column `agents.timers`). */
+export const TIMED_FROM = 4;
 
 /** What the header and the schema of a database say about it. */
 export interface DatabaseInfo {

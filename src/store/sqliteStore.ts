@@ -87,7 +87,15 @@
  * from the agent's oldest row, so a commit prunes in a few microseconds per row and never
  * walks the history.
  *
- * Destroy (rule 5). `destroyAgent` deletes up to PURGE_BATCH rows of each of the agent's
+ * Timers (rule 13). A timer is a row of `timers`, keyed by (agent, key); the index
+ * `timers_due` on (at, agent_id, key) gives `dueTimers` the due ones in order by reading
+ * its head (O(limit)) and `nextDeadline` the first deadline (`min(at)`: one index seek).
+ * `fire` is one `DELETE … WHERE at = ? RETURNING message` and an accept, so a fire whose
+ * timer was replaced, cancelled or fired already deletes nothing and stores nothing. The
+ * agent's count (`agents.timers`) moves with each insert and delete.
+ *
+ * Destroy (rule 5). `destroyAgent` deletes the agent's timers at once (so no deadline of
+ * a destroyed agent is ever due), and up to PURGE_BATCH rows of each of the agent's
  * tables in its own transaction; when that was all, the agent's row goes too. Otherwise
  * the row is marked `destroying` (its snapshot deleted): every read and write skips the
  * agent from then on (checked through the small `agents_destroying` index, not the
@@ -129,9 +137,23 @@ import {
   StoreLockedError,
 } from '../errors.js';
 import { assertLimit, describeValue } from '../validate.js';
-import { boundedLimit, checkListFilters, checkOps, DEFAULT_LIST_LIMIT, keptTurns, notPending, ownerOf, pruneBatch } from './common.js';
+import {
+  boundedLimit,
+  checkCancel,
+  checkDue,
+  checkFire,
+  checkListFilters,
+  checkOps,
+  checkTimer,
+  commitTimers,
+  DEFAULT_LIST_LIMIT,
+  keptTurns,
+  notPending,
+  ownerOf,
+  pruneBatch,
+} from './common.js';
 import { loadedSqliteDriver, sqliteDriver } from './sqliteDriver.js';
-import { checkDatabase, checkFileHeader, COUNTED_FROM, migrate, SCHEMA_VERSION } from './sqliteSchema.js';
+import { checkDatabase, checkFileHeader, COUNTED_FROM, migrate, SCHEMA_VERSION, TIMED_FROM } from './sqliteSchema.js';
 import type {
   AgentRecord,
   AgentStats,
@@ -147,6 +169,7 @@ import type {
   StoreOp,
   StoreOpResult,
   StoreOwner,
+  TimerRecord,
 } from './Store.js';
 
 export interface SqliteStoreOptions {
@@ -196,7 +219,15 @@ interface StatsRow {
   crashed: number;
   interrupted: number;
   mailbox: number;
+  timers: number;
   last_active_at: number | null;
+}
+
+interface TimerRow {
+  agent_id: string;
+  key: string;
+  at: number;
+  message: string;
 }
 
 interface OwnerRow {
@@ -227,6 +258,17 @@ interface PreparedCommit {
   spawned: { record: AgentRecord; input: string }[];
   outbox: PreparedMessage[];
   next?: { seq: number; at: number };
+  /** The timers the turn cancels, then schedules (of the committing agent). */
+  cancel: string[];
+  schedule: PreparedTimer[];
+}
+
+/** A timer, its message serialized. */
+interface PreparedTimer {
+  agentId: string;
+  key: string;
+  at: number;
+  message: string;
 }
 
 interface PreparedMessage {
@@ -248,6 +290,9 @@ type PreparedOp = { action: string } & (
   | { op: 'beginTurn'; agentId: string; seq: number; at: number }
   | { op: 'commitTurn'; agentId: string; seq: number; commit: PreparedCommit }
   | { op: 'note'; agentId: string; text: string; at: number | null }
+  | { op: 'schedule'; timer: PreparedTimer }
+  | { op: 'cancel'; agentId: string; key: string }
+  | { op: 'fire'; agentId: string; key: string; at: number; messageId: string; firedAt: number }
 );
 
 /** The failure of a lone op, carried out of its transaction so that it is rolled back. */
@@ -334,8 +379,8 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   let schemaVersion: BetterSqlite3.Statement | null = null;
   try {
     const version = readonly ? (db.pragma('user_version', { simple: true }) as number) : SCHEMA_VERSION;
-    reads = prepareReads(db, version >= COUNTED_FROM);
-    if (!reads.counted) schemaVersion = db.prepare('PRAGMA user_version').pluck();
+    reads = prepareReads(db, version);
+    if (version < SCHEMA_VERSION) schemaVersion = db.prepare('PRAGMA user_version').pluck();
     // The owner table exists from schema version 2; a read-only store never uses it.
     if (!readonly) {
       sql = prepareWrites(db);
@@ -358,14 +403,18 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   }
 
   /**
-   * The reads, for the schema version the database has now: a read-only store opened on a
-   * database older than COUNTED_FROM moves to the counters once a writer migrated it.
+   * The reads, for the schema version the database has now: a read-only store opened on an
+   * older schema moves to the counters (COUNTED_FROM) and the timers (TIMED_FROM) once a
+   * writer migrated it.
    */
   function current(): Reads {
-    if (schemaVersion !== null && (schemaVersion.get() as number) >= COUNTED_FROM) {
-      reads = prepareReads(db, true);
-      schemaVersion = null;
-      listings.clear();
+    if (schemaVersion !== null) {
+      const version = Math.min(schemaVersion.get() as number, SCHEMA_VERSION);
+      if (version > reads.version) {
+        reads = prepareReads(db, version);
+        listings.clear();
+      }
+      if (version >= SCHEMA_VERSION) schemaVersion = null;
     }
     return reads;
   }
@@ -526,8 +575,36 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
       if (prepared.next.seq === seq) throw notPending(agentId, seq, 'begin the next turn on');
       startTurn(agentId, prepared.next.seq, prepared.next.at);
     }
+    for (const key of prepared.cancel) cancelTimer(agentId, key);
+    for (const timer of prepared.schedule) putTimer(timer);
     if (prepared.keep !== null) prune(agentId, turn - prepared.keep, prepared.pruneLimit);
     return result;
+  }
+
+  /** Upserts a timer of an agent that exists, counting it when it is new. */
+  function putTimer(timer: PreparedTimer): void {
+    const w = sql!;
+    const { agentId, key, at, message } = timer;
+    if (w.insertTimer.run(agentId, key, at, message).changes > 0) w.countTimers.run(1, agentId);
+    else w.updateTimer.run(at, message, agentId, key);
+  }
+
+  /** Deletes the agent's timer `key`; true when there was one. */
+  function cancelTimer(agentId: string, key: string): boolean {
+    const w = sql!;
+    if (w.deleteTimer.run(agentId, key).changes === 0) return false;
+    w.countTimers.run(-1, agentId);
+    return true;
+  }
+
+  /** Fires the timer if it still has deadline `at` (rule 13): its message is accepted; else null. */
+  function fireTimer(op: Extract<PreparedOp, { op: 'fire' }>): AppendResult | null {
+    const w = sql!;
+    const { agentId, key, at, messageId, firedAt } = op;
+    const message = w.takeTimer.get(agentId, key, at) as string | undefined;
+    if (message === undefined) return null;
+    w.countTimers.run(-1, agentId);
+    return accept({ agentId, messageId, message, at: firedAt });
   }
 
   /**
@@ -560,6 +637,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   function destroy(id: string): boolean {
     const w = sql!;
     if (w.agentExists.get(id) === undefined) return false;
+    w.purgeTimers.run(id);
     if (!purgeRows(id)) {
       // Nothing else is left: the snapshot follows by ON DELETE CASCADE.
       w.deleteAgent.run(id);
@@ -653,6 +731,14 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
         if (w.touch.run(op.at, op.agentId).changes === 0) throw new AgentNotFoundError(op.agentId);
         w.addEntry.run(op.agentId, op.text);
         return undefined;
+      case 'schedule':
+        if (w.agentExists.get(op.timer.agentId) === undefined) throw new AgentNotFoundError(op.timer.agentId);
+        putTimer(op.timer);
+        return undefined;
+      case 'cancel':
+        return cancelTimer(op.agentId, op.key);
+      case 'fire':
+        return fireTimer(op);
     }
   }
 
@@ -835,6 +921,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
         crashed: row.crashed,
         interrupted: row.interrupted,
         mailbox: row.mailbox,
+        timers: row.timers,
         lastActiveAt: typeof row.last_active_at === 'number' ? row.last_active_at : null,
       });
     }
@@ -991,6 +1078,39 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
 
     async turnsInFlight() {
       return run('list the turns in flight', () => current().turnsInFlight.all() as { agentId: string; seq: number }[]);
+    },
+
+    async dueTimers(now, limit) {
+      checkDue(now, limit);
+      return run('read the due timers', () => {
+        const statement = current().dueTimers;
+        if (statement === null) return [];
+        return readableTimers(statement.all(now, boundedLimit(limit)) as TimerRow[]);
+      });
+    },
+
+    async nextDeadline() {
+      return run('read the next deadline', () => {
+        const statement = current().nextDeadline;
+        return statement === null ? null : ((statement.get() as number | null | undefined) ?? null);
+      });
+    },
+
+    async timers(agentId, limit = Number.POSITIVE_INFINITY) {
+      if (limit !== Number.POSITIVE_INFINITY) assertLimit(limit, 'limit');
+      return readAbout(agentId, 'its timers', `read the timers of agent "${agentId}"`, () => {
+        const statement = current().agentTimers;
+        if (statement === null) return [];
+        const rows = statement.all(agentId, limit === Number.POSITIVE_INFINITY ? -1 : boundedLimit(limit)) as Omit<TimerRow, 'agent_id'>[];
+        return rows.map(
+          (row): TimerRecord => ({
+            agentId,
+            key: row.key,
+            at: row.at,
+            message: parseOf(agentId, row.message, `the message of its timer "${row.key}"`) as TimerRecord['message'],
+          }),
+        );
+      });
     },
 
     async batch(ops) {
@@ -1283,7 +1403,9 @@ function field(name: string): string {
  * `destroying` mark (schema version COUNTED_FROM on); without them (an older database, read
  * only), the reads of before: counters computed from the rollout and the mailbox.
  */
-function prepareReads(db: BetterSqlite3.Database, counted: boolean) {
+function prepareReads(db: BetterSqlite3.Database, version: number) {
+  const counted = version >= COUNTED_FROM;
+  const timed = version >= TIMED_FROM;
   const alive = counted ? ' AND destroying = 0' : '';
   /** The agents being deleted in the background (none before COUNTED_FROM): read from their small index only. */
   const destroyed = counted ? ' AND agent_id NOT IN (SELECT id FROM agents INDEXED BY agents_destroying WHERE destroying = 1)' : '';
@@ -1292,12 +1414,14 @@ function prepareReads(db: BetterSqlite3.Database, counted: boolean) {
     `(SELECT count(*) FROM rollout WHERE agent_id = agents.id AND ${field('kind')} = 'turn.finished'${
       outcome === '' ? '' : ` AND ${field('outcome')} = '${outcome}'`
     })`;
+  const timerCount = timed ? 'timers' : '0 AS timers';
   const statsColumns = counted
-    ? 'id, turns, failed, crashed, interrupted, mailbox, last_active_at'
+    ? `id, turns, failed, crashed, interrupted, mailbox, ${timerCount}, last_active_at`
     : `id, ${turnCount('')} AS turns, ${turnCount('failed')} AS failed, ${turnCount('crashed')} AS crashed, ` +
-      `${turnCount('interrupted')} AS interrupted, (${pendingCount}) AS mailbox, ` +
+      `${turnCount('interrupted')} AS interrupted, (${pendingCount}) AS mailbox, 0 AS timers, ` +
       `(SELECT ${field('at')} FROM rollout WHERE agent_id = agents.id ORDER BY id DESC LIMIT 1) AS last_active_at`;
   return {
+    version,
     counted,
     getAgent: db.prepare(`SELECT ${AGENT_COLUMNS} FROM agents WHERE id = ?${alive}`),
     getAgents: db.prepare(`SELECT ${AGENT_COLUMNS} FROM agents WHERE id IN (SELECT value FROM json_each(?))${alive}`),
@@ -1324,6 +1448,17 @@ function prepareReads(db: BetterSqlite3.Database, counted: boolean) {
     turnsInFlight: db.prepare(
       `SELECT agent_id AS agentId, seq FROM messages WHERE consumed = 0 AND started_at IS NOT NULL${destroyed} ORDER BY agent_id, seq`,
     ),
+    // The timers (none before TIMED_FROM). A destroyed agent's timers are deleted at once, so
+    // these need no `destroying` check.
+    /** The head of the deadline index: the due timers, in order. */
+    dueTimers: timed
+      ? db.prepare(
+          'SELECT agent_id, key, at, message FROM timers INDEXED BY timers_due WHERE at <= ? ORDER BY at, agent_id, key LIMIT ?',
+        )
+      : null,
+    /** The first entry of the deadline index (NULL when there is none). */
+    nextDeadline: timed ? db.prepare('SELECT min(at) FROM timers').pluck() : null,
+    agentTimers: timed ? db.prepare('SELECT key, at, message FROM timers WHERE agent_id = ? ORDER BY at, key LIMIT ?') : null,
     /** The WHERE terms of a listing's filters; `@name` parameters are bound by listAgents. */
     listTerms(filters: { type: boolean; parent: boolean; pinned: boolean; hasMail?: boolean; cursor: boolean }): string[] {
       const pending = 'SELECT 1 FROM messages WHERE agent_id = agents.id AND consumed = 0';
@@ -1391,7 +1526,14 @@ function prepareWrites(db: BetterSqlite3.Database) {
     pruneMessages: db.prepare(
       'DELETE FROM messages WHERE agent_id = ? AND seq <= ? AND consumed = 1 AND coalesce(turn, 0) <= ?',
     ),
-    markDestroying: db.prepare('UPDATE agents SET destroying = 1, mailbox = 0 WHERE id = ?'),
+    markDestroying: db.prepare('UPDATE agents SET destroying = 1, mailbox = 0, timers = 0 WHERE id = ?'),
+    insertTimer: db.prepare('INSERT INTO timers (agent_id, key, at, message) VALUES (?, ?, ?, ?) ON CONFLICT (agent_id, key) DO NOTHING'),
+    updateTimer: db.prepare('UPDATE timers SET at = ?, message = ? WHERE agent_id = ? AND key = ?'),
+    countTimers: db.prepare('UPDATE agents SET timers = timers + ? WHERE id = ?'),
+    deleteTimer: db.prepare('DELETE FROM timers WHERE agent_id = ? AND key = ?'),
+    /** Deletes the timer if it still has that deadline, returning its message. */
+    takeTimer: db.prepare('DELETE FROM timers WHERE agent_id = ? AND key = ? AND at = ? RETURNING message').pluck(),
+    purgeTimers: db.prepare('DELETE FROM timers WHERE agent_id = ?'),
     deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE agent_id = ?'),
     purgeRollout: db.prepare('DELETE FROM rollout WHERE agent_id = ?'),
     purgeMessages: db.prepare('DELETE FROM messages WHERE agent_id = ? AND seq <= ?'),
@@ -1444,7 +1586,43 @@ function prepareOp(op: StoreOp): PreparedOp {
         text: toJson(op.entry, `a note for agent "${op.agentId}"`),
         at: typeof op.entry?.at === 'number' ? op.entry.at : null,
       };
+    case 'schedule': {
+      checkTimer(op.timer);
+      const { agentId, key } = op.timer;
+      return { op: 'schedule', action: `schedule timer "${key}" of agent "${agentId}"`, timer: prepareTimer(op.timer) };
+    }
+    case 'cancel':
+      checkCancel(op.agentId, op.key);
+      return { op: 'cancel', action: `cancel timer "${op.key}" of agent "${op.agentId}"`, agentId: op.agentId, key: op.key };
+    case 'fire': {
+      checkFire(op);
+      const { agentId, key, at, messageId, firedAt } = op;
+      return { op: 'fire', action: `fire timer "${key}" of agent "${agentId}"`, agentId, key, at, messageId, firedAt };
+    }
   }
+}
+
+function prepareTimer(timer: TimerRecord): PreparedTimer {
+  const { agentId, key, at, message } = timer;
+  return { agentId, key, at, message: toJson(message, `the message of timer "${key}" of agent "${agentId}"`) };
+}
+
+/**
+ * The timers of the rows that parse. A timer whose message is damaged (a manual edit) is
+ * left out of this multi-agent read rather than failing it (`timers` of its agent rejects
+ * with StoreCorruptionError); it stays until its agent cancels, replaces or destroys it.
+ */
+function readableTimers(rows: readonly TimerRow[]): TimerRecord[] {
+  const out: TimerRecord[] = [];
+  for (const row of rows) {
+    try {
+      const message = parseOf(row.agent_id, row.message, `the message of its timer "${row.key}"`) as TimerRecord['message'];
+      out.push({ agentId: row.agent_id, key: row.key, at: row.at, message });
+    } catch (error) {
+      if (!(error instanceof StoreCorruptionError)) throw error;
+    }
+  }
+  return out;
 }
 
 /** Thrown inside an optimistic batch when one op failed on its own: run it again with savepoints. */
@@ -1473,8 +1651,15 @@ function prepareCommit(turn: CommitTurn): PreparedCommit {
       input: toJson(record.input, `the input of agent "${record.id}" spawned by ${what}`),
     })),
     outbox: (turn.outbox ?? []).map(prepareMessage),
+    ...timersOf(turn),
     ...(turn.next === undefined ? {} : { next: { seq: turn.next.seq, at: turn.next.at } }),
   };
+}
+
+/** The timers a commit cancels and schedules, checked and serialized. */
+function timersOf(turn: CommitTurn): { cancel: string[]; schedule: PreparedTimer[] } {
+  const { cancel, schedule } = commitTimers(turn);
+  return { cancel: [...cancel], schedule: schedule.map(prepareTimer) };
 }
 
 function prepareMessage(request: AppendRequest): PreparedMessage {

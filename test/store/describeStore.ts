@@ -110,7 +110,7 @@ const seqs = (messages: readonly { seq: number }[]) => messages.map((m) => m.seq
 
 /** The counters of a new agent (rule 11), with `fields` changed. */
 function stats(fields: Partial<AgentStats> = {}): AgentStats {
-  return { turns: 0, failed: 0, crashed: 0, interrupted: 0, mailbox: 0, lastActiveAt: null, ...fields };
+  return { turns: 0, failed: 0, crashed: 0, interrupted: 0, mailbox: 0, timers: 0, lastActiveAt: null, ...fields };
 }
 const kinds = (entries: readonly RolloutEntry[]) => entries.map((e) => e.kind);
 

@@ -488,6 +488,7 @@ describe('sqliteStore: read-only', () => {
       crashed: 0,
       interrupted: 0,
       mailbox: 0,
+      timers: 0,
       lastActiveAt: null,
     });
     await reader.close();

@@ -104,6 +104,7 @@ describe('sqliteStore: retention keeps the file bounded', () => {
       crashed: 0,
       interrupted: 0,
       mailbox: 1,
+      timers: 0,
       lastActiveAt: 2_000,
     });
   });
@@ -208,10 +209,11 @@ describe('sqliteStore: retention and a rollout entry that is not valid JSON (a m
 });
 
 describe('sqliteStore: schema version 3 from version 2', () => {
-  /** What a version 2 database held: the tables and columns of before, the counters not kept. */
+  /** What a version 2 database held: the tables and columns of before, the counters (and the timers of version 4) not kept. */
   function downgradeToVersion2(file: string): void {
     withRaw(file, (db) => {
       db.exec(`
+        DROP TABLE timers; ALTER TABLE agents DROP COLUMN timers;
         DROP INDEX rollout_turns; DROP INDEX agents_pinned; DROP INDEX agents_with_mail; DROP INDEX agents_destroying;
         ALTER TABLE agents DROP COLUMN turns; ALTER TABLE agents DROP COLUMN failed; ALTER TABLE agents DROP COLUMN crashed;
         ALTER TABLE agents DROP COLUMN interrupted; ALTER TABLE agents DROP COLUMN mailbox;
@@ -239,7 +241,7 @@ describe('sqliteStore: schema version 3 from version 2', () => {
     await store.append([msg('bob', 'b1', 5)]);
     await store.note('carol', { kind: 'note', note: 'evicted', reason: 'idle', at: 7 });
     const expected = await everything(store);
-    expect(expected.stats.get('alice')).toEqual({ turns: 9, failed: 1, crashed: 1, interrupted: 1, mailbox: 1, lastActiveAt: 101 });
+    expect(expected.stats.get('alice')).toEqual({ turns: 9, failed: 1, crashed: 1, interrupted: 1, mailbox: 1, timers: 0, lastActiveAt: 101 });
     await store.close();
     downgradeToVersion2(file);
     return { file, expected };
@@ -282,6 +284,7 @@ describe('sqliteStore: schema version 3 from version 2', () => {
       crashed: 0,
       interrupted: 0,
       mailbox: 0,
+      timers: 0,
       lastActiveAt: null,
     });
     expect((await writer.agentStats(['alice'])).get('alice')).toMatchObject({ turns: 9, lastActiveAt: 101 });
@@ -309,7 +312,7 @@ describe('sqliteStore: schema version 3 from version 2', () => {
       [9, true],
       [11, false],
     ]);
-    const counters = { turns: 10, failed: 1, crashed: 1, interrupted: 1, mailbox: 1, lastActiveAt: 2_000 };
+    const counters = { turns: 10, failed: 1, crashed: 1, interrupted: 1, mailbox: 1, timers: 0, lastActiveAt: 2_000 };
     expect((await writer.agentStats(['alice'])).get('alice')).toEqual(counters);
     expect((await reader.agentStats(['alice'])).get('alice')).toEqual(counters);
     expect(rowsOf(file, 'alice').messages).toBe(3);
