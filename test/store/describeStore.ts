@@ -25,6 +25,7 @@ import type {
   StoreOp,
   StoreOpResult,
   StoreOwner,
+  TimerRecord,
 } from '../../src/store/Store.js';
 
 export interface DescribeStoreOptions {
@@ -113,6 +114,11 @@ function stats(fields: Partial<AgentStats> = {}): AgentStats {
   return { turns: 0, failed: 0, crashed: 0, interrupted: 0, mailbox: 0, timers: 0, lastActiveAt: null, ...fields };
 }
 const kinds = (entries: readonly RolloutEntry[]) => entries.map((e) => e.kind);
+
+function timer(agentId: string, key: string, at: number, fields: Partial<TimerRecord> = {}): TimerRecord {
+  return { agentId, key, at, message: { type: 'remind', key }, ...fields };
+}
+const timerKeys = (timers: readonly TimerRecord[]) => timers.map((t) => `${t.agentId}/${t.key}@${t.at}`);
 
 export function describeStore(
   name: string,
@@ -1361,6 +1367,284 @@ export function describeStore(
       });
     });
 
+    describe('durable timers', () => {
+      beforeEach(async () => {
+        await store.createAgent(agent('alice'));
+        await store.createAgent(agent('bob'));
+      });
+
+      const statsOf = async (id: string) => (await store.agentStats([id])).get(id);
+      const values = (results: StoreOpResult[]) =>
+        results.map((r) => {
+          if (!r.ok) throw r.error;
+          return r.value;
+        });
+      async function schedule(...timers: TimerRecord[]): Promise<void> {
+        expect(values(await store.batch(timers.map((t): StoreOp => ({ op: 'schedule', timer: t }))))).toEqual(timers.map(() => undefined));
+      }
+      async function fire(agentId: string, key: string, at: number, messageId: string, firedAt = 5_000) {
+        const [result] = await store.batch([{ op: 'fire', agentId, key, at, messageId, firedAt }]);
+        if (!result!.ok) throw result!.error;
+        return result!.value;
+      }
+      async function cancel(agentId: string, key: string) {
+        const [result] = await store.batch([{ op: 'cancel', agentId, key }]);
+        if (!result!.ok) throw result!.error;
+        return result!.value;
+      }
+
+      it('schedule stores a timer, a second schedule with the same key replaces it, cancel deletes it', async () => {
+        expect(await store.nextDeadline()).toBeNull();
+        expect(await store.timers('alice')).toEqual([]);
+        await schedule(timer('alice', 'r1', 100, { message: { type: 'remind', n: 1 } }));
+        expect(await store.timers('alice')).toEqual([timer('alice', 'r1', 100, { message: { type: 'remind', n: 1 } })]);
+        expect(await statsOf('alice')).toEqual(stats({ timers: 1 }));
+        // Replaced: the deadline and the message, one timer still.
+        await schedule(timer('alice', 'r1', 300, { message: { type: 'remind', n: 2 } }));
+        expect(await store.timers('alice')).toEqual([timer('alice', 'r1', 300, { message: { type: 'remind', n: 2 } })]);
+        expect(await store.nextDeadline()).toBe(300);
+        expect(await statsOf('alice')).toEqual(stats({ timers: 1 }));
+        // Keys are per agent.
+        await schedule(timer('bob', 'r1', 200));
+        expect(await store.nextDeadline()).toBe(200);
+        expect(await cancel('alice', 'r1')).toBe(true);
+        expect(await cancel('alice', 'r1')).toBe(false);
+        expect(await cancel('ghost', 'r1')).toBe(false);
+        expect(await store.timers('alice')).toEqual([]);
+        expect(await store.timers('bob')).toEqual([timer('bob', 'r1', 200)]);
+        expect(await statsOf('alice')).toEqual(stats());
+        expect(await statsOf('bob')).toEqual(stats({ timers: 1 }));
+        // Scheduling is not activity, and leaves the mailbox and rollout alone.
+        expect(await store.rollout('alice')).toEqual([]);
+        expect(await store.mailboxSize('bob')).toBe(0);
+      });
+
+      it("fire appends the timer's message as an accept would: the agent's next seq, an accepted entry, the counters", async () => {
+        await store.append([msg('alice', 'm1', 1, 10)]);
+        await schedule(timer('alice', 'r1', 100), timer('alice', 'r2', 200));
+        expect(await fire('alice', 'r1', 100, 'fire-1', 150)).toEqual({ agentId: 'alice', messageId: 'fire-1', seq: 2, duplicate: false });
+        expect(await store.pending('alice')).toEqual([
+          { agentId: 'alice', seq: 1, messageId: 'm1', message: { type: 'inc', n: 1 }, at: 10 },
+          { agentId: 'alice', seq: 2, messageId: 'fire-1', message: { type: 'remind', key: 'r1' }, at: 150 },
+        ]);
+        expect((await store.rollout('alice')).at(-1)).toEqual({
+          kind: 'accepted',
+          seq: 2,
+          messageId: 'fire-1',
+          message: { type: 'remind', key: 'r1' },
+          at: 150,
+        });
+        expect(await statsOf('alice')).toEqual(stats({ mailbox: 2, timers: 1, lastActiveAt: 150 }));
+        expect(await store.agentsWithPending()).toContain('alice');
+        expect(await store.timers('alice')).toEqual([timer('alice', 'r2', 200)]);
+        expect(await store.nextDeadline()).toBe(200);
+        // The fired message is handled like any other.
+        await store.commitTurn(turn('alice', 2));
+        expect(seqs(await store.pending('alice'))).toEqual([1]);
+      });
+
+      it('fires exactly once: a second fire, or a fire of a cancelled timer, stores nothing and returns null', async () => {
+        await schedule(timer('alice', 'r1', 100), timer('alice', 'r2', 100));
+        expect(await fire('alice', 'r1', 100, 'fire-1')).toMatchObject({ seq: 1, duplicate: false });
+        const after = await observe(store, ['alice', 'bob']);
+        expect(await fire('alice', 'r1', 100, 'fire-2')).toBeNull();
+        expect(await fire('alice', 'r1', 100, 'fire-1')).toBeNull();
+        expect(await cancel('alice', 'r2')).toBe(true);
+        const cancelled = await observe(store, ['alice', 'bob']);
+        expect(await fire('alice', 'r2', 100, 'fire-3')).toBeNull();
+        expect(await fire('ghost', 'r1', 100, 'fire-4')).toBeNull();
+        expect(await fire('bob', 'r1', 100, 'fire-5')).toBeNull();
+        expect(await observe(store, ['alice', 'bob'])).toEqual(cancelled);
+        expect(after.perAgent[0]!.pending).toHaveLength(1);
+        expect(seqs(await store.pending('alice'))).toEqual([1]);
+        // Two fires of one timer in one batch: the first stores the message, the second nothing.
+        await schedule(timer('bob', 'r1', 50));
+        const results = await store.batch([
+          { op: 'fire', agentId: 'bob', key: 'r1', at: 50, messageId: 'b-1', firedAt: 60 },
+          { op: 'fire', agentId: 'bob', key: 'r1', at: 50, messageId: 'b-2', firedAt: 61 },
+        ]);
+        expect(values(results)).toEqual([{ agentId: 'bob', messageId: 'b-1', seq: 1, duplicate: false }, null]);
+        expect(await store.mailboxSize('bob')).toBe(1);
+        expect(await statsOf('bob')).toEqual(stats({ mailbox: 1, lastActiveAt: 60 }));
+      });
+
+      it('a fire with the deadline of a replaced timer returns null and leaves the new timer; the new deadline fires it', async () => {
+        await schedule(timer('alice', 'r1', 100, { message: { type: 'old' } }));
+        await schedule(timer('alice', 'r1', 400, { message: { type: 'new' } }));
+        const before = await observe(store, ['alice']);
+        expect(await fire('alice', 'r1', 100, 'fire-old')).toBeNull();
+        expect(await observe(store, ['alice'])).toEqual(before);
+        expect(await store.timers('alice')).toEqual([timer('alice', 'r1', 400, { message: { type: 'new' } })]);
+        expect(await fire('alice', 'r1', 400, 'fire-new', 401)).toMatchObject({ seq: 1, duplicate: false });
+        expect((await store.pending('alice')).map((m) => m.message)).toEqual([{ type: 'new' }]);
+        expect(await store.nextDeadline()).toBeNull();
+      });
+
+      it('dueTimers lists the timers due at or before now, earliest first, ties by agent then key, at most limit', async () => {
+        await store.createAgent(agent('carol'));
+        await schedule(
+          timer('carol', 'b', 300),
+          timer('bob', 'z', 100),
+          timer('alice', 'late', 900),
+          timer('carol', 'a', 300),
+          timer('alice', 'x', 300),
+          timer('bob', 'a', 50),
+        );
+        expect(timerKeys(await store.dueTimers(300, 100))).toEqual(['bob/a@50', 'bob/z@100', 'alice/x@300', 'carol/a@300', 'carol/b@300']);
+        expect(timerKeys(await store.dueTimers(299, 100))).toEqual(['bob/a@50', 'bob/z@100']);
+        expect(timerKeys(await store.dueTimers(300, 3))).toEqual(['bob/a@50', 'bob/z@100', 'alice/x@300']);
+        expect(timerKeys(await store.dueTimers(49, 10))).toEqual([]);
+        expect(timerKeys(await store.dueTimers(10_000, 1))).toEqual(['bob/a@50']);
+        expect(await store.dueTimers(10_000, 100)).toHaveLength(6);
+        expect((await store.dueTimers(50, 1))[0]).toEqual(timer('bob', 'a', 50));
+        // Fired, cancelled and replaced timers leave the order.
+        await fire('bob', 'a', 50, 'f1');
+        await cancel('bob', 'z');
+        await schedule(timer('alice', 'x', 1_000));
+        expect(timerKeys(await store.dueTimers(300, 100))).toEqual(['carol/a@300', 'carol/b@300']);
+        expect(timerKeys(await store.dueTimers(Number.MAX_VALUE, 100))).toEqual(['carol/a@300', 'carol/b@300', 'alice/late@900', 'alice/x@1000']);
+      });
+
+      it('nextDeadline is the earliest deadline of all timers, null when none is left', async () => {
+        expect(await store.nextDeadline()).toBeNull();
+        await schedule(timer('alice', 'a', 700), timer('bob', 'b', 500), timer('bob', 'c', 900));
+        expect(await store.nextDeadline()).toBe(500);
+        await cancel('bob', 'b');
+        expect(await store.nextDeadline()).toBe(700);
+        await schedule(timer('alice', 'a', 100.5));
+        expect(await store.nextDeadline()).toBe(100.5);
+        await fire('alice', 'a', 100.5, 'f1');
+        expect(await store.nextDeadline()).toBe(900);
+        await cancel('bob', 'c');
+        expect(await store.nextDeadline()).toBeNull();
+      });
+
+      it("timers(agentId) lists one agent's pending timers, earliest first (ties by key), at most limit", async () => {
+        await schedule(timer('alice', 'c', 300), timer('alice', 'b', 100), timer('bob', 'a', 50), timer('alice', 'a', 300));
+        expect(timerKeys(await store.timers('alice'))).toEqual(['alice/b@100', 'alice/a@300', 'alice/c@300']);
+        expect(timerKeys(await store.timers('alice', 2))).toEqual(['alice/b@100', 'alice/a@300']);
+        expect(await store.timers('ghost')).toEqual([]);
+        await expect(store.timers('alice', 0)).rejects.toBeInstanceOf(TypeError);
+        await expect(store.dueTimers(100, 0)).rejects.toBeInstanceOf(TypeError);
+        await expect(store.dueTimers(Number.NaN, 10)).rejects.toBeInstanceOf(TypeError);
+      });
+
+      it('destroyAgent drops the agent’s timers at once; the id spawned again has none', async () => {
+        await schedule(timer('alice', 'r1', 100), timer('alice', 'r2', 200), timer('bob', 'r1', 300));
+        expect(await store.destroyAgent('alice')).toBe(true);
+        expect(timerKeys(await store.dueTimers(1_000, 10))).toEqual(['bob/r1@300']);
+        expect(await store.nextDeadline()).toBe(300);
+        expect(await store.timers('alice')).toEqual([]);
+        expect(await fire('alice', 'r1', 100, 'f1')).toBeNull();
+        await store.createAgent(agent('alice'));
+        expect(await store.timers('alice')).toEqual([]);
+        expect(await statsOf('alice')).toEqual(stats());
+        expect(await fire('alice', 'r1', 100, 'f2')).toBeNull();
+        expect(await store.mailboxSize('alice')).toBe(0);
+      });
+
+      it('a commit schedules and cancels its agent’s timers with the turn (cancels first, then schedules)', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await schedule(timer('alice', 'old', 100), timer('alice', 'keep', 150));
+        await store.commitTurn(
+          turn('alice', 1, {
+            timers: {
+              cancel: ['old', 'again', 'missing'],
+              schedule: [timer('alice', 'new', 500), timer('alice', 'again', 600), timer('alice', 'keep', 250)],
+            },
+          }),
+        );
+        expect(timerKeys(await store.timers('alice'))).toEqual(['alice/keep@250', 'alice/new@500', 'alice/again@600']);
+        expect(await statsOf('alice')).toMatchObject({ turns: 1, timers: 3 });
+        expect(await store.nextDeadline()).toBe(250);
+        // Empty lists, or none, change nothing.
+        await store.commitTurn(turn('alice', 2, { timers: {} }));
+        expect(await store.timers('alice')).toHaveLength(3);
+      });
+
+      it('a commit that fails schedules and cancels nothing, alone or in a batch', async () => {
+        await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+        await schedule(timer('alice', 'old', 100));
+        const before = await observe(store, ['alice', 'bob']);
+        const timers = { cancel: ['old'], schedule: [timer('alice', 'new', 500)] };
+        // A failing op of a batch: an outbox message to a missing agent.
+        const results = await store.batch([
+          { op: 'commitTurn', commit: turn('alice', 1, { timers, outbox: [msg('ghost', 'x')] }) },
+          { op: 'schedule', timer: timer('bob', 'b', 700) },
+        ]);
+        expectOpError(results[0], AgentNotFoundError, 'AGENT_NOT_FOUND');
+        expect(results[1]).toEqual({ ok: true, value: undefined });
+        expect(timerKeys(await store.timers('alice'))).toEqual(['alice/old@100']);
+        expect(timerKeys(await store.dueTimers(1_000, 10))).toEqual(['alice/old@100', 'bob/b@700']);
+        // A commit of a message not pending; a timer message that is not JSON.
+        await expectError(store.commitTurn(turn('alice', 9, { timers })), StoreError, 'STORE_ERROR');
+        const notJson = { cancel: ['old'], schedule: [timer('alice', 'new', 500, { message: NOT_JSON as never })] };
+        await expectError(store.commitTurn(turn('alice', 1, { timers: notJson })), StoreError, 'STORE_ERROR');
+        // A timer of another agent is refused.
+        const other = { schedule: [timer('bob', 'new', 500)] };
+        await expect(store.commitTurn(turn('alice', 1, { timers: other }))).rejects.toBeInstanceOf(TypeError);
+        await expect(store.commitTurn(turn('alice', 1, { timers: { cancel: [7 as never] } }))).rejects.toBeInstanceOf(TypeError);
+        await store.batch([{ op: 'cancel', agentId: 'bob', key: 'b' }]);
+        expect(await observe(store, ['alice', 'bob'])).toEqual(before);
+        expect(timerKeys(await store.dueTimers(1_000, 10))).toEqual(['alice/old@100']);
+        expect(await statsOf('alice')).toEqual(stats({ mailbox: 2, timers: 1, lastActiveAt: 2_000 }));
+      });
+
+      it('schedule for a missing agent fails with AgentNotFoundError, a message that is not JSON with StoreError, bad fields with TypeError', async () => {
+        const before = await observe(store, ['alice', 'bob']);
+        const results = await store.batch([
+          { op: 'schedule', timer: timer('ghost', 'r1', 100) },
+          { op: 'schedule', timer: timer('alice', 'r1', 100, { message: NOT_JSON as never }) },
+          { op: 'schedule', timer: timer('alice', 'r1', Number.NaN) },
+          { op: 'schedule', timer: timer('alice', 7 as never, 100) },
+          { op: 'schedule', timer: null as never },
+          { op: 'cancel', agentId: 'alice', key: null as never },
+          { op: 'fire', agentId: 'alice', key: 'r1', at: 'soon' as never, messageId: 'f', firedAt: 1 },
+          { op: 'schedule', timer: timer('bob', 'ok', 100) },
+        ]);
+        expectOpError(results[0], AgentNotFoundError, 'AGENT_NOT_FOUND', { agentId: 'ghost' });
+        expectOpError(results[1], StoreError, 'STORE_ERROR');
+        for (const result of results.slice(2, 7)) {
+          expect(result?.ok).toBe(false);
+          expect((result as { error: Error }).error).toBeInstanceOf(TypeError);
+        }
+        expect(results[7]).toEqual({ ok: true, value: undefined });
+        expect(await store.timers('alice')).toEqual([]);
+        expect(await store.timers('ghost')).toEqual([]);
+        expect(timerKeys(await store.dueTimers(1_000, 10))).toEqual(['bob/ok@100']);
+        // Alone, the error is the batch's only result.
+        const [alone] = await store.batch([{ op: 'schedule', timer: timer('ghost', 'r1', 100) }]);
+        expectOpError(alone, AgentNotFoundError, 'AGENT_NOT_FOUND');
+        await store.batch([{ op: 'cancel', agentId: 'bob', key: 'ok' }]);
+        expect(await observe(store, ['alice', 'bob'])).toEqual(before);
+      });
+
+      it('reads return copies of timers, and a timer is copied when scheduled', async () => {
+        const record = timer('alice', 'r1', 100, { message: { type: 'remind', list: [1] } });
+        await schedule(record);
+        (record.message.list as number[]).push(2);
+        const [read] = await store.timers('alice');
+        (read!.message.list as number[]).push(3);
+        const [due] = await store.dueTimers(100, 1);
+        expect(due!.message).toEqual({ type: 'remind', list: [1] });
+        (due!.message.list as number[]).push(4);
+        expect((await store.timers('alice'))[0]!.message).toEqual({ type: 'remind', list: [1] });
+        await fire('alice', 'r1', 100, 'f1');
+        expect((await store.pending('alice'))[0]!.message).toEqual({ type: 'remind', list: [1] });
+      });
+
+      it('finds the due ones among many timers, in order', async () => {
+        const timers: TimerRecord[] = [];
+        for (let i = 0; i < 500; i++) timers.push(timer(i % 2 === 0 ? 'alice' : 'bob', `k${i}`, ((i * 7919) % 500) * 10));
+        await schedule(...timers);
+        const sorted = [...timers].sort((a, b) => a.at - b.at || (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : a.key < b.key ? -1 : 1));
+        expect(timerKeys(await store.dueTimers(1_000, 1_000))).toEqual(timerKeys(sorted.filter((t) => t.at <= 1_000)));
+        expect(timerKeys(await store.dueTimers(Number.POSITIVE_INFINITY, 7))).toEqual(timerKeys(sorted.slice(0, 7)));
+        expect(await store.nextDeadline()).toBe(0);
+        expect((await store.agentStats(['alice', 'bob'])).get('bob')).toMatchObject({ timers: 250 });
+      });
+    });
+
     describe('close', () => {
       it('every method rejects with StoreError after close', async () => {
         await store.createAgent(agent('alice'));
@@ -1384,6 +1668,9 @@ export function describeStore(
           ['rollout', () => store.rollout('alice')],
           ['agentsWithPending', () => store.agentsWithPending()],
           ['turnsInFlight', () => store.turnsInFlight()],
+          ['dueTimers', () => store.dueTimers(0, 10)],
+          ['nextDeadline', () => store.nextDeadline()],
+          ['timers', () => store.timers('alice')],
           ['batch', () => store.batch([{ op: 'note', agentId: 'alice', entry: { kind: 'note', note: 'loaded', at: 0 } }])],
           ['acquire', () => store.acquire(owner(1))],
           ['close', () => store.close()],
@@ -1433,6 +1720,34 @@ export function describeStore(
             { agentId: 'alice', messageId: 'm4', seq: 4, duplicate: false },
           ]);
           await expectError(store.commitTurn(turn('alice', 1)), StoreError, 'STORE_ERROR');
+        });
+
+        it('timers survive reopen, with their counts, and fire once afterwards', async () => {
+          await store.createAgent(agent('alice'));
+          await store.createAgent(agent('bob'));
+          await store.batch([
+            { op: 'schedule', timer: timer('alice', 'r1', 100, { message: { type: 'remind', deep: { n: 1.5 } } }) },
+            { op: 'schedule', timer: timer('bob', 'r2', 50) },
+          ]);
+          await store.batch([{ op: 'fire', agentId: 'bob', key: 'r2', at: 50, messageId: 'f0', firedAt: 60 }]);
+          const before = {
+            due: await store.dueTimers(1_000, 10),
+            next: await store.nextDeadline(),
+            stats: await store.agentStats(['alice', 'bob']),
+          };
+          open = false;
+          store = await reopen(store);
+          open = true;
+          expect({
+            due: await store.dueTimers(1_000, 10),
+            next: await store.nextDeadline(),
+            stats: await store.agentStats(['alice', 'bob']),
+          }).toEqual(before);
+          expect(before.due).toEqual([timer('alice', 'r1', 100, { message: { type: 'remind', deep: { n: 1.5 } } })]);
+          const fire = (messageId: string): StoreOp => ({ op: 'fire', agentId: 'alice', key: 'r1', at: 100, messageId, firedAt: 200 });
+          expect((await store.batch([fire('f1')]))[0]).toEqual({ ok: true, value: { agentId: 'alice', messageId: 'f1', seq: 1, duplicate: false } });
+          expect((await store.batch([fire('f2')]))[0]).toEqual({ ok: true, value: null });
+          expect((await store.batch([{ op: 'fire', agentId: 'bob', key: 'r2', at: 50, messageId: 'f3', firedAt: 70 }]))[0]).toEqual({ ok: true, value: null });
         });
       });
     }
