@@ -280,7 +280,9 @@ export type StoreOp =
   /**
    * Fires the timer (agentId, key) if it still has deadline `at`: deletes it and appends its
    * message (id `messageId`, accepted at `firedAt`) to the agent's mailbox, returning the
-   * AppendResult; otherwise stores nothing and returns `null` (rule 13).
+   * AppendResult; otherwise stores nothing and returns `null` (rule 13). Give each fire a
+   * fresh `messageId`: one the agent already remembers makes the accept a duplicate (the
+   * timer is deleted, nothing new is stored, `duplicate: true`), as `append` would.
    */
   | { op: 'fire'; agentId: string; key: string; at: number; messageId: string; firedAt: number };
 

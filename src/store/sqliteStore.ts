@@ -50,8 +50,9 @@
  * schema with a `StoreError` naming the path, and reads an older schema from
  * READABLE_FROM on as it is (refusing older ones clearly): on a schema older than
  * COUNTED_FROM (no counters yet) it computes `agentStats`, `mailboxSize` and the `hasMail`
- * filter from the rollout and the mailbox, as before, until a writer migrates the file
- * (it checks the schema version at each read meanwhile). `acquire` and every write
+ * filter from the rollout and the mailbox, as before, and on a schema older than TIMED_FROM
+ * it reads no timers (none was ever written there), until a writer migrates the file (it
+ * checks the schema version at each read meanwhile). `acquire` and every write
  * reject with `StoreError`. A WAL database whose last connection closed has no `-wal` and
  * `-shm` files: SQLite creates them (empty) to read it, and leaves them (they are
  * harmless, and deleting them could break a runtime that opened the file meanwhile);
