@@ -21,6 +21,7 @@ export type { AgentInfo } from './runtime/agentRows.js';
 import { fencedStore } from './runtime/fencedStore.js';
 import { assertOptions } from './runtime/options.js';
 import { recover } from './runtime/recovery.js';
+import { assertTimerKey, timerOf, type ScheduleOptions } from './runtime/Timers.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
 import { sqliteStore } from './store/sqliteStore.js';
 import type { AgentRecord, AppendResult, Message, RolloutEntry, Store, StoredMessage } from './store/Store.js';
@@ -136,6 +137,17 @@ export interface Runtime {
    * option of createRuntime, which forwards only what it understands.
    */
   inspect(observer: InspectionObserver<InspectionEvent | ResidencyInspectionEvent>): { unsubscribe(): void };
+  /**
+   * Schedules a message to an agent (a durable timer): in `delay` ms, or `at` a time (ms
+   * since the epoch, on the runtime's clock). A second schedule with the same `key`
+   * replaces the first. Resolves once durable with the key and the deadline. When it comes,
+   * the message enters the agent's mailbox once and is handled as a turn, loading the
+   * agent if needed; a deadline that passed while the process was down fires at the next
+   * start. Bad input (unknown agent, a past or non-finite time, a bad message) is refused.
+   */
+  schedule(id: string, message: Message, options?: ScheduleOptions): Promise<{ key: string; at: number }>;
+  /** Cancels the agent's timer `key`; resolves `true` when something was cancelled. */
+  cancelSchedule(id: string, key: string): Promise<boolean>;
   /**
    * Pins an agent from now on: it loads when it has mail like any agent, is never evicted,
    * and does not count against the resident cap. For this runtime's life (a restart uses
@@ -259,6 +271,10 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   setImmediate(() => {
     for (const e of crashed) emitter.emit('turn.finished', () => e);
     for (const id of [...recovered.keys()]) if (!stopped) scheduleRecovered(id);
+    // Durable timers: deadlines that passed while the process was down fire now.
+    if (!stopped) {
+      host.timers.start().catch((error: unknown) => emitter.emit('error', () => ({ id: '*', at: clock.now(), error: error as Error, where: 'timer' })));
+    }
   });
 
   // runtime.inspect() observers also get the runtime's events; one throwing does not keep them from the others.
@@ -505,6 +521,30 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
           if (taps.size === 0) emitter.tap = null;
         },
       };
+    },
+
+    async schedule(id, message, opts) {
+      assertAgentId(id);
+      const timer = timerOf(id, message, opts, clock.now(), () => `t.${newId()}`);
+      live(`schedule a message to "${id}"`);
+      return task(async () => {
+        const rec = host.entries.get(id)?.record ?? (await store.getAgent(id));
+        if (!rec) throw new AgentNotFoundError(id);
+        if (!definitions.has(rec.type)) throw new UnknownAgentTypeError(rec.type, [...definitions.keys()], id);
+        await host.buffer.write({ op: 'schedule', timer });
+        host.armTimer(timer.at);
+        return { key: timer.key, at: timer.at };
+      });
+    },
+
+    async cancelSchedule(id, key) {
+      assertAgentId(id);
+      assertTimerKey(key);
+      live(`cancel a timer of "${id}"`);
+      return task(async () => {
+        if (!host.entries.has(id) && !(await store.getAgent(id))) throw new AgentNotFoundError(id);
+        return host.buffer.write<boolean>({ op: 'cancel', agentId: id, key });
+      });
     },
 
     async pin(id) {

@@ -33,6 +33,14 @@ export interface TurnContext<S> {
   spawn(type: string, options: SpawnOptions): string;
   /** Emits an output: `ask()` returns the outputs of the turn. */
   emit(output: unknown): void;
+  /**
+   * Schedules a message to this agent (a durable timer), in `delay` ms or `at` a time; a
+   * second schedule with the same `key` replaces the first. Takes effect when the turn
+   * commits (a failed turn schedules nothing). Returns the key.
+   */
+  schedule(message: Message, options?: { delay?: number; at?: number; key?: string }): string;
+  /** Cancels this agent's timer `key` when the turn commits. */
+  cancel(key: string): void;
 }
 
 export type TurnFunction<S> = (ctx: TurnContext<S>) => Promise<S> | S;

@@ -15,6 +15,7 @@ const WOKEN = Symbol('woken');
 import type { Message } from '../store/Store.js';
 import { assertAgentId, copyJson, copyMessage } from '../validate.js';
 import type { Inspection } from './Inspection.js';
+import { assertTimerKey, timerOf } from './Timers.js';
 import type { Entry, Turn } from './types.js';
 
 export class Actors {
@@ -106,6 +107,20 @@ export class Actors {
       spawn: (type, options) => this.spawn(entry, turn, type, options),
       emit: (output) => {
         turn.outputs.push(copyJson(output, 'an output'));
+      },
+      schedule: (message, options) => {
+        const timer = timerOf(entry.id, message, options, this.o.clock.now(), () => `t.${this.o.newId()}`);
+        turn.timers ??= { schedule: [], cancel: [] };
+        turn.timers.schedule = turn.timers.schedule.filter((t) => t.key !== timer.key);
+        turn.timers.cancel = turn.timers.cancel.filter((k) => k !== timer.key);
+        turn.timers.schedule.push(timer);
+        return timer.key;
+      },
+      cancel: (key) => {
+        assertTimerKey(key);
+        turn.timers ??= { schedule: [], cancel: [] };
+        turn.timers.schedule = turn.timers.schedule.filter((t) => t.key !== key);
+        if (!turn.timers.cancel.includes(key)) turn.timers.cancel.push(key);
       },
     };
   }

@@ -24,6 +24,7 @@ import { Inspection } from './Inspection.js';
 import { Lifecycle } from './Lifecycle.js';
 import { Loads } from './Loads.js';
 import { asError, hasLiveChildren, resultState, storedSnapshot } from './snapshots.js';
+import { Timers } from './Timers.js';
 import { Turns } from './Turns.js';
 import type { Core, Entry } from './types.js';
 import { Waiters } from './Waiters.js';
@@ -63,6 +64,7 @@ export class Host implements Core {
   readonly waiters: Waiters;
   readonly inspection: Inspection;
   readonly actors: Actors;
+  readonly timers: Timers;
   readonly #loads: Loads;
   readonly #turns: Turns;
   readonly #lifecycleLogic: typeof agentMachine;
@@ -96,6 +98,7 @@ export class Host implements Core {
       o.emitter.emit('error', () => ({ id, at: clock.now(), error, where: 'inspect observer' })),
     );
     this.actors = new Actors({ definitions: o.definitions, clock, emitter: o.emitter, newId: o.newId }, this.inspection);
+    this.timers = new Timers(this, o.newId);
     this.#loads = new Loads(this);
     this.#turns = new Turns(this, (entry, error) => this.#loads.quarantine(entry, error));
     const bound = supervisorBoundActions((e) => this.supervisor.send(e), () => clock.now());
@@ -148,6 +151,10 @@ export class Host implements Core {
     entry.chain = entry.chain.then(op).catch((err: unknown) => {
       this.emitter.emit('error', () => ({ id: entry.id, at: this.clock.now(), error: asError(err), where: 'store' }));
     });
+  }
+
+  armTimer(at: number): void {
+    this.timers.arm(at);
   }
 
   permitWanted(): boolean {
@@ -399,6 +406,7 @@ export class Host implements Core {
    * single write, and every waiting ask gets `err`.
    */
   dropAll(err: unknown): void {
+    this.timers.stop();
     for (const entry of [...this.entries.values()]) {
       entry.destroyed = true;
       this.#abandon(entry, err);
@@ -415,6 +423,7 @@ export class Host implements Core {
 
   stopAll(): void {
     if (this.#idleTimer !== null) this.clock.clearTimeout(this.#idleTimer);
+    this.timers.stop();
     for (const e of this.entries.values()) {
       if (e.actor) this.inspection.stop(e.actor);
       e.lifecycle.stop();

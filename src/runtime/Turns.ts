@@ -68,6 +68,7 @@ export class Turns {
       outbox: [],
       spawned: [],
       outputs: [],
+      timers: null,
       abort: null,
       phase: 'running',
       interrupted: false,
@@ -177,9 +178,10 @@ export class Turns {
         const next = this.#keeps(entry) && entry.inbox.has(turn.seq + 1) ? { seq: turn.seq + 1, at } : undefined;
         const r = await core.buffer.write<{ outbox: { seq: number; duplicate: boolean }[] }>({
           op: 'commitTurn',
-          commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot: withVersion(entry.def, snapshot), value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}) },
+          commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot: withVersion(entry.def, snapshot), value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}), ...(turn.timers ? { timers: turn.timers } : {}) },
         });
         if (next) entry.begun = next.seq;
+        for (const t of turn.timers?.schedule ?? []) core.armTimer(t.at);
         entry.lastPersisted = snapshot;
         outbox = turn.outbox.map((request, i) => ({ request, seq: r.outbox[i]!.seq, duplicate: r.outbox[i]!.duplicate }));
       } catch (err) {

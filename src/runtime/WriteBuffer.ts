@@ -150,5 +150,8 @@ function single(store: Store, op: StoreOp): Promise<unknown> {
       return store.commitTurn(op.commit);
     case 'note':
       return store.note(op.agentId, op.entry);
+    default:
+      // Timers exist only as batch ops.
+      return Promise.reject(new StoreError(`The store has no batch(), which "${op.op}" needs: implement Store.batch`));
   }
 }

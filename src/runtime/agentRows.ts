@@ -19,6 +19,8 @@ export interface AgentInfo {
   lastActiveAt: number | null;
   /** Turns finished (any outcome). */
   turns: number;
+  /** Durable timers pending (scheduled and not yet fired or cancelled). */
+  timers: number;
 }
 
 /** What a runtime knows of an agent in memory (none for a stored database). */
@@ -42,6 +44,7 @@ export function agentRow(record: AgentRecord, stats: AgentStats | undefined, liv
     mailbox: stats?.mailbox ?? 0,
     lastActiveAt: live?.lastActiveAt ?? stats?.lastActiveAt ?? record.createdAt,
     turns: stats?.turns ?? 0,
+    timers: stats?.timers ?? 0,
   };
 }
 

@@ -12,6 +12,7 @@ import { assertIntegerAtLeast, assertPositiveDurationOrNull, describeValue } fro
 export const STORE_METHODS = [
   'createAgent', 'getAgent', 'getAgents', 'listAgents', 'destroyAgent', 'append', 'pending', 'mailboxSize', 'agentStats',
   'beginTurn', 'commitTurn', 'loadSnapshot', 'note', 'rollout', 'agentsWithPending', 'turnsInFlight', 'acquire', 'close',
+  'dueTimers', 'nextDeadline', 'timers',
 ] as const;
 
 export function assertOptions(options: unknown): asserts options is RuntimeOptions {

@@ -22,6 +22,8 @@ export interface Turn {
   outbox: AppendRequest[];
   spawned: AgentRecord[];
   outputs: unknown[];
+  /** Durable timers the turn schedules and cancels, applied with its commit. */
+  timers: { schedule: import('../store/Store.js').TimerRecord[]; cancel: string[] } | null;
   /** Made on first use of the turn's `signal` (most turns never look at it). */
   abort: AbortController | null;
   /** `running`: the logic runs (an interrupt aborts it); `committing`: its outcome is being written. */
@@ -99,6 +101,8 @@ export interface Core {
   queue(entry: Entry, op: () => Promise<void>): void;
   /** Someone waits for a running permit (fairness: a streak of turns then yields it). */
   permitWanted(): boolean;
+  /** A deadline was committed: the host timer fires no later than it. */
+  armTimer(at: number): void;
   /** Messages now in their mailboxes (a turn's outbox after its commit). */
   delivered(accepted: readonly { request: AppendRequest; seq: number; duplicate: boolean }[]): void;
 }
