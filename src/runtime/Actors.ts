@@ -12,6 +12,12 @@ import type { RuntimeEmitter } from '../events.js';
 import { STATE_EVENT, TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput } from '../fromTurn.js';
 
 const WOKEN = Symbol('woken');
+
+/** The runtime's clock, except that its timers never fire (XState's delays become durable timers). */
+function heldClock(clock: Clock): Clock {
+  let n = 0;
+  return { now: () => clock.now(), setTimeout: () => ++n, clearTimeout: () => {} };
+}
 import type { Message } from '../store/Store.js';
 import { assertAgentId, copyJson, copyMessage } from '../validate.js';
 import type { Inspection } from './Inspection.js';
@@ -155,8 +161,10 @@ export class Actors {
   create(entry: Entry, snapshot: unknown | null): Actor<AnyStateMachine> {
     const logic = this.logicOf(entry.def);
     const input = entry.record.input;
-    // Timers of the logic (`after`) run on the runtime's clock.
-    const clock = this.o.clock;
+    // A machine's own delays (`after`, delayed raise/sendTo) never fire in memory: XState
+    // keeps them in its scheduler, the runtime keeps each as a durable timer (delays.ts),
+    // and its event comes back as a message, handled as a turn like any other.
+    const clock = isTurnLogic(entry.def.logic) ? this.o.clock : heldClock(this.o.clock);
     const actor = createActor(logic, snapshot == null ? { input, clock } : { snapshot: snapshot as never, input, clock });
     const initial = actor.getSnapshot() as { status: string; error?: unknown };
     if (initial.status === 'error') throw initial.error ?? new Error('the snapshot does not restore');

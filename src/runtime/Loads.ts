@@ -6,6 +6,7 @@
 import type { EvictReason } from '../../machines/agent.js';
 import { MigrationError, StoreCorruptionError } from '../errors.js';
 import { migrateSnapshot } from './migrate.js';
+import { delayChanges } from './delays.js';
 import { describeThrown } from '../validate.js';
 import { asError } from './snapshots.js';
 import type { Core, Entry } from './types.js';
@@ -58,6 +59,16 @@ export class Loads {
         return;
       }
       entry.loadFailures = 0;
+      if (snapshot == null && entry.actor) {
+        // A fresh machine whose first state has delays: they are durable from the start.
+        const changes = delayChanges(entry.id, entry.actor, new Map(), core.clock.now());
+        for (const timer of changes?.schedule ?? []) {
+          core.buffer.write({ op: 'schedule', timer }).then(
+            () => core.armTimer(timer.at),
+            (error: unknown) => core.emitter.emit('error', () => ({ id: entry.id, at: core.clock.now(), error: asError(error), where: 'timer' })),
+          );
+        }
+      }
       core.buffer.write({ op: 'note', agentId: entry.id, entry: { kind: 'note', note: 'loaded', at: core.clock.now() } }).catch(() => {});
       entry.lifecycle.send({ type: 'load.done' });
       core.emitter.emit('agent.loaded', () => ({ id: entry.id, at: core.clock.now(), durationMs: core.clock.now() - started }));

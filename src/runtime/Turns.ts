@@ -19,6 +19,7 @@ import type { Retention } from '../defineAgent.js';
 import type { StoredMessage, TurnOutcome } from '../store/Store.js';
 import { describeThrown } from '../validate.js';
 import { withVersion } from './migrate.js';
+import { delayChanges, scheduledDelays } from './delays.js';
 import * as slice from './slice.js';
 import { asError, notPersistable, resultState, stateValueOf, storedSnapshot, turnOver } from './snapshots.js';
 import type { Core, Entry, Turn } from './types.js';
@@ -92,7 +93,17 @@ export class Turns {
     if (slice.spent()) await slice.next(); // the host application's share of the event loop first
     if (unpersistable === null && !turn.interrupted) {
       if (isTurnLogic(entry.def.logic)) await core.actors.runTurnFunction(entry, turn);
-      else await this.#execute(entry, actor, turn);
+      else {
+        const delaysBefore = scheduledDelays(actor);
+        await this.#execute(entry, actor, turn);
+        // The machine's own delays that the turn started or cancelled: durable with its commit.
+        const changes = entry.destroyed ? null : delayChanges(entry.id, actor, delaysBefore, core.clock.now());
+        if (changes) {
+          turn.timers ??= { schedule: [], cancel: [] };
+          turn.timers.schedule.push(...changes.schedule);
+          turn.timers.cancel.push(...changes.cancel);
+        }
+      }
     }
     if (entry.destroyed) return; // gone: nothing is written for it any more
     turn.phase = 'committing'; // from here an interrupt changes nothing

@@ -100,7 +100,9 @@ describe('checkEvictionTransparency: planted faults are caught', () => {
     console.log(formatTransparencyReport(report));
   });
 
-  it('catches a machine relying on an `after` timer (not restored by XState)', async () => {
+  // An `after` delay is a durable timer now (it survives eviction and restarts): what was a
+  // planted fault here is transparent, and must be reported so.
+  it('passes a machine with an `after` delay, evicted or restarted between steps (durable timers)', async () => {
     const timed = createMachine({
       id: 'timed',
       initial: 'idle',
@@ -114,10 +116,7 @@ describe('checkEvictionTransparency: planted faults are caught', () => {
       events: [{ type: 'start' }, { type: 'poke' }],
       timeBetweenSteps: 2_000,
     });
-    expect(report.ok).toBe(false);
-    const f = report.failures.find((x) => x.diff.some((d) => d.includes('timedOut')));
-    expect(f, formatTransparencyReport(report)).toBeDefined();
-    expect(f!.diff).toContain('state.value: "timedOut" → "waiting"');
+    expect(report.ok, formatTransparencyReport(report)).toBe(true);
   });
 
   it('catches a machine with an inline (unnamed) child actor', async () => {
