@@ -34,10 +34,16 @@ export interface Driven {
   until(n: number): Promise<void>;
 }
 
-/** A runtime over `memoryStore()` running the counter agent, with a count of finished turns. */
-export async function drivenRuntime(options: { residentCap: number; runningCap: number }): Promise<Driven> {
+/**
+ * A runtime over `memoryStore()` running the counter agent, with a count of finished turns.
+ * `onStore` sees the store before the runtime does (the runtime binds its methods when it
+ * starts: a wrapper set later is never called).
+ */
+export async function drivenRuntime(options: { residentCap: number; runningCap: number; onStore?: (store: Store) => void }): Promise<Driven> {
+  const { onStore, ...caps } = options;
   const store = memoryStore();
-  const runtime = await createRuntime({ agents: [counterAgent], store, ...options });
+  onStore?.(store);
+  const runtime = await createRuntime({ agents: [counterAgent], store, ...caps });
   let finished = 0;
   let failed = 0;
   const waits: { n: number; resolve: () => void }[] = [];

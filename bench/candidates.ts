@@ -8,7 +8,8 @@ import { agentMachine, type AgentContext, type AgentEvent } from '../machines/ag
 import { Lifecycle } from '../src/runtime/Lifecycle.js';
 import { agentEventFor, supervisorBoundActions } from '../machines/protocol.js';
 import { supervisorMachine, type SupervisorEffects } from '../machines/supervisor.js';
-import { memoryStore } from '../src/index.js';
+import { memoryStore, type Store, type StoreOp } from '../src/index.js';
+import { stateValueOf, storedSnapshot, turnOver } from '../src/runtime/snapshots.js';
 import { agentId, counterMachine, drivenRuntime, inc, populate } from './agents.js';
 import { durableFactories } from './durable.js';
 import { turnsFactories } from './durableTurns.js';
@@ -56,12 +57,29 @@ function runtimeSend(arg: { agents: number; runningCap: number; mode: 'fire' | '
   let d!: Awaited<ReturnType<typeof drivenRuntime>>;
   let sent = 0;
   let loadsAfterSetup = 0;
+  // The store's group commits while measured (warm-up included): batches and ops in them.
+  const batches = { calls: 0, ops: 0, appends: 0, commits: 0, begins: 0, since: 0 };
+  const countBatches = (store: Store) => {
+    const batch = store.batch!.bind(store);
+    store.batch = (ops: readonly StoreOp[]) => {
+      batches.calls++;
+      batches.ops += ops.length;
+      for (const op of ops) {
+        if (op.op === 'append') batches.appends++;
+        else if (op.op === 'commitTurn') batches.commits++;
+        else if (op.op === 'beginTurn') batches.begins++;
+      }
+      return batch(ops);
+    };
+  };
   return {
     async setup() {
-      d = await drivenRuntime({ residentCap: arg.agents, runningCap: arg.runningCap });
+      d = await drivenRuntime({ residentCap: arg.agents, runningCap: arg.runningCap, onStore: countBatches });
       await populate(d, arg.agents, arg.agents);
       sent = arg.agents;
       loadsAfterSetup = d.runtime.stats().loads;
+      batches.calls = batches.ops = batches.appends = batches.commits = batches.begins = 0;
+      batches.since = sent;
     },
     async run(ops) {
       const { runtime } = d;
@@ -100,7 +118,14 @@ function runtimeSend(arg: { agents: number; runningCap: number; mode: 'fire' | '
       const s = d.runtime.stats();
       const reloads = s.loads - loadsAfterSetup;
       if (reloads !== 0) throw new Error(`${reloads} agents were reloaded during a delivery benchmark`);
-      return { handledPerOp: 1, reloads };
+      const messages = sent - batches.since;
+      return {
+        handledPerOp: 1,
+        reloads,
+        batchesPerMessage: batches.calls / messages,
+        opsPerBatch: batches.ops / batches.calls,
+        beginsPerMessage: batches.begins / messages,
+      };
     },
   };
 }
@@ -196,13 +221,20 @@ function bareCycle(arg: { resident: number; batch: number }): AsyncCandidate {
 }
 
 /**
- * Part of the runtime's work per message, alone: the two statecharts, wired as the Host
- * wires them (bound supervisor actions, grants delivered to the agent), for a resident
- * agent whose mailbox never empties (as under `send` without await): per message,
- * `message.accepted`, then `turn.done` → `permit.release`, `permit.request` →
- * `permit.granted` → `startTurn`. No store, no logic actor, no promises.
+ * Part of the runtime's work per message, alone: the statecharts, wired as the Host wires
+ * them (bound supervisor actions, grants delivered to the agent, the lifecycle on the
+ * Lifecycle interpreter), for a resident agent whose mailbox never empties (as under
+ * `send` without await). No store, no logic actor, no promises, no Host subscription.
+ * - `fast`: what a message costs the statecharts since the engine rework: the agent keeps
+ *   its running permit for its next message (`turn.done` with `continue`), so a message is
+ *   `message.accepted` (count it) and `turn.done` → `startTurn`: 2 lifecycle events and
+ *   no supervisor event;
+ * - `permit`: the permit handed back and asked for again at every turn (the path before
+ *   the rework, and now when a streak of STREAK turns ends while others wait): per
+ *   message `message.accepted`, then `turn.done` → `permit.release`, `permit.request` →
+ *   `permit.granted` → `startTurn` (3 lifecycle + 2 supervisor events).
  */
-function statechartsOnly(): AsyncCandidate {
+function statechartsOnly(arg: { path: 'fast' | 'permit' }): AsyncCandidate {
   let turns = 0;
   let loads = 0;
   let life!: Lifecycle<AgentContext, AgentEvent>;
@@ -223,6 +255,7 @@ function statechartsOnly(): AsyncCandidate {
     { id: 'a' },
   );
   let messages = 0;
+  const done: AgentEvent = arg.path === 'fast' ? { type: 'turn.done', outcome: 'done', continue: true } : { type: 'turn.done', outcome: 'done' };
   return {
     setup() {
       sup.start();
@@ -234,50 +267,75 @@ function statechartsOnly(): AsyncCandidate {
     run(ops) {
       for (let k = 0; k < ops; k++) {
         life.send({ type: 'message.accepted' });
-        life.send({ type: 'turn.done', outcome: 'done' });
+        life.send(done);
       }
       messages += ops;
     },
     check() {
       if (turns !== messages || loads !== 1) throw new Error(`statecharts: ${turns} turns started for ${messages} messages, ${loads} loads`);
+      if (life.getSnapshot().value !== 'running') throw new Error(`statecharts: the agent is ${JSON.stringify(life.getSnapshot().value)}, not running`);
       return { turnsPerOp: 1 };
     },
   };
 }
 
 /**
- * Part of the runtime's work per message, alone: the memoryStore calls of one turn, as
- * the runtime makes them (append, pending, beginTurn, commitTurn with the snapshot).
+ * Part of the runtime's work per message, alone: the memoryStore writes of one message as
+ * the runtime makes them since the rework for one agent sent to without await, through
+ * `store.batch` (the write buffer's group commit): per message ONE batch of two ops, the
+ * accept of a new message (`append`) and the `commitTurn` of the head with its snapshot,
+ * which also begins the next turn (`CommitTurn.next`). That is the shape the delivery
+ * runtime rows count (about 1 batch per message, 2 ops each, with memoryStore: it batches
+ * as soon as the current job ends, so sends and commits trickle in pairs). No `pending` (a
+ * resident agent takes its next message from its inbox) and no `beginTurn` of its own.
+ * Like the runtime, the message is structured-cloned before it is handed to the store.
  */
 function storeOnly(): AsyncCandidate {
   const store = memoryStore();
   const snapshot = JSON.parse(JSON.stringify(createActor(counterMachine).start().getPersistedSnapshot())) as unknown;
   let counter = 0;
+  let head = 0;
+  const id = 'a';
+  const append = (): StoreOp => {
+    const at = Date.now();
+    const messageId = `${at.toString(36)}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    return { op: 'append', request: { agentId: id, messageId, message: structuredClone(inc), at } };
+  };
+  const ok = (rs: { ok: boolean }[]) => {
+    if (!rs.every((r) => r.ok)) throw new Error('store: an op failed');
+  };
   return {
     async setup() {
-      await store.createAgent({ id: 'a', type: 'counter', parent: null, pinned: false, input: null, createdAt: Date.now() });
+      await store.createAgent({ id, type: 'counter', parent: null, pinned: false, input: null, createdAt: Date.now() });
+      const [r] = await store.batch([append()]);
+      head = (r as { value: { seq: number } }).value.seq;
+      ok(await store.batch([{ op: 'beginTurn', agentId: id, seq: head, at: Date.now() }]));
     },
     async run(ops) {
       for (let k = 0; k < ops; k++) {
         const at = Date.now();
-        const messageId = `${at.toString(36)}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-        await store.append([{ agentId: 'a', messageId, message: structuredClone(inc), at }]);
-        const [head] = await store.pending('a', 1);
-        await store.beginTurn('a', head!.seq, at);
-        await store.commitTurn({ agentId: 'a', seq: head!.seq, outcome: 'done', snapshot, outputs: [], outbox: [], spawned: [], at, durationMs: 0 });
+        ok(
+          await store.batch([
+            append(),
+            { op: 'commitTurn', commit: { agentId: id, seq: head, outcome: 'done', snapshot, outputs: [], outbox: [], spawned: [], at, durationMs: 0, next: { seq: head + 1, at } } },
+          ]),
+        );
+        head++;
       }
     },
     async check() {
-      if ((await store.mailboxSize('a')) !== 0) throw new Error('store: messages left pending');
+      if ((await store.mailboxSize(id)) !== 1) throw new Error('store: not exactly one message ahead');
       return {};
     },
   };
 }
 
 /**
- * Part of the runtime's work per message, alone: what the Host does with the logic
- * actor in a turn (persisted snapshot before, subscribe, send, quiescence check,
- * unsubscribe, persisted snapshot after), with no store and no statecharts.
+ * Part of the runtime's work per message, alone: what a turn does with the logic actor of
+ * a machine agent since the rework (Turns.ts): the snapshot before is the one last stored
+ * (no copy), the message is sent, `turnOver` finds the turn over at once (no promise
+ * child: no subscription), then `storedSnapshot` (the persisted snapshot and its JSON copy
+ * and check) and `stateValueOf`, the runtime's own functions. No store, no statecharts.
  */
 function logicOnly(): AsyncCandidate {
   const actor = createActor(counterMachine);
@@ -287,16 +345,16 @@ function logicOnly(): AsyncCandidate {
       actor.start();
     },
     run(ops) {
+      let last: unknown = actor.getPersistedSnapshot();
       for (let k = 0; k < ops; k++) {
-        const before = actor.getPersistedSnapshot();
-        let quiet = false;
-        const check = () => void (quiet = actor.getSnapshot().status !== 'active' || Object.keys(actor.getSnapshot().children).length === 0);
-        const sub = actor.subscribe({ next: check, error: check, complete: check });
+        const before = last;
+        if (actor.getSnapshot().status !== 'active') throw new Error('unreachable');
         actor.send(inc);
-        check();
-        sub.unsubscribe();
-        const after = actor.getPersistedSnapshot();
-        if (!quiet || before === after) throw new Error('unreachable');
+        if (!turnOver(actor)) throw new Error('logic: the turn is not over');
+        const after = storedSnapshot('a', actor);
+        stateValueOf(after);
+        if (before === after) throw new Error('unreachable');
+        last = after;
       }
       sent += ops;
     },

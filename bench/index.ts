@@ -8,7 +8,10 @@
  *   each says on its own when, where and at which commit it ran.
  * - `--label "text"`: writes the sections under a heading of their own,
  *   "## <title> — <text> (commit <sha>)"; such labelled sections are kept by later runs
- *   (full or not) unless a run writes the same heading again.
+ *   (full or not) unless a run writes the same heading again. Any section whose heading
+ *   ends in "(commit <sha>)" is kept so, hand-written ones too (a summary of a change);
+ *   kept sections that lead the file and have no section of the same title in the run
+ *   stay at its top.
  * - `--no-write`: prints the sections, leaves the file alone.
  * - `--list`: prints the section keys.
  */
@@ -25,6 +28,7 @@ import { benchInspector } from './inspector.js';
 import { machine } from './harness.js';
 import { benchMemory } from './memory.js';
 import { benchRuntimeEviction } from './runtimeEviction.js';
+import { benchWriterThread } from './writerThread.js';
 
 const sections: [key: string, name: string, run: () => string | Promise<string>][] = [
   ['eviction', 'eviction scaling', benchEviction],
@@ -36,6 +40,7 @@ const sections: [key: string, name: string, run: () => string | Promise<string>]
   ['durable', 'durable accepts and reloads', benchDurable],
   ['durable-turns', 'durable turns', benchDurableTurns],
   ['event-loop', 'event loop', benchEventLoop],
+  ['writer-thread', 'SQLite writer: main thread or worker', benchWriterThread],
 ];
 const keys = sections.map(([k]) => k);
 
@@ -124,6 +129,8 @@ const intro = [
   'heading of their own, "<title> — <label> (commit <sha>)", which later runs keep (so "before" and',
   '"after" figures stand side by side); `--no-write` only prints; `--list` lists the sections:',
   `${keys.map((k) => `\`${k}\``).join(', ')}.`,
+  'A section written by hand under a heading that ends in "(commit <sha>)" (a summary of a change,',
+  'first below) is kept by every run, in its place.',
   '',
 ];
 
@@ -186,8 +193,12 @@ if (partial) {
   }
 } else {
   header = [...intro, `- machine: ${machine()}`, `- date: ${date}`, `- commit: ${commitText.slice('commit '.length)}`, ''];
-  result = [...written];
-  for (const e of existing.sections.filter((x) => isKept(x.heading))) {
+  // Kept sections at the top of the file with no fresh section of their title (a summary) stay there.
+  const orphan = (e: Section) => isKept(e.heading) && !written.some((w) => baseOf(w.heading) === baseOf(e.heading));
+  let lead = 0;
+  while (lead < existing.sections.length && orphan(existing.sections[lead]!)) lead++;
+  result = [...existing.sections.slice(0, lead), ...written];
+  for (const e of existing.sections.slice(lead).filter((x) => isKept(x.heading))) {
     let after = -1;
     result.forEach((r, i) => void (baseOf(r.heading) === baseOf(e.heading) && (after = i)));
     if (after >= 0) result.splice(after + 1, 0, e);

@@ -68,7 +68,8 @@ export async function benchMemory(): Promise<string> {
       overhead <= 1024 ? '**met**' : `**missed** by ${b(overhead - 1024)} (${fmt(overhead / 1024, 1)}× the 1 KB allowed)`
     }. Besides its logic actor (the bare actor's cost), a resident agent keeps its lifecycle`,
     `  (a small interpreter's state: value and context; a full XState actor for it would cost ${b(lifecycle.total)}, the row`,
-    '  above), its entry and record copy, its promise chain and its place in the supervisor\'s books.',
+    '  above), its entry (with its record copy, an empty inbox `Map` and the snapshot it last stored), its promise',
+    '  chain and its place in the supervisor\'s books.',
     `  With the store, a resident agent costs ${b(resident.total)}, ${fmt(resident.total / bare.total, 1)}× a bare actor.`,
     `- unloaded agent after \`send\`: the runtime keeps **${b(evicted.runtime)}** per agent (the store keeps ${b(evicted.store)}:`,
     '  its record, the message id, the snapshot and the whole rollout, as the store contract asks).',
