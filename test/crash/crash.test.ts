@@ -123,6 +123,8 @@ interface PointResult {
   crashed: number;
   failed: number;
   forwarded: number;
+  /** Durable timers scheduled by done turns (each fired exactly once). */
+  reminded: number;
   spawned: number;
   /** `turn.finished` events with outcome `crashed` that the recovering workers saw through runtime.on. */
   crashedEvents: number;
@@ -148,7 +150,7 @@ async function killPoint(seed: number): Promise<PointResult> {
     if (problems.length < 30) problems.push(text);
   };
   const result: PointResult = {
-    seed, killAfter, killed: false, recoverKilled: false, acks: 0, durable: 0, turns: 0, crashed: 0, failed: 0, forwarded: 0, spawned: 0, crashedEvents: 0, evictions: 0, loads: 0, problems, dir,
+    seed, killAfter, killed: false, recoverKilled: false, acks: 0, durable: 0, turns: 0, crashed: 0, failed: 0, forwarded: 0, reminded: 0, spawned: 0, crashedEvents: 0, evictions: 0, loads: 0, problems, dir,
   };
 
   const churn = await runWorker(db, seed, 'churn', killAfter);
@@ -349,6 +351,23 @@ async function killPoint(seed: number): Promise<PointResult> {
           problem(`${mid} finished ${String(origin.outcome)} yet c-${mid} exists or got its message`);
         }
       }
+      if (mid.startsWith('r:')) {
+        // A durable timer's message: at the agent whose done turn scheduled it.
+        const from = byMid.get(mid.slice(2))?.[0];
+        if (!from || from.outcome !== 'done' || typeof from.message.remindIn !== 'number' || from.agentId !== origin.agentId) {
+          problem(`${mid} at ${origin.agentId} has no done turn that scheduled it (origin ${JSON.stringify(from)})`);
+        }
+        continue;
+      }
+      if (typeof origin.message.remindIn === 'number') {
+        const fired = byMid.get(`r:${mid}`) ?? [];
+        if (origin.outcome === 'done') {
+          result.reminded++;
+          if (fired.length !== 1 || fired[0]!.agentId !== origin.agentId) problem(`${mid} (done) should have had its timer fire once; found ${JSON.stringify(fired)}`);
+        } else if (fired.length > 0) {
+          problem(`${mid} finished ${String(origin.outcome)} yet its timer fired`);
+        }
+      }
       if (mid.startsWith('f:')) {
         const from = byMid.get(mid.slice(2))?.[0];
         if (!from || from.outcome !== 'done' || from.message.forwardTo !== origin.agentId) {
@@ -386,7 +405,7 @@ describe('crash: SIGKILL at random moments, then recovery on the same SQLite fil
         const r = await killPoint(seed);
         console.log(
           `crash seed=${seed} killAfter=${r.killAfter} killed=${r.killed} recoverKilled=${r.recoverKilled} acks=${r.acks} durable=${r.durable} turns=${r.turns} ` +
-            `crashed=${r.crashed} failed=${r.failed} forwarded=${r.forwarded} spawned=${r.spawned} evictions=${r.evictions} loads=${r.loads}` +
+            `crashed=${r.crashed} failed=${r.failed} forwarded=${r.forwarded} reminded=${r.reminded} spawned=${r.spawned} evictions=${r.evictions} loads=${r.loads}` +
             (r.problems.length > 0 ? ` PROBLEMS (db kept in ${r.dir}):\n  ${r.problems.join('\n  ')}` : ''),
         );
         results.push(r);
@@ -398,7 +417,7 @@ describe('crash: SIGKILL at random moments, then recovery on the same SQLite fil
       `crash summary: ${results.length} kill points (${sum((r) => (r.killed ? 1 : 0))} killed, ` +
         `${sum((r) => (r.recoverKilled ? 1 : 0))} killed again during recovery), ${sum((r) => r.acks)} ACKs checked, ` +
         `${sum((r) => r.turns)} turns, ${sum((r) => r.crashed)} crashed turns (${sum((r) => r.crashedEvents)} crashed turn.finished events seen by runtime.on), ${sum((r) => r.failed)} failed, ` +
-        `${sum((r) => r.forwarded)} forwarded, ${sum((r) => r.spawned)} sub-agents spawned, ${sum((r) => r.evictions)} evictions, ${sum((r) => r.loads)} loads, ` +
+        `${sum((r) => r.forwarded)} forwarded, ${sum((r) => r.reminded)} timers fired, ${sum((r) => r.spawned)} sub-agents spawned, ${sum((r) => r.evictions)} evictions, ${sum((r) => r.loads)} loads, ` +
         `first seed ${FIRST_SEED}, ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
     const failing = results.filter((r) => r.problems.length > 0);

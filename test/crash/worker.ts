@@ -24,6 +24,9 @@
  *   (delivered when the turn commits, exactly once);
  * - `spawnChild`: the turn spawns the agent `c-<mid>` (parent: this agent) and sends it
  *   `{ type: 'work', mid: 'c:' + mid }` (both created atomically with the commit).
+ * - `remindIn` (1–15): the turn schedules `{ type: 'work', mid: 'r:' + mid }` to its own
+ *   agent in that many ms (a durable timer, committed with the turn): it must arrive
+ *   exactly once, whatever the kills, and only for a done turn.
  * The agent's state is `{ count, last }`: turns done and the mids of the last LAST of them.
  */
 import { createRuntime } from '../../src/createRuntime.js';
@@ -54,7 +57,7 @@ export { prng };
 const work = defineAgent({
   type: 'work',
   logic: fromTurn<WorkState>(
-    async ({ state, message, send, spawn }) => {
+    async ({ state, message, send, spawn, schedule }) => {
       const delay = typeof message.delay === 'number' ? message.delay : 0;
       if (delay > 0) await new Promise<void>((r) => setTimeout(r, delay));
       if (message.fail === true) throw new Error(`planned failure of ${String(message.mid)}`);
@@ -65,6 +68,9 @@ const work = defineAgent({
         // A sub-agent, created with the commit of this turn, and a first message for it.
         const child = spawn('work', { id: `c-${String(message.mid)}` });
         send(child, { type: 'work', mid: `c:${String(message.mid)}`, delay: 0 });
+      }
+      if (typeof message.remindIn === 'number') {
+        schedule({ type: 'work', mid: `r:${String(message.mid)}`, delay: 0 }, { delay: message.remindIn, key: `r:${String(message.mid)}` });
       }
       return { count: state.count + 1, last: [...state.last, String(message.mid)].slice(-LAST) };
     },
@@ -86,6 +92,7 @@ export function plan(seed: number): { to: string; message: Message }[] {
     if (x < 0.06) message.fail = true;
     else if (x < 0.3) message.forwardTo = pick(ids);
     else if (x < 0.34) message.spawnChild = true;
+    else if (x < 0.42) message.remindIn = 1 + Math.floor(rnd() * 15);
     return { to, message };
   });
 }
@@ -157,10 +164,10 @@ async function main(): Promise<void> {
     await Promise.all(settled);
   }
 
-  // Drain: every pending message handled (bounded).
+  // Drain: every pending message handled and every timer fired (bounded).
   const deadline = Date.now() + 60_000; // the test's bound on a worker run is 90 s
   for (;;) {
-    if ((await store.agentsWithPending()).length === 0) break;
+    if ((await store.agentsWithPending()).length === 0 && (await store.nextDeadline()) === null) break;
     if (Date.now() > deadline) {
       const stuck = await store.agentsWithPending();
       say(`STUCK ${stuck.join(',')} ${JSON.stringify(runtime.stats())}`);
