@@ -11,7 +11,7 @@ import type { WriteBuffer } from './WriteBuffer.js';
 import * as slice from './slice.js';
 
 /** Sends written in one go at most: a bounded slice of work between two yields to the event loop. */
-export const MAX_SENDS = 128;
+export const MAX_SENDS = 96;
 
 export interface SendOp {
   kind: 'send';
@@ -96,48 +96,53 @@ export class Accepter {
   }
 
   async #sendBatch(batch: SendOp[]): Promise<void> {
-    const checked = new Set(batch.map((op) => op.request.agentId).filter((id) => this.hooks.needsCheck(id)));
-    const toCheck = [...checked];
-    let ok = batch;
-    const found = new Map<string, AgentRecord>();
-    if (toCheck.length > 0) {
-      const unreadable = new Map<string, unknown>();
-      try {
-        for (const r of await this.store.getAgents(toCheck)) found.set(r.id, r);
-        // Left out: missing, or a record that cannot be read (said apart one by one).
-        for (const id of toCheck) {
-          if (found.has(id)) continue;
-          await this.store.getAgent(id).then(
-            (r) => r && found.set(id, r),
-            (err: unknown) => unreadable.set(id, err),
-          );
-        }
-      } catch (err) {
-        for (const op of batch) op.reject(err);
-        return;
-      }
-      ok = [];
-      for (const op of batch) {
-        const id = op.request.agentId;
-        const record = found.get(id);
-        const refused = !checked.has(id)
-          ? undefined
-          : record
-            ? this.hooks.refuse(record)
-            : unreadable.has(id)
-              ? unreadable.get(id)
-              : new AgentNotFoundError(id);
-        if (refused) op.reject(refused);
-        else ok.push(op);
-      }
-    }
-    if (ok.length === 0) return;
+    // Agents in memory are held at once, before anything is awaited: an entry dropped while
+    // the records of the others are read would leave its message untold (stranded in the
+    // store until a restart). The others are held once their records are read.
     const held: string[] = [];
+    const hold = (id: string, record: AgentRecord | undefined) => {
+      this.hooks.hold(id, record);
+      held.push(id);
+    };
+    const ids = [...new Set(batch.map((op) => op.request.agentId))];
+    const checked = new Set(ids.filter((id) => this.hooks.needsCheck(id)));
     try {
-      for (const id of new Set(ok.map((op) => op.request.agentId))) {
-        this.hooks.hold(id, found.get(id));
-        held.push(id);
+      for (const id of ids) if (!checked.has(id)) hold(id, undefined);
+      let ok = batch;
+      const found = new Map<string, AgentRecord>();
+      if (checked.size > 0) {
+        const unreadable = new Map<string, unknown>();
+        try {
+          for (const r of await this.store.getAgents([...checked])) found.set(r.id, r);
+          // Left out: missing, or a record that cannot be read (said apart one by one).
+          for (const id of checked) {
+            if (found.has(id)) continue;
+            await this.store.getAgent(id).then(
+              (r) => r && found.set(id, r),
+              (err: unknown) => unreadable.set(id, err),
+            );
+          }
+        } catch (err) {
+          for (const op of batch) op.reject(err);
+          return;
+        }
+        ok = [];
+        for (const op of batch) {
+          const id = op.request.agentId;
+          const record = found.get(id);
+          const refused = !checked.has(id)
+            ? undefined
+            : record
+              ? this.hooks.refuse(record)
+              : unreadable.has(id)
+                ? unreadable.get(id)
+                : new AgentNotFoundError(id);
+          if (refused) op.reject(refused);
+          else ok.push(op);
+        }
+        for (const id of new Set(ok.map((op) => op.request.agentId))) if (checked.has(id)) hold(id, found.get(id));
       }
+      if (ok.length === 0) return;
       const results = await Promise.allSettled(ok.map((op) => this.buffer.write<AppendResult>({ op: 'append', request: op.request })));
       ok.forEach((op, i) => {
         const r = results[i]!;
@@ -149,9 +154,10 @@ export class Accepter {
         op.resolve(r.value);
       });
     } catch (err) {
-      for (const op of ok) op.reject(err);
+      for (const op of batch) op.reject(err);
     } finally {
       for (const id of held) this.hooks.release(id);
     }
   }
+
 }

@@ -673,3 +673,34 @@ describe('found by checking the docs against the code', () => {
     await runtime.stop();
   });
 });
+
+describe('found by the benchmarks', () => {
+  it('a message to an agent in memory is not stranded when its entry is dropped while the batch reads other records', async () => {
+    const inner = memoryStore();
+    let gate: Deferred | null = null;
+    const store = wrapStore(inner, {
+      getAgents: async (ids) => {
+        if (gate) await gate.promise;
+        return inner.getAgents(ids);
+      },
+    });
+    const handled: Handled = new Map();
+    const clock = manualClock(0);
+    const runtime = await createRuntime({ agents: [counterAgent(handled)], residentCap: 4, runningCap: 1, idleTimeout: 100, store, clock });
+    await runtime.spawn('counter', { id: 'x' });
+    await runtime.spawn('counter', { id: 'y' });
+    await runtime.ask('x', { type: 'inc', n: 1 }); // x resident and idle
+    gate = deferred();
+    const toX = runtime.send('x', { type: 'inc', n: 2 });
+    const toY = runtime.send('y', { type: 'inc', n: 1 }); // same batch: y's record is read (gated)
+    await flush();
+    clock.advance(1_000); // x idles out meanwhile and would leave memory
+    await flush();
+    gate.resolve();
+    gate = null;
+    await Promise.all([toX, toY]);
+    await until(() => handled.get('x')?.length === 2 && handled.get('y')?.length === 1, 'both messages handled');
+    expect(handled.get('x')).toEqual(['1', '2']);
+    await runtime.stop();
+  });
+});
