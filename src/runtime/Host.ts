@@ -212,7 +212,7 @@ export class Host implements Core {
       holds: 0,
       turn: null,
       streak: 0,
-      inbox: new Map(),
+      inbox: null,
       nextSeq: null,
       begun: null,
       lastPersisted: undefined,
@@ -292,6 +292,7 @@ export class Host implements Core {
     else this.counters.misses++;
     entry.lastActiveAt = this.clock.now();
     this.waiters.accepted(entry.id, messageId);
+    entry.inbox ??= new Map();
     if (entry.inbox.size < 4_096) entry.inbox.set(seq, { agentId: entry.id, seq, messageId, message, at: entry.lastActiveAt });
     entry.lifecycle.send({ type: 'message.accepted' });
     this.emitter.emit('message.accepted', () => ({ id: entry.id, at: this.clock.now(), seq, messageId, type: message.type }));

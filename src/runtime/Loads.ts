@@ -30,7 +30,8 @@ export class Loads {
         snapshot = await core.store.loadSnapshot(entry.id);
         // The next messages must be readable too; they wait in the inbox for their turns.
         const head = await core.store.pending(entry.id, READ_AHEAD);
-        for (const m of head) entry.inbox.set(m.seq, m);
+        if (head.length > 0) entry.inbox ??= new Map();
+        for (const m of head) entry.inbox!.set(m.seq, m);
         entry.nextSeq = head[0]?.seq ?? null;
       } catch (err) {
         if (!entry.destroyed) this.#failed(entry, err, err instanceof StoreCorruptionError);
@@ -95,7 +96,7 @@ export class Loads {
   #failed(entry: Entry, err: unknown, corrupt: boolean): void {
     const { core } = this;
     const error = asError(err);
-    entry.inbox.clear();
+    entry.inbox = null;
     entry.nextSeq = null;
     if (!corrupt) entry.problem = { error, where: 'load' }; // reported by the lifecycle's reportError
     entry.lifecycle.send({ type: 'load.failed', corrupt });

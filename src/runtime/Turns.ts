@@ -114,17 +114,19 @@ export class Turns {
   /** The next message: from the inbox when it holds it, else from the store. */
   async #head(entry: Entry): Promise<StoredMessage | undefined> {
     if (entry.nextSeq !== null) {
-      const cached = entry.inbox.get(entry.nextSeq);
+      const cached = entry.inbox?.get(entry.nextSeq);
       if (cached) return cached;
     }
     const ahead = await this.core.store.pending(entry.id, 32);
-    for (const m of ahead) entry.inbox.set(m.seq, m);
+    if (ahead.length > 0) entry.inbox ??= new Map();
+    for (const m of ahead) entry.inbox!.set(m.seq, m);
     return ahead[0];
   }
 
   /** The message was handled (any outcome): the next turn takes the one after it. */
   #consumed(entry: Entry, seq: number): void {
-    entry.inbox.delete(seq);
+    entry.inbox?.delete(seq);
+    if (entry.inbox?.size === 0) entry.inbox = null;
     entry.nextSeq = seq + 1;
   }
 
@@ -186,7 +188,7 @@ export class Turns {
         await this.#checkTargets(turn);
         // When the agent will go on with its next message (already in its inbox), that
         // turn's begin rides in this commit: one write per turn.
-        const next = this.#keeps(entry) && entry.inbox.has(turn.seq + 1) ? { seq: turn.seq + 1, at } : undefined;
+        const next = this.#keeps(entry) && entry.inbox?.has(turn.seq + 1) === true ? { seq: turn.seq + 1, at } : undefined;
         const r = await core.buffer.write<{ outbox: { seq: number; duplicate: boolean }[] }>({
           op: 'commitTurn',
           commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot: withVersion(entry.def, snapshot), value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}), ...(turn.timers ? { timers: turn.timers } : {}) },
@@ -288,7 +290,7 @@ export class Turns {
     }
     if (entry.actor) this.core.inspection.stop(entry.actor);
     entry.actor = null;
-    entry.inbox.clear();
+    entry.inbox = null;
     entry.nextSeq = null;
     entry.lifecycle.send({ type: 'turn.lost' });
     if (!(err instanceof FencedError)) this.quarantined(entry, asError(err));

@@ -55,7 +55,7 @@ export interface Entry {
    * Messages accepted while the entry exists, by seq, not yet handled: a turn takes its
    * message from here without reading the store (seqs of an agent are 1, 2, 3 …).
    */
-  inbox: Map<number, StoredMessage>;
+  inbox: Map<number, StoredMessage> | null; // made on first use (most idle agents have none)
   /** The seq the next turn handles, when known (after a turn; unknown after a load). */
   nextSeq: number | null;
   /** A message whose turn was begun by the previous turn's commit (`next`): no begin of its own. */
