@@ -13,6 +13,9 @@ import { STATE_EVENT, TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput 
 
 const WOKEN = Symbol('woken');
 
+/** An error observer for every agent actor: an actor that errors with none makes XState rethrow from a timer. */
+const SILENT = { error: () => {} };
+
 /** The runtime's clock, except that its timers never fire (XState's delays become durable timers). */
 function heldClock(clock: Clock): Clock {
   let n = 0;
@@ -27,6 +30,8 @@ import type { Entry, Turn } from './types.js';
 export class Actors {
   readonly #logic = new Map<string, AnyStateMachine>();
   readonly #owner = new WeakMap<AnyActorRef, Entry>();
+  /** One clock for every machine agent: the runtime's time, timers that never fire. */
+  #held: Clock | null = null;
 
   constructor(
     private readonly o: {
@@ -164,12 +169,12 @@ export class Actors {
     // A machine's own delays (`after`, delayed raise/sendTo) never fire in memory: XState
     // keeps them in its scheduler, the runtime keeps each as a durable timer (delays.ts),
     // and its event comes back as a message, handled as a turn like any other.
-    const clock = isTurnLogic(entry.def.logic) ? this.o.clock : heldClock(this.o.clock);
+    const clock = isTurnLogic(entry.def.logic) ? this.o.clock : (this.#held ??= heldClock(this.o.clock));
     const actor = createActor(logic, snapshot == null ? { input, clock } : { snapshot: snapshot as never, input, clock });
     const initial = actor.getSnapshot() as { status: string; error?: unknown };
     if (initial.status === 'error') throw initial.error ?? new Error('the snapshot does not restore');
     this.#owner.set(actor, entry);
-    actor.subscribe({ error: () => {} }); // the turn or the load reads the error from the snapshot
+    actor.subscribe(SILENT); // the turn or the load reads the error from the snapshot
     if (!isTurnLogic(entry.def.logic)) {
       actor.on('*', (ev: { type: string; [k: string]: unknown }) => this.#machineEffect(entry, ev));
     }

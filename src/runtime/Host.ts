@@ -107,8 +107,11 @@ export class Host implements Core {
       actions: {
         ...bound,
         becomeEvictable: (a) => {
+          const entry = this.entries.get(a.context.id);
+          // Idle: the snapshot kept for rolling back a turn is made again at the next turn (memory).
+          if (entry) entry.lastPersisted = undefined;
           // A live long-lived child (a callback, an observable) keeps the agent resident.
-          const actor = this.entries.get(a.context.id)?.actor;
+          const actor = entry?.actor;
           if (actor && hasLiveChildren(actor)) return;
           bound.becomeEvictable(a);
           this.#scheduleIdleCheck(clock.now() + (o.idleTimeout ?? Infinity));
