@@ -6,40 +6,16 @@
  * ownership.test.ts.) Nothing here measures time.
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { AgentExistsError, StoreError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, CommitTurn, Store, StoreOp } from '../../src/store/Store.js';
 import { readWal } from '../../src/store/sqliteSchema.js';
 import { setSqliteBusyTimeout, sqliteStore } from '../../src/store/sqliteStore.js';
+import { sqliteFiles, agent, withRaw } from './sqliteFiles.js';
 
-const tempDirs: string[] = [];
-const open: Store[] = [];
+const { dbFile, track } = sqliteFiles('batch');
 
-afterEach(async () => {
-  for (const store of open.splice(0)) await store.close().catch(() => {});
-});
-
-afterAll(() => {
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-function dbFile(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'residency-batch-'));
-  tempDirs.push(dir);
-  return path.join(dir, 'agents.db');
-}
-
-function track(store: Store): Store {
-  open.push(store);
-  return store;
-}
-
-function agent(id: string, fields: Partial<AgentRecord> = {}): AgentRecord {
-  return { id, type: 'counter', parent: null, pinned: false, input: { start: 0 }, createdAt: 1_000, ...fields };
-}
 
 function msg(agentId: string, messageId: string): AppendRequest {
   return { agentId, messageId, message: { type: 'inc' }, at: 2_000 };
@@ -49,14 +25,6 @@ function turn(agentId: string, seq: number, fields: Partial<CommitTurn> = {}): C
   return { agentId, seq, outcome: 'done', at: 3_000, durationMs: 1, ...fields };
 }
 
-function withRaw<T>(file: string, work: (db: Database.Database) => T): T {
-  const db = new Database(file);
-  try {
-    return work(db);
-  } finally {
-    db.close();
-  }
-}
 
 /** How many transactions the WAL holds (each one synced once at synchronous=FULL). */
 function walCommits(file: string): number {

@@ -5,39 +5,14 @@
  * backfilled, and read-only stores on either version.
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { AgentRecord, AppendRequest, CommitTurn, Retention, Store, StoreOp } from '../../src/store/Store.js';
 import { SCHEMA_VERSION } from '../../src/store/sqliteSchema.js';
 import { setSqlitePurgeBatch, sqlitePurged, sqliteStore } from '../../src/store/sqliteStore.js';
+import { sqliteFiles, agent, withRaw } from './sqliteFiles.js';
 
-const tempDirs: string[] = [];
-const open: Store[] = [];
+const { dbFile, track } = sqliteFiles('history');
 
-afterEach(async () => {
-  for (const store of open.splice(0)) await store.close().catch(() => {});
-});
-
-afterAll(() => {
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-function dbFile(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'residency-history-'));
-  tempDirs.push(dir);
-  return path.join(dir, 'agents.db');
-}
-
-function track(store: Store): Store {
-  open.push(store);
-  return store;
-}
-
-function agent(id: string, fields: Partial<AgentRecord> = {}): AgentRecord {
-  return { id, type: 'counter', parent: null, pinned: false, input: { start: 0 }, createdAt: 1_000, ...fields };
-}
 
 function msg(agentId: string, messageId: string, at = 2_000): AppendRequest {
   return { agentId, messageId, message: { type: 'inc' }, at };
@@ -60,15 +35,6 @@ async function turns(store: Store, id: string, from: number, to: number, retain?
   expect(results.filter((r) => !r.ok)).toEqual([]);
 }
 
-/** Runs `work` on a raw connection to the file, then closes it. */
-function withRaw<T>(file: string, work: (db: Database.Database) => T): T {
-  const db = new Database(file);
-  try {
-    return work(db);
-  } finally {
-    db.close();
-  }
-}
 
 /** The agent's rows in each table, counted on a raw connection. */
 function rowsOf(file: string, id: string): { agents: number; messages: number; rollout: number; snapshots: number } {

@@ -5,36 +5,14 @@
  * a destroyed agent with a long history, and a timer whose message was damaged.
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FencedError, StoreCorruptionError, StoreError } from '../../src/errors.js';
 import type { AgentRecord, Store, StoreOp, TimerRecord } from '../../src/store/Store.js';
 import { SCHEMA_VERSION, TIMED_FROM } from '../../src/store/sqliteSchema.js';
 import { setSqlitePurgeBatch, sqlitePurged, sqliteStore } from '../../src/store/sqliteStore.js';
+import { sqliteFiles, withRaw } from './sqliteFiles.js';
 
-const tempDirs: string[] = [];
-const open: Store[] = [];
-
-afterEach(async () => {
-  for (const store of open.splice(0)) await store.close().catch(() => {});
-});
-
-afterAll(() => {
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-function dbFile(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'residency-timers-'));
-  tempDirs.push(dir);
-  return path.join(dir, 'agents.db');
-}
-
-function track(store: Store): Store {
-  open.push(store);
-  return store;
-}
+const { dbFile, track } = sqliteFiles('timers');
 
 function agent(id: string): AgentRecord {
   return { id, type: 'counter', parent: null, pinned: false, input: null, createdAt: 1_000 };
@@ -44,14 +22,6 @@ function timer(agentId: string, key: string, at: number): TimerRecord {
   return { agentId, key, at, message: { type: 'remind', key } };
 }
 
-function withRaw<T>(file: string, work: (db: Database.Database) => T): T {
-  const db = new Database(file);
-  try {
-    return work(db);
-  } finally {
-    db.close();
-  }
-}
 
 async function ok(store: Store, ops: StoreOp[]): Promise<unknown[]> {
   return (await store.batch(ops)).map((r) => {
