@@ -15,6 +15,7 @@ import { FencedError, StoreError, StoreLockedError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, Store, StoreOwner } from '../../src/store/Store.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqliteSchema.js';
 import { setSqliteBusyTimeout, sqliteStore } from '../../src/store/sqliteStore.js';
+import { NO_ACTIVITY } from './sqliteFiles.js';
 
 const CHILD = fileURLToPath(new URL('./ownerChild.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -482,15 +483,7 @@ describe('sqliteStore: read-only', () => {
     expect(await reader.getAgent('alice')).toEqual(agent('alice'));
     expect((await reader.listAgents()).agents).toEqual([agent('alice')]);
     expect((await reader.listAgents({ hasMail: false, pinned: false })).agents).toEqual([agent('alice')]);
-    expect((await reader.agentStats(['alice'])).get('alice')).toEqual({
-      turns: 0,
-      failed: 0,
-      crashed: 0,
-      interrupted: 0,
-      mailbox: 0,
-      timers: 0,
-      lastActiveAt: null,
-    });
+    expect((await reader.agentStats(['alice'])).get('alice')).toEqual(NO_ACTIVITY);
     await reader.close();
     expect(fs.readFileSync(file).equals(before)).toBe(true);
 

@@ -9,7 +9,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { AgentRecord, AppendRequest, CommitTurn, Retention, Store, StoreOp } from '../../src/store/Store.js';
 import { SCHEMA_VERSION } from '../../src/store/sqliteSchema.js';
 import { setSqlitePurgeBatch, sqlitePurged, sqliteStore } from '../../src/store/sqliteStore.js';
-import { sqliteFiles, agent, withRaw } from './sqliteFiles.js';
+import { sqliteFiles, agent, withRaw, NO_ACTIVITY } from './sqliteFiles.js';
 
 const { dbFile, track } = sqliteFiles('history');
 
@@ -244,15 +244,7 @@ describe('sqliteStore: schema version 3 from version 2', () => {
     const { file } = await version2();
     withRaw(file, (db) => db.prepare("UPDATE rollout SET entry = 'x' WHERE agent_id = 'carol'").run());
     const writer = track(sqliteStore(file));
-    expect((await writer.agentStats(['carol'])).get('carol')).toEqual({
-      turns: 0,
-      failed: 0,
-      crashed: 0,
-      interrupted: 0,
-      mailbox: 0,
-      timers: 0,
-      lastActiveAt: null,
-    });
+    expect((await writer.agentStats(['carol'])).get('carol')).toEqual(NO_ACTIVITY);
     expect((await writer.agentStats(['alice'])).get('alice')).toMatchObject({ turns: 9, lastActiveAt: 101 });
   });
 
