@@ -109,7 +109,10 @@ async function main(): Promise<void> {
     process.exit(64);
   }
   const store = sqliteStore(dbPath);
-  const runtime = await createRuntime({ agents: [work], residentCap: RESIDENT_CAP, runningCap: RUNNING_CAP, store });
+  // CRASH_KEEP_TURNS: history retention on (the crash test's run with pruning).
+  const keep = process.env.CRASH_KEEP_TURNS;
+  const history = keep === undefined ? 'all' : { keepTurns: Number(keep) };
+  const runtime = await createRuntime({ agents: [work], residentCap: RESIDENT_CAP, runningCap: RUNNING_CAP, store, history });
   const errors: unknown[] = [];
   runtime.on('error', (e) => errors.push(e.error));
   let finished = 0;
