@@ -25,6 +25,7 @@ import type { Message } from '../store/Store.js';
 import { assertAgentId, copyJson, copyMessage } from '../validate.js';
 import type { Inspection } from './Inspection.js';
 import { assertTimerKey, timerOf } from './Timers.js';
+import { durableDelaysSupported } from './delays.js';
 import type { Entry, Turn } from './types.js';
 
 export class Actors {
@@ -169,7 +170,7 @@ export class Actors {
     // A machine's own delays (`after`, delayed raise/sendTo) never fire in memory: XState
     // keeps them in its scheduler, the runtime keeps each as a durable timer (delays.ts),
     // and its event comes back as a message, handled as a turn like any other.
-    const clock = isTurnLogic(entry.def.logic) ? this.o.clock : (this.#held ??= heldClock(this.o.clock));
+    const clock = isTurnLogic(entry.def.logic) || !durableDelaysSupported() ? this.o.clock : (this.#held ??= heldClock(this.o.clock));
     const actor = createActor(logic, snapshot == null ? { input, clock } : { snapshot: snapshot as never, input, clock });
     const initial = actor.getSnapshot() as { status: string; error?: unknown };
     if (initial.status === 'error') throw initial.error ?? new Error('the snapshot does not restore');

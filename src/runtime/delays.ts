@@ -14,7 +14,7 @@
  * still arrives, and a statechart ignores an event its state does not take (a turn that
  * changes nothing).
  */
-import type { AnyActorRef } from 'xstate';
+import { createActor, createMachine, type AnyActorRef } from 'xstate';
 import type { Message, TimerRecord } from '../store/Store.js';
 
 interface Scheduled {
@@ -51,4 +51,20 @@ export function delayChanges(
   }
   for (const key of before.keys()) if (!after.has(key)) cancel.push(key);
   return schedule.length === 0 && cancel.length === 0 ? null : { schedule, cancel };
+}
+
+let supported: boolean | null = null;
+/**
+ * XState exposes what its scheduler holds (`system.getSnapshot()._scheduledEvents`): checked
+ * once. Without it (another XState version), delays stay in memory as XState runs them.
+ */
+export function durableDelaysSupported(): boolean {
+  if (supported === null) {
+    const probe = createActor(createMachine({ initial: 'a', states: { a: { after: { 1: 'b' } }, b: {} } }), {
+      clock: { setTimeout: () => 0, clearTimeout: () => {} },
+    }).start();
+    supported = scheduledDelays(probe).size === 1;
+    probe.stop();
+  }
+  return supported;
 }
