@@ -656,9 +656,46 @@ export function memoryStore(): Store {
   };
 }
 
-/** Copies a value on its way in; a value that cannot be copied (a function, …) is refused. */
+const NOT_PLAIN = Symbol('not plain');
+
+/** A copy of plain JSON-shaped data (objects, arrays, primitives), or NOT_PLAIN. */
+function plainCopy(v: unknown, depth: number): unknown {
+  if (typeof v !== 'object' || v === null) {
+    return typeof v === 'function' || typeof v === 'symbol' || typeof v === 'bigint' ? NOT_PLAIN : v;
+  }
+  if (depth > 64) return NOT_PLAIN; // deep (or a cycle): structuredClone decides
+  if (Array.isArray(v)) {
+    if (Object.getPrototypeOf(v) !== Array.prototype) return NOT_PLAIN;
+    const out = new Array<unknown>(v.length);
+    for (let i = 0; i < v.length; i++) {
+      const c = plainCopy(v[i], depth + 1);
+      if (c === NOT_PLAIN) return NOT_PLAIN;
+      out[i] = c;
+    }
+    return out;
+  }
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return NOT_PLAIN;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(v)) {
+    if (key === '__proto__') return NOT_PLAIN;
+    const c = plainCopy((v as Record<string, unknown>)[key], depth + 1);
+    if (c === NOT_PLAIN) return NOT_PLAIN;
+    out[key] = c;
+  }
+  return out;
+}
+
+/**
+ * Copies a value on its way in; a value that cannot be copied (a function, …) is refused.
+ * Plain JSON-shaped data (what the runtime writes) is copied by a walk of its own, several
+ * times faster than `structuredClone` for the small values of a turn; anything else
+ * (a cycle, a Date, a Map…) goes through `structuredClone` as before.
+ */
 function copyIn<T>(value: T, what: string): T {
   try {
+    const fast = plainCopy(value, 0);
+    if (fast !== NOT_PLAIN) return fast as T;
     return structuredClone(value);
   } catch (cause) {
     throw new StoreError(
