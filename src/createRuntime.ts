@@ -169,6 +169,8 @@ export interface Runtime {
   residency(options?: { top?: number }): ResidencyView;
   mailbox(id: string, options?: { limit?: number }): Promise<StoredMessage[]>;
   history(id: string, options?: { limit?: number }): Promise<RolloutEntry[]>;
+  /** The agent's pending durable timers, earliest first (ties by key), at most `limit`. */
+  timers(id: string, options?: { limit?: number }): Promise<import('./store/Store.js').TimerRecord[]>;
   machineOf(type: string): AnyStateMachine | null;
   logicValue(id: string): unknown;
   stop(): Promise<void>;
@@ -590,6 +592,13 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (opts.limit !== undefined) assertIntegerAtLeast(opts.limit, 'limit', 1);
       live(`read the history of "${id}"`);
       return store.rollout(id, opts.limit === undefined ? {} : { limit: opts.limit });
+    },
+
+    async timers(id, opts = {}) {
+      assertAgentId(id);
+      if (opts.limit !== undefined) assertIntegerAtLeast(opts.limit, 'limit', 1);
+      live(`read the timers of "${id}"`);
+      return store.timers(id, opts.limit);
     },
 
     machineOf(type) {

@@ -76,6 +76,8 @@ svg.chart text.label { fill:#9aa6b2; font-size:10px; paint-order:stroke; stroke:
 .mailbox { margin:0; padding-left:22px; }
 .mailbox li { font-family:ui-monospace, monospace; font-size:12px; }
 .mailbox li.empty { list-style:none; margin-left:-22px; }
+.timers-next { margin:0 0 4px; font-size:13px; }
+.timers-next .when { color:var(--dim); }
 main a { color:var(--accent); }
 .slider { display:flex; gap:8px; align-items:center; margin:6px 0; color:var(--dim); }
 .slider input { flex:1; }
@@ -126,6 +128,19 @@ const JS = String.raw`
     if (at === null || at === undefined) return '–';
     var s = Math.max(0, (Date.now() - at) / 1000);
     return s < 1 ? 'just now' : s < 60 ? Math.floor(s) + ' s ago' : s < 3600 ? Math.floor(s / 60) + ' min ago' : clock(at);
+  }
+  // How far a deadline is from now: "in 12 s", "in 3 min", "due".
+  function until(at, now) {
+    var s = (at - now) / 1000;
+    if (s <= 0) return 'due';
+    if (s < 60) return 'in ' + Math.ceil(s) + ' s';
+    if (s < 3600) return 'in ' + Math.round(s / 60) + ' min';
+    if (s < 86400) return 'in ' + Math.round(s / 3600) + ' h';
+    return 'in ' + Math.round(s / 86400) + ' d';
+  }
+  function when(at) {
+    var d = new Date(at), today = new Date();
+    return d.toDateString() === today.toDateString() ? clock(at) : d.toISOString().slice(0, 10) + ' ' + clock(at);
   }
   function throttle(fn, ms) {
     var timer = null, again = false;
@@ -446,13 +461,16 @@ const JS = String.raw`
     var slider = el('input', { type: 'range', min: 0, max: 0, value: 0, 'aria-label': 'step through the rollout' });
     var sliderInfo = el('span', { text: 'live' });
     var mailbox = el('ol', { cls: 'mailbox', id: 'mailbox' });
+    var timersHead = el('h2', { text: 'Timers' });
+    var timersNext = el('div', { cls: 'timers-next', id: 'timers-next' });
+    var timers = el('ol', { cls: 'mailbox', id: 'timers' });
     var timeline = el('ul', { cls: 'timeline', id: 'timeline' });
     var windowNote = el('div', { cls: 'empty' });
     // The agent's sections; an agent whose stored data cannot be read shows its error in their place.
     var sections = el('div', {}, [head, el('h2', { text: 'Lifecycle' }), chartBox,
       el('div', { cls: 'slider' }, [el('span', { text: 'step back' }), slider, sliderInfo]), logicHead, logicInfo, logicBox,
       el('div', { cls: 'row' }, [
-        el('section', {}, [el('h2', { text: 'Mailbox' }), mailbox]),
+        el('section', {}, [el('h2', { text: 'Mailbox' }), mailbox, timersHead, timersNext, timers]),
         el('section', {}, [el('h2', { text: 'Rollout' }), windowNote, timeline])])]);
     var damagedBox = el('div', { cls: 'banner error', id: 'agent-error' });
     view.appendChild(el('div', {}, [el('a', { href: '#/', text: '← overview' })]));
@@ -499,6 +517,7 @@ const JS = String.raw`
       mailbox.textContent = '';
       if (!d.mailbox.length) mailbox.appendChild(el('li', { cls: 'empty', text: 'empty' }));
       d.mailbox.forEach(function (m) { mailbox.appendChild(el('li', { text: '#' + m.seq + ' ' + m.message.type + ' · ' + clock(m.at) })); });
+      drawTimers(d.timers);
       timeline.textContent = '';
       d.rollout.forEach(function (r) {
         timeline.appendChild(el('li', { 'data-kind': r.kind === 'note' ? r.note : r.kind, 'data-outcome': r.outcome },
@@ -510,6 +529,24 @@ const JS = String.raw`
       slider.max = String(d.rollout.length);
       if (!stepping || atEnd) slider.value = slider.max;
       showState();
+    }
+    // The agent's pending durable timers: how many, the next deadline, the earliest few.
+    function drawTimers(t) {
+      t = t || { count: 0, next: null, now: Date.now(), list: [] };
+      timersHead.textContent = 'Timers · ' + t.count;
+      timersNext.textContent = '';
+      timers.textContent = '';
+      if (t.next === null) {
+        timers.appendChild(el('li', { cls: 'empty', text: 'none pending' }));
+        return;
+      }
+      timersNext.appendChild(document.createTextNode('next '));
+      timersNext.appendChild(el('span', { cls: 'at', text: when(t.next) }));
+      timersNext.appendChild(el('span', { cls: 'when', text: ' (' + until(t.next, t.now) + ')' }));
+      t.list.forEach(function (x) {
+        timers.appendChild(el('li', { 'data-key': x.key, text: x.key + ' · ' + when(x.at) + ' (' + until(x.at, t.now) + ') · ' + x.type }));
+      });
+      if (t.list.length < t.count) timers.appendChild(el('li', { cls: 'empty', text: '… and ' + (t.count - t.list.length) + ' more' }));
     }
     function load() {
       return getJSON('/api/agent/' + encodeURIComponent(id) + '?rollout=' + ROLLOUT).then(drawDetail).catch(function (e) {

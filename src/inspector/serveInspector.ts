@@ -23,7 +23,7 @@ import { EventBatcher, type Batch } from './EventBatcher.js';
 import { agentMachine } from '../../machines/agent.js';
 import { drawMachine, type MachineDrawing } from './machineGraph.js';
 import { INSPECTOR_PAGE } from './page.js';
-import { runtimeSource, storeSource, type InspectorSource } from './sources.js';
+import { runtimeSource, storeSource, TIMERS_LIMIT, type InspectorSource } from './sources.js';
 import { assertAgentId } from '../validate.js';
 
 export interface InspectorOptions {
@@ -255,6 +255,7 @@ async function serve(source: InspectorSource, options: InspectorOptions): Promis
         detail = await source.agent(id, {
           rollout: intParam(url.searchParams.get('rollout'), 200, 10_000),
           mailbox: intParam(url.searchParams.get('mailbox'), 50, 1000),
+          timers: intParam(url.searchParams.get('timers'), TIMERS_LIMIT, 1000),
         });
       } catch (err) {
         // Damaged stored data: the page says what is damaged, in place of the agent.

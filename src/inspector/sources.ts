@@ -4,8 +4,8 @@
  * interface.
  *
  * A live runtime is read only through its public API, as any tool would: `list`, `get`,
- * `stats`, `on`, and the read views `residency`, `mailbox`, `history`, `machineOf` and
- * `logicValue`. Nothing here reaches into the runtime's internals.
+ * `stats`, `on`, and the read views `residency`, `mailbox`, `history`, `timers`,
+ * `machineOf` and `logicValue`. Nothing here reaches into the runtime's internals.
  *
  * A damaged agent (its stored data cannot be read: StoreCorruptionError) is left out of
  * the overview and listed in its `damaged`; `agent()` of it rejects with that error,
@@ -16,7 +16,7 @@ import type { AgentInfo, Runtime, RuntimeStats } from '../createRuntime.js';
 import { agentRow } from '../runtime/agentRows.js';
 import { StoreCorruptionError } from '../errors.js';
 import { RUNTIME_EVENT_NAMES } from '../events.js';
-import type { AgentRecord, RolloutEntry, Store, StoredMessage } from '../store/Store.js';
+import type { AgentRecord, RolloutEntry, Store, StoredMessage, TimerRecord } from '../store/Store.js';
 import type { InspectorEvent } from './EventBatcher.js';
 
 /** An agent as the overview and its page show it (a stored view: unloaded, never resident). */
@@ -64,18 +64,60 @@ export interface LogicView {
   resident: boolean;
 }
 
+/** One pending durable timer, as the page lists it. */
+export interface TimerView {
+  key: string;
+  /** The deadline (ms since the epoch, on the runtime's clock). */
+  at: number;
+  /** The type of the message it will deliver. */
+  type: string;
+}
+
+/** An agent's pending durable timers: how many, the next deadline, the earliest `limit` of them. */
+export interface TimersView {
+  /** All pending timers of the agent (the list may hold fewer). */
+  count: number;
+  /** The earliest deadline, or null when none is pending. */
+  next: number | null;
+  /** The server's time when read (ms since the epoch), for "in 12 s". */
+  now: number;
+  /** Earliest first (ties by key). */
+  list: TimerView[];
+}
+
 export interface AgentDetail {
   agent: AgentRow;
   mailbox: StoredMessage[];
   rollout: RolloutEntry[];
   logic: LogicView;
+  timers: TimersView;
+}
+
+/** How many of each an agent's page reads; `timers` defaults to 20. */
+export interface AgentLimits {
+  rollout: number;
+  mailbox: number;
+  timers?: number;
+}
+
+/** The default number of an agent's timers listed. */
+export const TIMERS_LIMIT = 20;
+
+/** The timers block of an agent's page from its earliest pending timers and its counter. */
+export function timersView(count: number, timers: readonly TimerRecord[]): TimersView {
+  return {
+    count: Math.max(count, timers.length),
+    next: timers.length > 0 ? timers[0]!.at : null,
+    now: Date.now(),
+    list: timers.map((t) => ({ key: t.key, at: t.at, type: t.message.type })),
+  };
 }
 
 export interface InspectorSource {
   readonly live: boolean;
   snapshot(query: SnapshotQuery): Promise<Snapshot>;
   /** `null` when the agent does not exist; rejects with StoreCorruptionError when its stored data cannot be read. */
-  agent(id: string, limits: { rollout: number; mailbox: number }): Promise<AgentDetail | null>;
+  agent(id: string, limits: AgentLimits): Promise<AgentDetail | null>;
   /** An agent type's logic when it is a statechart of the user's (null otherwise or unknown). */
   machine(type: string): AnyStateMachine | null;
   /**
@@ -164,9 +206,10 @@ export function runtimeSource(runtime: Runtime): InspectorSource {
         if ((err as { code?: string }).code === 'AGENT_NOT_FOUND') return null;
         throw err;
       }
-      const [mailbox, rollout] = await Promise.all([
+      const [mailbox, rollout, timers] = await Promise.all([
         runtime.mailbox(id, { limit: limits.mailbox }),
         runtime.history(id, { limit: limits.rollout }),
+        runtime.timers(id, { limit: limits.timers ?? TIMERS_LIMIT }),
       ]);
       const machine = runtime.machineOf(agent.type);
       const live = runtime.logicValue(id);
@@ -176,7 +219,7 @@ export function runtimeSource(runtime: Runtime): InspectorSource {
         value: !machine ? null : live !== undefined ? live : await historyValue(runtime, id, rollout, limits.rollout),
         resident: live !== undefined,
       };
-      return { agent, mailbox, rollout, logic };
+      return { agent, mailbox, rollout, logic, timers: timersView(agent.timers, timers) };
     },
     machine: (type) => runtime.machineOf(type),
     subscribe(listener) {
@@ -221,13 +264,14 @@ export function storeSource(store: Store): InspectorSource {
     async agent(id, limits) {
       const rec = await store.getAgent(id);
       if (!rec) return null;
-      const [agent, mailbox, rollout] = await Promise.all([
+      const [agent, mailbox, rollout, timers] = await Promise.all([
         row(rec),
         store.pending(id, limits.mailbox),
         store.rollout(id, { limit: limits.rollout }),
+        store.timers(id, limits.timers ?? TIMERS_LIMIT),
       ]);
       const logic: LogicView = { kind: 'unknown', drawable: false, value: await storedValue(store, id, rollout), resident: false };
-      return { agent, mailbox, rollout, logic };
+      return { agent, mailbox, rollout, logic, timers: timersView(agent.timers, timers) };
     },
     machine: () => null,
   };

@@ -203,6 +203,28 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
     expect(errors).toEqual([]);
   });
 
+  it("shows an agent's pending timers: the count, the next deadline and the list, escaped", async () => {
+    await runtime.spawn('counter', { id: 'tim' });
+    const evil = '<img src=x onerror="window.__pwned=1">';
+    await runtime.schedule('tim', { type: 'remind' }, { key: 'soon', delay: 50_000 });
+    await runtime.schedule('tim', { type: evil }, { key: '<b>later</b>', delay: 2 * 3_600_000 });
+    await page.goto(`${inspector.url}#/agent/tim`);
+    await page.waitForSelector('h2 >> text=Timers · 2');
+    expect(await page.locator('#timers-next').textContent()).toMatch(/^next \d\d:\d\d:\d\d\.\d{3} \(in \d+ s\)$/);
+    const items = await page.locator('#timers li').allTextContents();
+    expect(items).toHaveLength(2);
+    expect(items[0]).toMatch(/^soon · \d\d:\d\d:\d\d\.\d{3} \(in \d+ s\) · remind$/);
+    expect(items[1]).toMatch(/^<b>later<\/b> · .+ \(in 2 h\) · <img src=x onerror="window.__pwned=1">$/);
+    // Shown as text, never as markup.
+    expect(await page.locator('#timers img, #timers b').count()).toBe(0);
+    expect(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned)).toBeUndefined();
+    await page.screenshot({ path: `${ARTIFACTS}/inspector-timers.png`, fullPage: true });
+    // An agent without timers says so.
+    await page.goto(`${inspector.url}#/agent/alice`);
+    await page.waitForSelector('h2 >> text=Timers · 0');
+    await page.waitForSelector('#timers li.empty >> text=none pending');
+  });
+
   it('refuses requests without the token when bound to a non-loopback host', async () => {
     const open = await serveInspector(runtime, { host: '0.0.0.0' });
     try {

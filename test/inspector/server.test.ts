@@ -7,6 +7,7 @@ import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { manualClock } from '../../src/clock.js';
 import { createRuntime, type Runtime } from '../../src/createRuntime.js';
 import { EventBatcher, type Batch } from '../../src/inspector/EventBatcher.js';
 import { serveInspector, serveStoredInspector, type Inspector } from '../../src/inspector/serveInspector.js';
@@ -35,7 +36,7 @@ function publicOnly(runtime: Runtime): { runtime: Runtime; read: Set<string> } {
   return { runtime: proxy, read };
 }
 
-const PUBLIC_READS = ['list', 'get', 'stats', 'on', 'residency', 'mailbox', 'history', 'machineOf', 'logicValue'];
+const PUBLIC_READS = ['list', 'get', 'stats', 'on', 'residency', 'mailbox', 'history', 'timers', 'machineOf', 'logicValue'];
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON read back from the API
 async function getJson(url: string): Promise<any> {
@@ -221,7 +222,7 @@ describe('serveInspector', () => {
     expect(last.logic).toEqual({ kind: 'machine', drawable: true, value: { opened: 'wide' }, resident: false });
     expect((await getJson(`${inspector.url}api/machine/door`)).machineId).toBe('door');
     for (const name of read) expect(['spawn', 'ask', 'send', ...PUBLIC_READS], name).toContain(name);
-    for (const name of ['residency', 'mailbox', 'history', 'machineOf', 'logicValue']) expect(read.has(name), name).toBe(true);
+    for (const name of ['residency', 'mailbox', 'history', 'timers', 'machineOf', 'logicValue']) expect(read.has(name), name).toBe(true);
     hold.resolve();
     await real.stop();
   });
@@ -353,6 +354,57 @@ describe('a damaged agent: the overview leaves it out and names it; its page say
       expect((await getJson(`${inspector.url}api/agent/c`)).agent).toMatchObject({ id: 'c', turns: 1 });
     } finally {
       await inspector.close();
+      await runtime.stop();
+    }
+  });
+});
+
+describe("an agent's pending timers (issue 14)", () => {
+  it('runtime.timers lists them earliest first, validates like history, and the API answers with them, live and stored', async () => {
+    const clock = manualClock(1_000);
+    const store = memoryStore();
+    const runtime = await createRuntime({ agents: [counterAgent(new Map())], residentCap: 1, runningCap: 1, store, clock });
+    await runtime.spawn('counter', { id: 'alice' });
+    await runtime.spawn('counter', { id: 'bob' });
+    await runtime.schedule('alice', { type: 'later' }, { key: 'b-late', delay: 60_000 });
+    await runtime.schedule('alice', { type: 'sooner' }, { key: 'a-soon', delay: 12_000 });
+    const timers = await runtime.timers('alice');
+    expect(timers.map((t) => [t.key, t.at, t.message.type])).toEqual([['a-soon', 13_000, 'sooner'], ['b-late', 61_000, 'later']]);
+    expect((await runtime.timers('alice', { limit: 1 })).map((t) => t.key)).toEqual(['a-soon']);
+    expect(await runtime.timers('bob')).toEqual([]);
+    await expect(runtime.timers('has space')).rejects.toThrow(TypeError);
+    await expect(runtime.timers('alice', { limit: 0 })).rejects.toThrow(TypeError);
+
+    const { runtime: seen, read } = publicOnly(runtime);
+    const inspector = await serveInspector(seen);
+    const stored = await serveStoredInspector(store);
+    try {
+      for (const url of [inspector.url, stored.url]) {
+        const alice = await getJson(`${url}api/agent/alice`);
+        expect(alice.agent.timers).toBe(2);
+        expect(alice.timers).toMatchObject({
+          count: 2,
+          next: 13_000,
+          list: [
+            { key: 'a-soon', at: 13_000, type: 'sooner' },
+            { key: 'b-late', at: 61_000, type: 'later' },
+          ],
+        });
+        expect(typeof alice.timers.now).toBe('number');
+        // `?timers=1` lists the earliest only; the count stays the agent's.
+        const one = await getJson(`${url}api/agent/alice?timers=1`);
+        expect(one.timers).toMatchObject({ count: 2, next: 13_000, list: [{ key: 'a-soon' }] });
+        const bob = await getJson(`${url}api/agent/bob`);
+        expect(bob.timers).toMatchObject({ count: 0, next: null, list: [] });
+      }
+      expect(read.has('timers')).toBe(true);
+      // Cancelled, it is gone from the API.
+      expect(await runtime.cancelSchedule('alice', 'a-soon')).toBe(true);
+      const after = await getJson(`${inspector.url}api/agent/alice`);
+      expect(after.timers).toMatchObject({ count: 1, next: 61_000, list: [{ key: 'b-late' }] });
+    } finally {
+      await inspector.close();
+      await stored.close();
       await runtime.stop();
     }
   });
