@@ -28,6 +28,7 @@ import type { CommitTurn, Message, Store } from '../store/Store.js';
 import { transitionId, transitionsOf } from '../../machines/describe.js';
 import { createTestRuntime, type TestRuntime } from './createTestRuntime.js';
 import { assertIntegerAtLeast } from '../validate.js';
+import { resultState } from '../runtime/snapshots.js';
 
 export interface TransparencyOptions {
   /** Machine logic: the events to try in every state (all of them in every state). */
@@ -44,7 +45,13 @@ export interface TransparencyOptions {
   seed?: number;
   /** The spawn input of the agent under test. */
   input?: unknown;
-  /** Simulated time that passes after every step (lets `after` timers fire). Default 0. */
+  /**
+   * Simulated time (ms) that passes after every step, so the machine's delays (`after`,
+   * delayed `raise` / `sendTo`) fall due between steps; what they did is observed as the
+   * step's `later`. Default: `defaultTimeBetweenSteps(definition)`, the largest delay the
+   * machine declares plus 1 ms (0 for a machine without delays and for fromTurn logic).
+   * 0 turns it off.
+   */
   timeBetweenSteps?: number;
   /** `evict` (default): close and reload between steps; `restart`: a new runtime on the same store. */
   mode?: 'evict' | 'restart';
@@ -67,6 +74,11 @@ export interface Observation {
   sent: { to: string; message: Message }[];
   spawned: { id: string; type: string }[];
   error?: string;
+  /**
+   * After the step, once `timeBetweenSteps` has passed (absent when no time passes): the
+   * agent's state then, and what the turns its timers ran meanwhile emitted, sent and spawned.
+   */
+  later?: { state: unknown; outputs: unknown[]; sent: { to: string; message: Message }[]; spawned: { id: string; type: string }[] };
 }
 
 export interface TransparencyFailure {
@@ -91,6 +103,10 @@ export interface TransparencyReport {
   durationMs: number;
   /** Machine logic only: transitions of your machine taken by the never-evicted runs. */
   coverage: { covered: number; total: number; missed: string[] } | null;
+  /** The simulated time that passed after every step (ms). */
+  timeBetweenSteps: number;
+  /** Every path that ran, with the never-evicted run's observation after each step. */
+  observations: { path: Message[]; steps: Observation[] }[];
   failures: TransparencyFailure[];
 }
 
@@ -98,10 +114,13 @@ const SUBJECT = 'subject';
 const SINK = 'residency.sink';
 
 /** Records what each turn sent and spawned, and creates unknown targets as sinks. */
-function recording(inner: Store, log: Map<number, Pick<CommitTurn, 'outbox' | 'spawned'>>): Store {
+type Logged = Pick<CommitTurn, 'outbox' | 'spawned' | 'outputs' | 'snapshot'>;
+const logged = (c: CommitTurn): Logged => ({ outbox: c.outbox ?? [], spawned: c.spawned ?? [], outputs: c.outputs ?? [], snapshot: c.snapshot });
+
+function recording(inner: Store, log: Map<number, Logged>): Store {
   const store: Store = Object.create(inner) as Store;
   store.commitTurn = async (commit) => {
-    if (commit.agentId === SUBJECT) log.set(commit.seq, { outbox: commit.outbox ?? [], spawned: commit.spawned ?? [] });
+    if (commit.agentId === SUBJECT) log.set(commit.seq, logged(commit));
     for (const m of commit.outbox ?? []) {
       const known = (commit.spawned ?? []).some((s) => s.id === m.agentId) || (await inner.getAgent(m.agentId));
       if (!known) await inner.createAgent({ id: m.agentId, type: SINK, parent: null, pinned: false, input: null, createdAt: commit.at });
@@ -122,7 +141,7 @@ function recording(inner: Store, log: Map<number, Pick<CommitTurn, 'outbox' | 's
       for (const op of ops) {
         if (op.op !== 'commitTurn') continue;
         const commit = op.commit;
-        if (commit.agentId === SUBJECT) log.set(commit.seq, { outbox: commit.outbox ?? [], spawned: commit.spawned ?? [] });
+        if (commit.agentId === SUBJECT) log.set(commit.seq, logged(commit));
         for (const m of commit.outbox ?? []) {
           const known = (commit.spawned ?? []).some((s) => s.id === m.agentId) || (await inner.getAgent(m.agentId));
           if (!known) await inner.createAgent({ id: m.agentId, type: SINK, parent: null, pinned: false, input: null, createdAt: commit.at });
@@ -179,9 +198,10 @@ async function runPath(
   path: readonly Message[],
   evict: false | 'evict' | 'restart',
   o: TransparencyOptions,
+  timeBetweenSteps: number,
 ): Promise<Run> {
   const maxRounds = o.maxRounds ?? 1_000;
-  const log = new Map<number, Pick<CommitTurn, 'outbox' | 'spawned'>>();
+  const log = new Map<number, Logged>();
   const store = recording(await (o.makeStore ?? memoryStore)(), log);
   const agents = [def, sink, ...(o.peers ?? [])];
   const make = () => createTestRuntime({ agents, residentCap: 4, runningCap: 1, store });
@@ -266,13 +286,25 @@ async function runPath(
       t = await make(); // the old runtime is dropped without stopping: as after a crash
       watch(t);
     }
-    if (o.timeBetweenSteps) {
+    if (timeBetweenSteps > 0) {
+      const beforeTime = new Set(log.keys());
+      reported.length = 0;
       try {
-        await t.advance(o.timeBetweenSteps);
+        await t.advance(timeBetweenSteps);
       } catch (err) {
-        observations[observations.length - 1] = unsettled(neverFinished(`after ${o.timeBetweenSteps} ms: ${(err as Error).message}`), obs);
+        observations[observations.length - 1] = unsettled(neverFinished(`after ${timeBetweenSteps} ms: ${(err as Error).message}`), obs);
         break;
       }
+      // What the time did: the state now, and what the turns its timers ran put out.
+      const later: NonNullable<Observation['later']> = { state: obs.state, outputs: [], sent: [], spawned: [] };
+      for (const [seq, c] of log) {
+        if (beforeTime.has(seq)) continue;
+        if (c.snapshot !== undefined) later.state = resultState(def, c.snapshot);
+        later.outputs.push(...(c.outputs ?? []));
+        later.sent.push(...(c.outbox ?? []).map((m) => ({ to: m.agentId, message: m.message })));
+        later.spawned.push(...(c.spawned ?? []).map((s) => ({ id: s.id, type: s.type })));
+      }
+      obs.later = later;
     }
   }
   return { observations, taken };
@@ -308,7 +340,10 @@ async function pathsOf(def: AgentDefinition, o: TransparencyOptions): Promise<Me
       .filter((p) => p.length <= maxDepth);
     // Every reachable state, then each of its paths extended by every event (all transitions).
     const extended = shortest.flatMap((p) => o.events!.map((e) => [...p, e]));
-    paths.push(...shortest, ...extended, ...simple);
+    // At least two steps each, so that time passes between two steps and the second one
+    // sees what it did: a one-step path is extended by every event.
+    const twoSteps = (p: Message[]) => (p.length === 1 ? o.events!.map((e) => [...p, e]) : [p]);
+    paths.push(...[...shortest, ...extended, ...simple].flatMap(twoSteps));
   }
   const seen = new Set<string>();
   const unique = paths.filter((p) => p.length > 0 && !seen.has(JSON.stringify(p)) && seen.add(JSON.stringify(p)));
@@ -358,6 +393,61 @@ function causeOf(a: Observation, b: Observation): string[] | null {
   return lines.length ? lines : null;
 }
 
+/** The delay assumed for one computed by a function (`delays: { x: () => … }`) or not found: 60 s. */
+export const UNKNOWN_DELAY = 60_000;
+
+/**
+ * The default `timeBetweenSteps`: the largest delay `def`'s machine declares, plus 1 ms, so
+ * that every delay falls due between two steps; 0 for a machine without delays and for
+ * fromTurn logic. It looks at every state node (its `after` delays, and delayed `raise` /
+ * `sendTo` in its entry, exit and transition actions, named actions included) of the
+ * machine and of the machines registered in its `setup({ actors })`. A named delay is
+ * looked up in `setup({ delays })`; one computed by a function counts as `UNKNOWN_DELAY`.
+ */
+export function defaultTimeBetweenSteps(def: AgentDefinition): number {
+  if (isTurnLogic(def.logic)) return 0;
+  let largest = -1;
+  const seen = new Set<unknown>();
+  type Impl = { delays?: Record<string, unknown>; actions?: Record<string, unknown>; actors?: Record<string, unknown> };
+  type Node = {
+    after?: unknown;
+    entry?: unknown[];
+    exit?: unknown[];
+    transitions?: Map<string, { actions?: unknown[] }[]>;
+    always?: { actions?: unknown[] }[];
+    states?: Record<string, Node>;
+  };
+  const visitMachine = (machine: { root?: Node; implementations?: Impl }) => {
+    if (seen.has(machine) || !machine.root) return;
+    seen.add(machine);
+    const impl = machine.implementations ?? {};
+    const delayOf = (d: unknown): number => {
+      if (typeof d === 'number') return d;
+      if (typeof d === 'string') {
+        const named = impl.delays?.[d];
+        return typeof named === 'number' ? named : UNKNOWN_DELAY;
+      }
+      return d === undefined ? -1 : UNKNOWN_DELAY;
+    };
+    const visitAction = (a: unknown) => {
+      const action = typeof a === 'string' ? impl.actions?.[a] : a;
+      if (typeof action === 'function' && 'delay' in action) largest = Math.max(largest, delayOf((action as { delay?: unknown }).delay));
+    };
+    const visitNode = (node: Node) => {
+      void node.after; // XState adds the `after` delays to the entry actions when asked for them
+      for (const a of node.entry ?? []) visitAction(a);
+      for (const a of node.exit ?? []) visitAction(a);
+      for (const ts of node.transitions?.values() ?? []) for (const t of ts) for (const a of t.actions ?? []) visitAction(a);
+      for (const t of node.always ?? []) for (const a of t.actions ?? []) visitAction(a);
+      for (const child of Object.values(node.states ?? {})) visitNode(child);
+    };
+    visitNode(machine.root);
+    for (const actor of Object.values(impl.actors ?? {})) visitMachine(actor as { root?: Node });
+  };
+  visitMachine(def.logic as unknown as { root?: Node; implementations?: Impl });
+  return largest < 0 ? 0 : largest + 1;
+}
+
 /**
  * Runs every path never evicted and evicted between every step, and compares.
  *
@@ -375,12 +465,15 @@ export async function checkEvictionTransparency(def: AgentDefinition, options: T
       'Expected something to check: give `events` for machine logic, or `sequences` / `arbitrary` for fromTurn logic',
     );
   }
+  const timeBetweenSteps = options.timeBetweenSteps ?? defaultTimeBetweenSteps(def);
   const failures: TransparencyFailure[] = [];
+  const observations: TransparencyReport['observations'] = [];
   const taken = new Set<string>();
   let steps = 0;
   for (const path of paths) {
-    const never = await runPath(def, path, false, options);
-    const evicted = await runPath(def, path, mode, options);
+    const never = await runPath(def, path, false, options, timeBetweenSteps);
+    const evicted = await runPath(def, path, mode, options, timeBetweenSteps);
+    observations.push({ path: [...path], steps: never.observations });
     for (const t of never.taken) taken.add(t);
     steps += path.length;
     for (let i = 0; i < path.length; i++) {
@@ -401,7 +494,17 @@ export async function checkEvictionTransparency(def: AgentDefinition, options: T
     const missed = all.filter((t) => !taken.has(t.id)).map((t) => t.id);
     coverage = { covered: all.length - missed.length, total: all.length, missed };
   }
-  return { ok: failures.length === 0, mode, paths: paths.length, steps, durationMs: performance.now() - started, coverage, failures };
+  return {
+    ok: failures.length === 0,
+    mode,
+    paths: paths.length,
+    steps,
+    durationMs: performance.now() - started,
+    coverage,
+    timeBetweenSteps,
+    observations,
+    failures,
+  };
 }
 
 /** A readable account of a report's failures. */

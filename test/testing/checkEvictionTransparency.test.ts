@@ -3,15 +3,18 @@
  * faults: state kept in a closure, a machine relying on an `after` timer, a machine with
  * an inline (unnamed) child actor, and a turn that returns a non-serializable value.
  * An inline child is reported plainly with its fix however XState fails to persist it,
- * and logic whose turn never finishes is reported as a failure instead of hanging.
+ * and logic whose turn never finishes is reported as a failure instead of hanging. By
+ * default time passes between steps (the machine's largest delay, plus 1 ms) and paths
+ * are at least two steps, so delays that eviction loses are caught without options.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { assign, createMachine, emit, fromPromise, sendParent, sendTo, setup, spawnChild, type AnyActorRef } from 'xstate';
+import { assign, createMachine, emit, enqueueActions, fromPromise, raise, sendParent, sendTo, setup, spawnChild, type AnyActorRef } from 'xstate';
 import { defineAgent } from '../../src/defineAgent.js';
 import { fromTurn } from '../../src/fromTurn.js';
 import {
   checkEvictionTransparency,
+  defaultTimeBetweenSteps,
   expectEvictionTransparent,
   formatTransparencyReport,
   jsonDiff,
@@ -147,6 +150,86 @@ describe('checkEvictionTransparency: planted faults are caught', () => {
     const report = await checkEvictionTransparency(dated, { sequences: [[{ type: 'a' }]] });
     expect(report.ok).toBe(false);
     expect(report.failures[0]!.diff.join('\n')).toMatch(/cannot be stored.*JSON-serializable/);
+  });
+});
+
+describe('checkEvictionTransparency: by default, time passes between steps and paths are two steps or more', () => {
+  // `after` in the first state and one event: before, one one-step path and no time passing.
+  const timeout = createMachine({
+    id: 'timeout',
+    initial: 'waiting',
+    states: { waiting: { after: { 1000: 'timedOut' }, on: { poke: {} } }, timedOut: { on: { poke: {} } } },
+  });
+  const timeoutAgent = defineAgent({ type: 'timeout', logic: timeout });
+
+  it('passes a machine with an `after` delay (durable), and its observations show that the time passed', async () => {
+    const report = await checkEvictionTransparency(timeoutAgent, { events: [{ type: 'poke' }] });
+    expect(report.ok, formatTransparencyReport(report)).toBe(true);
+    expect(report.timeBetweenSteps).toBe(1001);
+    expect(report.failures).toEqual([]);
+    const [obs] = report.observations!;
+    expect(obs!.path).toEqual([{ type: 'poke' }, { type: 'poke' }]);
+    expect(obs!.steps[0]!.state).toMatchObject({ value: 'waiting' });
+    expect(obs!.steps[0]!.later!.state).toMatchObject({ value: 'timedOut' });
+    expect(obs!.steps[1]!.state).toMatchObject({ value: 'timedOut' });
+  });
+
+  it('catches delays that eviction loses, with no special options', async () => {
+    // A planted fault: the delayed transition fires only in the actor that scheduled it (a
+    // set in memory, outside the snapshot), as if the runtime's delays were not durable.
+    const armed = new WeakSet<object>();
+    const losesDelays = setup({}).createMachine({
+      id: 'losesDelays',
+      initial: 'waiting',
+      states: {
+        waiting: {
+          entry: ({ self }) => void armed.add(self),
+          after: { 1000: { actions: enqueueActions(({ self, enqueue }) => void (armed.has(self) && enqueue.raise({ type: 'due' }))) } },
+          on: { poke: {}, due: 'timedOut' },
+        },
+        timedOut: { on: { poke: {} } },
+      },
+    });
+    const report = await checkEvictionTransparency(defineAgent({ type: 'losesDelays', logic: losesDelays }), { events: [{ type: 'poke' }] });
+    console.log(formatTransparencyReport(report));
+    expect(report.ok).toBe(false);
+    const [f] = report.failures;
+    expect(f!.step).toBe(0);
+    expect(f!.diff).toContain('later.state.value: "timedOut" → "waiting"');
+    // and in restart mode
+    const restarted = await checkEvictionTransparency(defineAgent({ type: 'losesDelays', logic: losesDelays }), { events: [{ type: 'poke' }], mode: 'restart' });
+    expect(restarted.ok).toBe(false);
+  });
+
+  it('takes the largest delay the machine declares, named delays and delayed raise included; 0 turns it off', async () => {
+    const named = setup({ delays: { soon: 5_000, computed: () => 10 } }).createMachine({
+      id: 'named',
+      initial: 'a',
+      states: {
+        a: { after: { soon: 'b' }, on: { go: { actions: raise({ type: 'go' }, { delay: 7_000 }) } } },
+        b: { after: { computed: 'a' } },
+      },
+    });
+    const def = defineAgent({ type: 'named', logic: named });
+    expect(defaultTimeBetweenSteps(def)).toBe(60_001); // a delay computed by a function: 60 s
+    const plain = createMachine({ initial: 'a', states: { a: { entry: raise({ type: 'x' }, { delay: 7_000 }), after: { 300: 'b' } }, b: {} } });
+    expect(defaultTimeBetweenSteps(defineAgent({ type: 'plain', logic: plain }))).toBe(7_001);
+    expect(defaultTimeBetweenSteps(orderAgent)).toBe(0);
+    expect(defaultTimeBetweenSteps(counter)).toBe(0);
+    const off = await checkEvictionTransparency(timeoutAgent, { events: [{ type: 'poke' }], timeBetweenSteps: 0 });
+    expect(off.timeBetweenSteps).toBe(0);
+    expect(off.observations![0]!.steps[0]!.later).toBeUndefined();
+  });
+
+  it('generated paths are at least two steps long', async () => {
+    for (const [def, events] of [
+      [timeoutAgent, [{ type: 'poke' }]],
+      [orderAgent, orderEvents],
+    ] as const) {
+      const report = await checkEvictionTransparency(def, { events });
+      expect(report.observations!.length).toBe(report.paths);
+      for (const o of report.observations!) expect(o.path.length).toBeGreaterThanOrEqual(2);
+    }
   });
 });
 
