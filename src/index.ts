@@ -48,6 +48,7 @@ export type {
   StoreOp,
   StoreOpResult,
   StoreOwner,
+  TimerRecord,
   TurnOutcome,
 } from './store/Store.js';
 export {
