@@ -15,7 +15,8 @@ export { createRuntime, DEFAULT_DB } from './createRuntime.js';
 export type { AgentInfo, ListRequest, ResidencyInspectionEvent, Runtime, RuntimeOptions, RuntimeStats, SpawnRequest } from './createRuntime.js';
 export type { TurnResult } from './runtime/Host.js';
 export { defineAgent } from './defineAgent.js';
-export type { AgentDefinition, DefineAgentOptions, Migration } from './defineAgent.js';
+export type { AgentDefinition, DefineAgentOptions, Migration, Retention } from './defineAgent.js';
+export type { ScheduleOptions } from './runtime/Timers.js';
 /**
  * Wraps a turn function as agent logic.
  *

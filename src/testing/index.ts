@@ -10,6 +10,7 @@ export { createTestRuntime } from './createTestRuntime.js';
 export type { TestRuntime, TestRuntimeOptions } from './createTestRuntime.js';
 export {
   checkEvictionTransparency,
+  defaultTimeBetweenSteps,
   expectEvictionTransparent,
   formatTransparencyReport,
   jsonDiff,
