@@ -13,6 +13,7 @@ import { stateValueOf, storedSnapshot, turnOver } from '../src/runtime/snapshots
 import { agentId, counterMachine, drivenRuntime, inc, populate } from './agents.js';
 import { durableFactories } from './durable.js';
 import { turnsFactories } from './durableTurns.js';
+import { timersFactories } from './timers.js';
 import { eventLoopFactories } from './eventLoop.js';
 
 export interface AsyncCandidate {
@@ -365,7 +366,7 @@ function logicOnly(): AsyncCandidate {
   };
 }
 
-export const factories = { bareSend, runtimeSend, runtimeCycle, bareCycle, statechartsOnly, storeOnly, logicOnly, ...durableFactories, ...turnsFactories, ...eventLoopFactories } as const;
+export const factories = { bareSend, runtimeSend, runtimeCycle, bareCycle, statechartsOnly, storeOnly, logicOnly, ...durableFactories, ...turnsFactories, ...eventLoopFactories, ...timersFactories } as const;
 
 export type Factories = typeof factories;
 export type Kind = keyof Factories;

@@ -28,6 +28,7 @@ import { benchInspector } from './inspector.js';
 import { machine } from './harness.js';
 import { benchMemory } from './memory.js';
 import { benchRuntimeEviction } from './runtimeEviction.js';
+import { benchTimers } from './timers.js';
 import { benchWriterThread } from './writerThread.js';
 
 const sections: [key: string, name: string, run: () => string | Promise<string>][] = [
@@ -41,6 +42,7 @@ const sections: [key: string, name: string, run: () => string | Promise<string>]
   ['durable-turns', 'durable turns', benchDurableTurns],
   ['event-loop', 'event loop', benchEventLoop],
   ['writer-thread', 'SQLite writer: main thread or worker', benchWriterThread],
+  ['timers', 'durable timers', benchTimers],
 ];
 const keys = sections.map(([k]) => k);
 
