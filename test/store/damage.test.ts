@@ -10,23 +10,13 @@
  * agent's, and its b-tree page header is overwritten (SQLite checks it on every read).
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StoreCorruptionError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, Store } from '../../src/store/Store.js';
 import { sqliteStore } from '../../src/store/sqliteStore.js';
+import { sqliteFiles } from './sqliteFiles.js';
 
-const tempDirs: string[] = [];
-const open: Store[] = [];
-
-afterEach(async () => {
-  for (const store of open.splice(0)) await store.close().catch(() => {});
-});
-
-afterAll(() => {
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
-});
+const { dbFile, track } = sqliteFiles('damage');
 
 const PAGE_SIZE = 4096;
 /** The agents, in the order they are written: the damaged one ("alice") is neither first nor last. */
@@ -48,9 +38,7 @@ function message(id: string, n: number): AppendRequest {
 }
 
 async function build(): Promise<string> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'residency-damage-'));
-  tempDirs.push(dir);
-  const file = path.join(dir, 'agents.db');
+  const file = dbFile();
   const store = sqliteStore(file);
   for (const id of AGENTS) {
     await store.createAgent(record(id));
@@ -115,7 +103,7 @@ describe('sqliteStore: a damaged page quarantines the agent whose rows it holds'
     const file = await build();
     expect(damage(file, 'input')).toBeGreaterThan(0);
     const store = sqliteStore(file);
-    open.push(store);
+    track(store);
     await expectCorrupt(store.getAgent('alice'));
     // Her other rows live on sound pages.
     expect((await store.pending('alice')).length).toBe(MESSAGES - 1);
@@ -137,7 +125,7 @@ describe('sqliteStore: a damaged page quarantines the agent whose rows it holds'
     const file = await build();
     expect(damage(file, 'snapshot')).toBeGreaterThan(0);
     const store = sqliteStore(file);
-    open.push(store);
+    track(store);
     await expectCorrupt(store.loadSnapshot('alice'));
     expect(await store.getAgent('alice')).toEqual(record('alice'));
     await expectOthersWork(store);
@@ -147,7 +135,7 @@ describe('sqliteStore: a damaged page quarantines the agent whose rows it holds'
     const file = await build();
     expect(damage(file, 'message')).toBeGreaterThan(0);
     const store = sqliteStore(file);
-    open.push(store);
+    track(store);
     await expectCorrupt(store.pending('alice'));
     await expectCorrupt(store.rollout('alice'));
     expect(await store.getAgent('alice')).toEqual(record('alice'));
