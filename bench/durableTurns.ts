@@ -29,13 +29,11 @@
  *
  * The shared candidate (`turnsRun`) also serves the event-loop section (bench/eventLoop.ts).
  */
-import fs from 'node:fs';
 import os from 'node:os';
-import nodePath from 'node:path';
 import Database from 'better-sqlite3';
 import { createRuntime, defineAgent, fromTurn, memoryStore, sqliteStore, type Runtime, type Store } from '../src/index.js';
 import type { AsyncCandidate } from './candidates.js';
-import { fmt } from './harness.js';
+import { fmt, inBenchFolder } from './harness.js';
 import { compareIsolated, spec, type IsolatedMeasured } from './isolated.js';
 
 export const AGENTS = 64;
@@ -378,10 +376,7 @@ export const turnsFactories = { turnsRun, bareTurns } as const;
 const ROUNDS = 5;
 
 export async function benchDurableTurns(): Promise<string> {
-  const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'residency-bench-turns-'));
-  const file = (name: string) => nodePath.join(dir, `${name}.db`);
-  const load0 = os.loadavg()[0]!;
-  try {
+  return inBenchFolder('turns', async (file, load) => {
     const base = { store: 'sqlite', mode: 'broadcast', ticker: false, skipRuns: 1 } as const;
     const specs = [
       spec(`runtime, runningCap 64`, 'turnsRun', { ...base, file: file('rt64'), runningCap: 64 }, MESSAGES),
@@ -391,11 +386,8 @@ export async function benchDurableTurns(): Promise<string> {
       spec('bare: every row of a turn, in the transactions of the runtime before the rework (1 + 2 per turn)', 'bareTurns', { file: file('bare-today'), shape: 'today' }, 2_048),
     ];
     const measured = await compareIsolated(specs, { rounds: ROUNDS, warmup: 1, parallelSetup: false });
-    const load = `${load0.toFixed(1)} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end`;
-    return render(measured, load);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    return render(measured, load());
+  });
 }
 
 function render(m: IsolatedMeasured[], load: string): string {

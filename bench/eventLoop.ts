@@ -13,12 +13,10 @@
  * pending when the last turn finished is waited for and counted. A control row runs the
  * same timer in an idle process.
  */
-import fs from 'node:fs';
 import os from 'node:os';
-import nodePath from 'node:path';
 import type { AsyncCandidate } from './candidates.js';
 import { AGENTS, MESSAGES, percentile } from './durableTurns.js';
-import { fmt } from './harness.js';
+import { fmt, inBenchFolder } from './harness.js';
 import { compareIsolated, spec, type IsolatedMeasured } from './isolated.js';
 
 const ROUNDS = 5;
@@ -55,10 +53,7 @@ function idleTicker(arg: { skipRuns: number }): AsyncCandidate {
 export const eventLoopFactories = { idleTicker } as const;
 
 export async function benchEventLoop(): Promise<string> {
-  const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'residency-bench-loop-'));
-  const file = (name: string) => nodePath.join(dir, `${name}.db`);
-  const load0 = os.loadavg()[0]!;
-  try {
+  return inBenchFolder('loop', async (file, load) => {
     const cases = (['yield', 'broadcast'] as const).flatMap((mode) =>
       (['memory', 'sqlite'] as const).map((store) => ({ mode, store })),
     );
@@ -69,11 +64,8 @@ export async function benchEventLoop(): Promise<string> {
       spec('control', 'idleTicker', { skipRuns: 1 }, IDLE_MS),
     ];
     const measured = await compareIsolated(specs, { rounds: ROUNDS, warmup: 1, parallelSetup: false });
-    const load = `${load0.toFixed(1)} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end`;
-    return render(measured, load);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    return render(measured, load());
+  });
 }
 
 function render(m: IsolatedMeasured[], load: string): string {

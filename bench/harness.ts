@@ -3,7 +3,9 @@
  * on a shared machine hit all of them alike), reports the median per-operation time,
  * and compares ratios measured side by side in one run.
  */
+import fs from 'node:fs';
 import os from 'node:os';
+import nodePath from 'node:path';
 
 export interface Measured {
   name: string;
@@ -51,3 +53,20 @@ export function machine(): string {
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/**
+ * Runs a section in a temporary folder, removed afterwards: `file(name)` is a database path
+ * in it, and `load()` says the load average at the start and now (for the section's text).
+ */
+export async function inBenchFolder<T>(name: string, run: (file: (db: string) => string, load: () => string) => Promise<T>): Promise<T> {
+  const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), `residency-bench-${name}-`));
+  const load0 = os.loadavg()[0]!;
+  try {
+    return await run(
+      (db) => nodePath.join(dir, `${db}.db`),
+      () => `${load0.toFixed(1)} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end`,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -15,12 +15,10 @@
  * times the firing; the harness's round time includes the scheduling, so the section
  * reports the times each candidate measured itself (medians over the measured rounds).
  */
-import fs from 'node:fs';
 import os from 'node:os';
-import nodePath from 'node:path';
 import { createRuntime, defineAgent, fromTurn, manualClock, memoryStore, sqliteStore, type ManualClock, type Runtime } from '../src/index.js';
 import type { AsyncCandidate } from './candidates.js';
-import { fmt, median } from './harness.js';
+import { fmt, median, inBenchFolder } from './harness.js';
 import { compareIsolated, spec, type IsolatedMeasured } from './isolated.js';
 
 export const TIMER_AGENTS = 1_000;
@@ -178,10 +176,7 @@ export const timersFactories = { timersRun } as const;
 const ROUNDS = 3;
 
 export async function benchTimers(): Promise<string> {
-  const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'residency-bench-timers-'));
-  const file = (name: string) => nodePath.join(dir, `${name}.db`);
-  const load0 = os.loadavg()[0]!;
-  try {
+  return inBenchFolder('timers', async (file, load) => {
     const base = { runningCap: 64, skipRuns: 1 } as const;
     const specs = [
       spec('memoryStore, timers', 'timersRun', { ...base, store: 'memory', via: 'timer' }, TIMERS),
@@ -190,11 +185,8 @@ export async function benchTimers(): Promise<string> {
       spec('sqliteStore FULL, sends', 'timersRun', { ...base, store: 'sqlite', file: file('sends'), via: 'send' }, TIMERS),
     ];
     const measured = await compareIsolated(specs, { rounds: ROUNDS, warmup: 1, parallelSetup: false, execArgv: ['--expose-gc'] });
-    const load = `${load0.toFixed(1)} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end`;
-    return render(measured, load);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    return render(measured, load());
+  });
 }
 
 function render(m: IsolatedMeasured[], load: string): string {
