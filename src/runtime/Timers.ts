@@ -8,7 +8,7 @@
  * start. Everything runs on the runtime's clock, so tests drive it with `manualClock`.
  */
 import type { AppendRequest, Message, TimerRecord } from '../store/Store.js';
-import { assertAgentId, copyMessage, describeValue } from '../validate.js';
+import { copyMessage, describeValue } from '../validate.js';
 import type { Core } from './types.js';
 
 /** Due timers read and fired per batch. */
@@ -135,4 +135,3 @@ export function assertTimerKey(key: unknown): asserts key is string {
   throw new TypeError(`Expected \`key\` to be a string of 1–255 characters, got ${describeValue(key)}`);
 }
 
-export { assertAgentId };

@@ -89,7 +89,7 @@ export class WriteBuffer {
     let results: StoreOpResult[] | null = null;
     let failure: unknown = null;
     try {
-      results = await this.#retrying(() => runBatch(this.store, slice.map((p) => p.op)));
+      results = await this.#retrying(() => this.store.batch(slice.map((p) => p.op)));
       this.counts.batches++;
       this.counts.ops += slice.length;
     } catch (err) {
@@ -115,43 +115,5 @@ export class WriteBuffer {
       }
       await new Promise<void>((resolve) => this.clock.setTimeout(resolve, Math.min(10 * 2 ** attempt, 1_000)));
     }
-  }
-}
-
-/**
- * One batch: `store.batch` (one transaction) when the store has it; otherwise the ops one
- * by one through the single methods (a store written before `batch` existed).
- */
-async function runBatch(store: Store, ops: readonly StoreOp[]): Promise<StoreOpResult[]> {
-  if (typeof store.batch === 'function') return store.batch(ops);
-  const out: StoreOpResult[] = [];
-  for (const op of ops) {
-    try {
-      out.push({ ok: true, value: await single(store, op) });
-    } catch (err) {
-      if (err instanceof StoreError && err.retryable) throw err;
-      out.push({ ok: false, error: err instanceof Error ? err : new Error(String(err)) });
-    }
-  }
-  return out;
-}
-
-function single(store: Store, op: StoreOp): Promise<unknown> {
-  switch (op.op) {
-    case 'createAgent':
-      return store.createAgent(op.record);
-    case 'destroyAgent':
-      return store.destroyAgent(op.id);
-    case 'append':
-      return store.append([op.request]).then((r) => r[0]);
-    case 'beginTurn':
-      return store.beginTurn(op.agentId, op.seq, op.at);
-    case 'commitTurn':
-      return store.commitTurn(op.commit);
-    case 'note':
-      return store.note(op.agentId, op.entry);
-    default:
-      // Timers exist only as batch ops.
-      return Promise.reject(new StoreError(`The store has no batch(), which "${op.op}" needs: implement Store.batch`));
   }
 }

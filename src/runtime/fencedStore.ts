@@ -10,8 +10,7 @@ import { STORE_METHODS } from './options.js';
 export function fencedStore(store: Store, onFenced: (err: FencedError) => void): Store {
   let fenced: FencedError | null = null;
   const out: Record<string, unknown> = { kind: store.kind };
-  const methods: readonly string[] = typeof store.batch === 'function' ? [...STORE_METHODS, 'batch'] : STORE_METHODS;
-  for (const key of methods) {
+  for (const key of STORE_METHODS) {
     const method = ((store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[key]!).bind(store);
     out[key] = async (...args: unknown[]) => {
       if (fenced) throw fenced;

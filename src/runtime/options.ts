@@ -8,11 +8,11 @@ import type { RuntimeOptions } from '../createRuntime.js';
 import { isInspectionObserver } from './stately.js';
 import { assertIntegerAtLeast, assertPositiveDurationOrNull, describeValue } from '../validate.js';
 
-/** What a store must implement (Store.ts); `batch` is optional (a store without it writes op by op). */
+/** What a store must implement (Store.ts). */
 export const STORE_METHODS = [
   'createAgent', 'getAgent', 'getAgents', 'listAgents', 'destroyAgent', 'append', 'pending', 'mailboxSize', 'agentStats',
   'beginTurn', 'commitTurn', 'loadSnapshot', 'note', 'rollout', 'agentsWithPending', 'turnsInFlight', 'acquire', 'close',
-  'dueTimers', 'nextDeadline', 'timers',
+  'dueTimers', 'nextDeadline', 'timers', 'batch',
 ] as const;
 
 export function assertOptions(options: unknown): asserts options is RuntimeOptions {
