@@ -98,6 +98,8 @@
  * resolves only after what it wrote is durable (for durable stores).
  */
 
+import type { StoreCluster, StoredReply } from './Cluster.js';
+
 /** A message: a plain JSON object with a string `type`. */
 export interface Message {
   type: string;
@@ -125,6 +127,12 @@ export interface AppendRequest {
   message: Message;
   /** Acceptance time (ms). */
   at: number;
+  /**
+   * A remote ask (a shared store, see Cluster.ts): the member waiting for this message's turn.
+   * Stored with the message and returned by `pending`; its turn's commit carries the reply
+   * (`CommitTurn.reply`). A store without a cluster ignores it.
+   */
+  replyTo?: string;
 }
 
 /** A durable timer (rule 13): when `at` comes, `message` enters the agent's mailbox (once). */
@@ -151,6 +159,8 @@ export interface StoredMessage {
   messageId: string;
   message: Message;
   at: number;
+  /** The member waiting for this message's turn (a remote ask, shared stores only). */
+  replyTo?: string;
 }
 
 export type TurnOutcome = 'done' | 'failed' | 'interrupted' | 'crashed';
@@ -197,6 +207,12 @@ export interface CommitTurn {
    * key), so a key in both lists ends up scheduled: pass the net effect of the turn.
    */
   timers?: { schedule?: TimerRecord[]; cancel?: string[] };
+  /**
+   * The answer for a remote ask (the handled message's `replyTo`, shared stores only): stored
+   * with the commit for that member to take (`StoreCluster.takeReply`). A store without a
+   * cluster ignores it.
+   */
+  reply?: StoredReply;
   at: number;
   durationMs: number;
 }
@@ -402,6 +418,12 @@ export interface Store {
    * owner has taken over since. `close()` releases ownership.
    */
   acquire(owner: StoreOwner): Promise<{ epoch: number }>;
+
+  /**
+   * Present on a store several runtimes share (postgresStore): ownership per shard, wake-up
+   * hints and remote replies (src/store/Cluster.ts). Absent on an embedded store.
+   */
+  readonly cluster?: StoreCluster;
 
   /** Releases resources (and ownership). Further calls reject with `StoreError`. */
   close(): Promise<void>;
