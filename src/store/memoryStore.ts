@@ -19,11 +19,11 @@
  * counters (rule 11) are fields kept with each write; the mailbox size is the mailbox's
  * own count. Destroying an agent drops its state at once (the garbage collector frees it).
  *
- * Durable timers (rule 13 of Store.ts) live in one array of all agents' timers kept sorted
- * by (at, agentId, key), with binary search for inserts and removals (O(log n) to find,
- * then a splice: a memmove of the tail), and in a map by key per agent. So `dueTimers`
- * reads the array's head (O(limit)) and `nextDeadline` its first item (O(1)); `timers`
- * sorts one agent's own timers.
+ * Durable timers (rule 13 of Store.ts) live in a TimerHeap (timerHeap.ts): a map by key
+ * per agent and a min-heap of all agents' timers by (at, agentId, key) with lazy deletion.
+ * So a schedule is O(log n), a cancel, fire or destroy O(1) per timer (amortized),
+ * `dueTimers` O(limit · log n) and `nextDeadline` O(1) (amortized); `timers` sorts one
+ * agent's own timers.
  *
  * Ownership (rules 8 and 9 of Store.ts): a memory store is its own instance, so its one
  * owner is whoever acquired that instance; a second `acquire` on it while it is open
@@ -42,7 +42,6 @@ import {
   checkOps,
   checkTimer,
   commitTimers,
-  compareTimers,
   DEFAULT_LIST_LIMIT,
   keptTurns,
   notPending,
@@ -66,6 +65,7 @@ import type {
   StoreOwner,
   TimerRecord,
 } from './Store.js';
+import { TimerHeap } from './timerHeap.js';
 
 /** Consumed slots at the head of a mailbox are dropped once there are this many (and they are half of it). */
 const COMPACT_AT = 1024;
@@ -182,51 +182,8 @@ interface AgentState {
   finishes: Queue<number>;
   /** Seqs of turns begun and not committed. */
   inFlight: Set<number>;
-  /** The agent's timers by key (rule 13); each is also in the store's sorted array. */
-  timers: Map<string, TimerRecord>;
-  /** The counters of rule 11, but the mailbox and the timers (their own counts). */
+  /** The counters of rule 11, but the mailbox and the timers (their own counts; the timers are in the store's TimerHeap). */
   stats: Omit<AgentStats, 'mailbox' | 'timers'>;
-}
-
-/**
- * The timers of all agents, sorted by (at, agentId, key) (rule 13 of Store.ts): the due
- * ones are its head. Binary search finds where a timer goes or is.
- */
-class TimerIndex {
-  items: TimerRecord[] = [];
-
-  /** The index of the first timer not before `timer`. */
-  private lowerBound(timer: TimerRecord): number {
-    let lo = 0;
-    let hi = this.items.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (compareTimers(this.items[mid]!, timer) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  add(timer: TimerRecord): void {
-    this.items.splice(this.lowerBound(timer), 0, timer);
-  }
-
-  /** Removes the timer (it is in the index: (agentId, key) is unique). */
-  remove(timer: TimerRecord): void {
-    const i = this.lowerBound(timer);
-    if (this.items[i] === timer) this.items.splice(i, 1);
-  }
-
-  /** The first timers due at or before `now`, at most `limit`. */
-  due(now: number, limit: number): TimerRecord[] {
-    const out: TimerRecord[] = [];
-    for (let i = 0; i < this.items.length && out.length < limit; i++) {
-      const timer = this.items[i]!;
-      if (timer.at > now) break;
-      out.push(timer);
-    }
-    return out;
-  }
 }
 
 /**
@@ -244,7 +201,7 @@ export function memoryStore(): Store {
   let sortedIds: string[] | null = null;
   const withPending = new Set<string>();
   const withInFlight = new Set<string>();
-  const timerIndex = new TimerIndex();
+  const timers = new TimerHeap();
   let closed = false;
   let owner: StoreOwner | null = null;
   let epoch = 0;
@@ -269,7 +226,6 @@ export function memoryStore(): Store {
       rollout: new Queue(),
       finishes: new Queue(),
       inFlight: new Set(),
-      timers: new Map(),
       stats: { turns: 0, failed: 0, crashed: 0, interrupted: 0, lastActiveAt: null },
     });
     sortedIds = null;
@@ -301,7 +257,7 @@ export function memoryStore(): Store {
   function destroyAgentNow(id: string): boolean {
     const agent = agents.get(id);
     if (agent === undefined) return false;
-    for (const timer of agent.timers.values()) timerIndex.remove(timer);
+    timers.dropAgent(id);
     agents.delete(id);
     sortedIds = null;
     withPending.delete(id);
@@ -348,8 +304,8 @@ export function memoryStore(): Store {
     const outputs = copyIn(commit.outputs ?? [], `the outputs of ${what}`);
     const spawned = copyIn(commit.spawned ?? [], `the agents spawned by ${what}`);
     const outbox = copyIn(commit.outbox ?? [], `the outbox of ${what}`);
-    const timers = commitTimers(commit);
-    const schedule = timers.schedule.map((timer) => copyTimer(timer));
+    const timerOps = commitTimers(commit);
+    const schedule = timerOps.schedule.map((timer) => copyTimer(timer));
 
     // Every check passed: from here on nothing throws.
     for (const output of outputs) agent.rollout.push({ kind: 'output', seq, output, at });
@@ -380,8 +336,8 @@ export function memoryStore(): Store {
     for (const record of spawned) addAgent(record);
     const result = { outbox: outbox.map(accept) };
     if (commit.next !== undefined) beginTurnNow(agentId, commit.next.seq, commit.next.at);
-    for (const key of timers.cancel) cancelNow(agentId, key);
-    for (const timer of schedule) putTimer(agent, timer);
+    for (const key of timerOps.cancel) timers.delete(agentId, key);
+    for (const timer of schedule) timers.put(timer);
     if (keep !== null) prune(agent, stats.turns - keep, pruneBatch(commit));
     return result;
   }
@@ -419,38 +375,23 @@ export function memoryStore(): Store {
     return { agentId, key, at, message: copyIn(timer.message, `the message of timer "${key}" of agent "${agentId}"`) };
   }
 
-  /** Upserts a timer (copied) of the agent, which exists. */
-  function putTimer(agent: AgentState, timer: TimerRecord): void {
-    const previous = agent.timers.get(timer.key);
-    if (previous !== undefined) timerIndex.remove(previous);
-    agent.timers.set(timer.key, timer);
-    timerIndex.add(timer);
-  }
-
   function scheduleNow(timer: TimerRecord): void {
     checkTimer(timer);
-    const agent = agentOf(timer.agentId);
-    putTimer(agent, copyTimer(timer));
+    agentOf(timer.agentId);
+    timers.put(copyTimer(timer));
   }
 
   function cancelNow(agentId: string, key: string): boolean {
     checkCancel(agentId, key);
-    const agent = agents.get(agentId);
-    const timer = agent?.timers.get(key);
-    if (timer === undefined) return false;
-    agent!.timers.delete(key);
-    timerIndex.remove(timer);
-    return true;
+    return timers.delete(agentId, key);
   }
 
   function fireNow(op: Extract<StoreOp, { op: 'fire' }>): AppendResult | null {
     checkFire(op);
     const { agentId, key, at, messageId, firedAt } = op;
-    const agent = agents.get(agentId);
-    const timer = agent?.timers.get(key);
+    const timer = timers.get(agentId, key);
     if (timer === undefined || timer.at !== at) return null;
-    agent!.timers.delete(key);
-    timerIndex.remove(timer);
+    timers.delete(agentId, key);
     return accept({ agentId, messageId, message: timer.message, at: firedAt });
   }
 
@@ -533,7 +474,7 @@ export function memoryStore(): Store {
       const out = new Map<string, AgentStats>();
       for (const id of ids) {
         const agent = agents.get(id);
-        if (agent !== undefined) out.set(id, { ...agent.stats, mailbox: agent.mailbox.size, timers: agent.timers.size });
+        if (agent !== undefined) out.set(id, { ...agent.stats, mailbox: agent.mailbox.size, timers: timers.count(id) });
       }
       return out;
     },
@@ -606,20 +547,18 @@ export function memoryStore(): Store {
     async dueTimers(now, limit) {
       checkOpen();
       checkDue(now, limit);
-      return structuredClone(timerIndex.due(now, limit));
+      return structuredClone(timers.due(now, limit));
     },
 
     async nextDeadline() {
       checkOpen();
-      return timerIndex.items[0]?.at ?? null;
+      return timers.next();
     },
 
     async timers(agentId, limit = Number.POSITIVE_INFINITY) {
       checkOpen();
       if (limit !== Number.POSITIVE_INFINITY) assertLimit(limit, 'limit');
-      const agent = agents.get(agentId);
-      if (agent === undefined) return [];
-      return structuredClone([...agent.timers.values()].sort(compareTimers).slice(0, limit));
+      return structuredClone(timers.of(agentId).slice(0, limit));
     },
 
     async batch(ops) {
@@ -651,7 +590,7 @@ export function memoryStore(): Store {
       sortedIds = null;
       withPending.clear();
       withInFlight.clear();
-      timerIndex.items = [];
+      timers.clear();
     },
   };
 }
