@@ -393,10 +393,11 @@ describe('interrupts move the lifecycle only when a turn really aborts', () => {
   it('an interrupt that lands while a finished turn is being committed does not lose it', async () => {
     const inner = memoryStore();
     let gate: Deferred | null = null;
+    // The runtime writes through batch (group commit): a batch holding a commit waits at the gate.
     const store = wrapStore(inner, {
-      commitTurn: async (c) => {
-        if (gate) await gate.promise;
-        return inner.commitTurn(c);
+      batch: async (ops) => {
+        if (gate && ops.some((o) => o.op === 'commitTurn')) await gate.promise;
+        return inner.batch(ops);
       },
     });
     const m = setup({ types: { context: {} as { n: number } } }).createMachine({
