@@ -19,12 +19,13 @@ import { Host, type TurnResult } from './runtime/Host.js';
 import { readRows, type AgentInfo, type LiveView } from './runtime/agentRows.js';
 export type { AgentInfo } from './runtime/agentRows.js';
 import { fencedStore } from './runtime/fencedStore.js';
+import { Membership, type ClusterStats } from './runtime/Membership.js';
 import { assertOptions } from './runtime/options.js';
 import { recover } from './runtime/recovery.js';
 import { assertTimerKey, timerOf, type ScheduleOptions } from './runtime/Timers.js';
 import { INTERNALS, type RuntimeInternals } from './runtime/internals.js';
 import { sqliteStore } from './store/sqliteStore.js';
-import type { AgentRecord, AppendResult, Message, RolloutEntry, Store, StoredMessage } from './store/Store.js';
+import type { AgentRecord, AppendRequest, AppendResult, Message, RolloutEntry, Store, StoredMessage } from './store/Store.js';
 import { assertAgentId, assertIntegerAtLeast, copyJson, copyMessage, describeValue } from './validate.js';
 
 export interface RuntimeOptions {
@@ -113,6 +114,12 @@ export interface RuntimeStats {
   evictions: number;
   hits: number;
   misses: number;
+  /**
+   * On a store several processes share (postgresStore): this process's member id, the shards
+   * it owns, and the cluster as last read (members, their shard counts, shard moves). The
+   * counts above are this process's.
+   */
+  cluster?: ClusterStats;
 }
 
 export interface Runtime {
@@ -247,8 +254,12 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     needsCheck: (id) => !host.entries.has(id),
     refuse: (record) => (definitions.has(record.type) ? undefined : new UnknownAgentTypeError(record.type, [...definitions.keys()], record.id)),
     hold: (id, record) => {
+      // On a shared store, an agent of a shard owned by another process gets the mail only
+      // (the store wakes its owner).
+      if (!host.owns(id)) return false;
       const entry = scheduleRecovered(id) ?? (record ? host.ensureEntry(record) : undefined);
       if (entry) entry.holds++;
+      return entry !== undefined;
     },
     accepted: (op, result) => {
       if (result.duplicate) return;
@@ -270,6 +281,27 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     recovered.delete(id);
     return r && !host.entries.has(id) ? host.ensureEntry(r[0], r[1]) : host.entries.get(id);
   };
+  // A shared store: shards taken over later are recovered the same way, mail from other
+  // processes is counted, asks are answered across processes (Membership.ts).
+  const cluster = store.cluster;
+  const membership =
+    cluster &&
+    new Membership(host, cluster, {
+      pollInterval: Math.min(1_000, Math.max(50, Math.floor(cluster.leaseTtl / 10))),
+      report: (error) => emitter.emit('error', () => ({ id: '*', at: clock.now(), error: error as Error, where: 'cluster' })),
+      recover: async (shards) => {
+        const r = await recover(store, definitions, clock, emitter, shards);
+        for (const e of r.crashed) emitter.emit('turn.finished', () => e);
+        for (const [id, [rec, mailbox]] of r.recovered) {
+          if (stopped || !host.owns(id)) continue;
+          const entry = host.entries.get(id);
+          if (entry) host.syncMail(entry);
+          else host.ensureEntry(rec, mailbox);
+        }
+        if (!stopped) await host.timers.start();
+      },
+    });
+  membership?.start();
   setImmediate(() => {
     for (const e of crashed) emitter.emit('turn.finished', () => e);
     for (const id of [...recovered.keys()]) if (!stopped) scheduleRecovered(id);
@@ -299,11 +331,12 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   };
 
   /** Copies the message once, checks the copy, and queues the copy for the store. */
-  const send = (id: string, message: Message, messageId = newId()): Promise<AppendResult> => {
+  const send = (id: string, message: Message, messageId = newId(), replyTo?: string): Promise<AppendResult> => {
     assertAgentId(id);
     const copy = copyMessage(message);
     live(`send to "${id}"`);
-    return new Promise((resolve, reject) => accepter.push({ kind: 'send', request: { agentId: id, messageId, message: copy, at: clock.now() }, resolve, reject }));
+    const request: AppendRequest = { agentId: id, messageId, message: copy, at: clock.now(), ...(replyTo ? { replyTo } : {}) };
+    return new Promise((resolve, reject) => accepter.push({ kind: 'send', request, resolve, reject }));
   };
 
   const task = <T>(fn: () => Promise<T>): Promise<T> =>
@@ -382,7 +415,11 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         }
       });
       try {
-        await send(id, copy, messageId);
+        // On a shared store the turn may run in another process (or move there): it answers
+        // through the store, to this process's member id.
+        const replyTo = cluster?.memberId ?? undefined;
+        const accepted = await send(id, copy, messageId, replyTo);
+        if (membership && !accepted.duplicate) membership.expect(id, accepted.seq, messageId);
       } catch (err) {
         // Refused: nothing was accepted, so nothing will answer; leave no waiter or timer.
         host.waiters.take(id, messageId)?.reject(err);
@@ -496,6 +533,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         waitingForSlot: c.slotQueue.size,
         waitingForPermit: c.permitQueue.size,
         ...host.counters,
+        ...(membership ? { cluster: membership.stats() } : {}),
       };
     },
 
@@ -620,6 +658,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   /** stop(): every call gets the same promise. */
   async function stopRuntime(): Promise<void> {
       stopped = true;
+      membership?.stop();
       if (fenced) {
         host.stopAll();
         await inner.close();

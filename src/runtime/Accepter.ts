@@ -34,9 +34,10 @@ export interface AcceptHooks {
   refuse(record: AgentRecord): Error | undefined;
   /**
    * Called for each agent of a batch before its append (keeps it in memory until
-   * `release`). `record` is given for agents that were checked in the store.
+   * `release`). `record` is given for agents that were checked in the store. False when it
+   * holds nothing (no `release` then): the agent does not live in this process.
    */
-  hold(agentId: string, record: AgentRecord | undefined): void;
+  hold(agentId: string, record: AgentRecord | undefined): boolean;
   /** Called after the append, in order, for every message (duplicate or not). */
   accepted(op: SendOp, result: AppendResult): void;
   /** Called once per held agent after the batch, whatever happened. */
@@ -101,8 +102,7 @@ export class Accepter {
     // store until a restart). The others are held once their records are read.
     const held: string[] = [];
     const hold = (id: string, record: AgentRecord | undefined) => {
-      this.hooks.hold(id, record);
-      held.push(id);
+      if (this.hooks.hold(id, record)) held.push(id);
     };
     const ids = [...new Set(batch.map((op) => op.request.agentId))];
     const checked = new Set(ids.filter((id) => this.hooks.needsCheck(id)));

@@ -18,6 +18,7 @@ import type { Clock } from '../clock.js';
 import type { AgentDefinition, Retention } from '../defineAgent.js';
 import { StoreCorruptionError, UnknownAgentTypeError } from '../errors.js';
 import type { RuntimeEmitter } from '../events.js';
+import type { StoreCluster } from '../store/Cluster.js';
 import type { AgentRecord, AppendRequest, Message, Store } from '../store/Store.js';
 import { Actors } from './Actors.js';
 import { Inspection } from './Inspection.js';
@@ -65,6 +66,10 @@ export class Host implements Core {
   readonly inspection: Inspection;
   readonly actors: Actors;
   readonly timers: Timers;
+  /** A shared store's cluster (postgresStore): only agents of the shards owned here live here. */
+  readonly cluster: StoreCluster | undefined;
+  /** Shards being handed over to another process: owned still, but nothing of them loads. */
+  readonly leaving = new Set<number>();
   readonly #loads: Loads;
   readonly #turns: Turns;
   readonly #lifecycleLogic: typeof agentMachine;
@@ -78,6 +83,7 @@ export class Host implements Core {
     this.emitter = o.emitter;
     this.definitions = o.definitions;
     this.history = o.history;
+    this.cluster = o.store.cluster;
     this.buffer = new WriteBuffer(o.store, clock);
     this.waiters = new Waiters(o.keepAlive);
     this.supervisor = createActor(
@@ -121,7 +127,12 @@ export class Host implements Core {
           const reason = a.context.flushReason ?? 'close';
           o.emitter.emit('agent.evicting', () => ({ id: a.context.id, at: clock.now(), reason }));
         },
-        startLoad: ({ context }) => this.#loads.load(entryOf(context)),
+        startLoad: ({ context }) => {
+          const entry = entryOf(context);
+          // Its shard moved to another process meanwhile: that process runs it now.
+          if (!this.owns(entry.id)) this.drop(entry, null);
+          else this.#loads.load(entry);
+        },
         startTurn: ({ context, event }) => {
           const entry = entryOf(context);
           if (event.type === 'permit.granted') entry.streak = 0;
@@ -178,6 +189,7 @@ export class Host implements Core {
         this.accepted(existing, a.seq, a.request.messageId, a.request.message);
         continue;
       }
+      if (!this.owns(id)) continue; // its owner was woken by the store
       this.store.getAgent(id).then(
         (rec) => {
           if (!rec || !this.definitions.has(rec.type)) return;
@@ -223,6 +235,7 @@ export class Host implements Core {
       destroyed: false,
       leftMemory: [],
       loadFailures: 0,
+      sync: null,
       failure: null,
       problem: null,
       lostSeq: null,
@@ -297,8 +310,45 @@ export class Host implements Core {
     this.waiters.accepted(entry.id, messageId);
     entry.inbox ??= new Map();
     if (entry.inbox.size < 4_096) entry.inbox.set(seq, { agentId: entry.id, seq, messageId, message, at: entry.lastActiveAt });
-    entry.lifecycle.send({ type: 'message.accepted' });
+    // On a shared store other processes write to this mailbox too: count from the store.
+    if (this.cluster) this.syncMail(entry);
+    else entry.lifecycle.send({ type: 'message.accepted' });
     this.emitter.emit('message.accepted', () => ({ id: entry.id, at: this.clock.now(), seq, messageId, type: message.type }));
+  }
+
+  // --- a shared store (cluster) -----------------------------------------------------
+
+  /** Whether the agent may live in this process: always, unless its shard is owned elsewhere. */
+  owns(id: string): boolean {
+    const c = this.cluster;
+    return c === undefined || (c.owns(id) && (this.leaving.size === 0 || !this.leaving.has(c.shardOf(id))));
+  }
+
+  /**
+   * Brings the lifecycle's mailbox count up to the store's (mail other processes wrote), after
+   * the agent's queued store work (a turn in progress consumes its message first). Calls
+   * while one is queued fold into it.
+   */
+  syncMail(entry: Entry): void {
+    if (entry.sync === 'queued') return;
+    if (entry.sync === 'running') {
+      entry.sync = 'again';
+      return;
+    }
+    entry.sync = 'queued';
+    this.queue(entry, async () => {
+      try {
+        do {
+          entry.sync = 'running';
+          if (entry.destroyed) return;
+          const size = await this.store.mailboxSize(entry.id);
+          if (entry.destroyed || this.entries.get(entry.id) !== entry) return;
+          for (let n = entry.lifecycle.getSnapshot().context.mailbox; n < size; n++) entry.lifecycle.send({ type: 'message.accepted' });
+        } while ((entry.sync as Entry['sync']) === 'again');
+      } finally {
+        entry.sync = null;
+      }
+    });
   }
 
   // --- supervisor effects ----------------------------------------------------------
@@ -411,18 +461,25 @@ export class Host implements Core {
    */
   dropAll(err: unknown): void {
     this.timers.stop();
-    for (const entry of [...this.entries.values()]) {
-      entry.destroyed = true;
-      this.#abandon(entry, err);
-      entry.lifecycle.send({ type: 'destroy' });
-      if (entry.actor) this.inspection.stop(entry.actor);
-      entry.actor = null;
-      entry.lifecycle.stop();
-      for (const r of entry.leftMemory.splice(0)) r();
-      this.waiters.busy(entry, false);
-    }
-    this.entries.clear();
+    for (const entry of [...this.entries.values()]) this.drop(entry, err);
     this.waiters.rejectAll(null, err);
+  }
+
+  /**
+   * The agent leaves memory without a single write (fenced, or its shard moved to another
+   * process): its turn is abandoned, its slot and permit go back. Its asks are left waiting
+   * (a shared store answers them from the process that runs the agent now).
+   */
+  drop(entry: Entry, err: unknown): void {
+    entry.destroyed = true;
+    this.#abandon(entry, err ?? new Error('moved to another process'));
+    entry.lifecycle.send({ type: 'destroy' });
+    if (entry.actor) this.inspection.stop(entry.actor);
+    entry.actor = null;
+    entry.lifecycle.stop();
+    for (const r of entry.leftMemory.splice(0)) r();
+    this.waiters.busy(entry, false);
+    if (this.entries.get(entry.id) === entry) this.entries.delete(entry.id);
   }
 
   stopAll(): void {

@@ -76,6 +76,8 @@ export class Turns {
       error: unpersistable,
       before,
       wake: null,
+      // Answered through the store only when another process asked (this one answers its own).
+      replyTo: head.replyTo !== undefined && head.replyTo !== core.cluster?.memberId ? head.replyTo : undefined,
     };
     entry.turn = turn;
     if (entry.begun === turn.seq) {
@@ -136,7 +138,8 @@ export class Turns {
    */
   async #crashedBefore(entry: Entry, head: StoredMessage): Promise<void> {
     const at = this.core.clock.now();
-    await this.core.buffer.write({ op: 'commitTurn', commit: { retain: this.#retain(entry), agentId: entry.id, seq: head.seq, outcome: 'crashed', at, durationMs: 0 } });
+    const reply = head.replyTo !== undefined && head.replyTo !== this.core.cluster?.memberId ? { reply: { outcome: 'crashed' as const } } : {};
+    await this.core.buffer.write({ op: 'commitTurn', commit: { retain: this.#retain(entry), agentId: entry.id, seq: head.seq, outcome: 'crashed', at, durationMs: 0, ...reply } });
     entry.lostSeq = null;
     this.#consumed(entry, head.seq);
     this.core.emitter.emit('turn.finished', () => ({ id: entry.id, at, seq: head.seq, outcome: 'crashed', durationMs: 0 }));
@@ -191,7 +194,11 @@ export class Turns {
         const next = this.#keeps(entry) && entry.inbox?.has(turn.seq + 1) === true ? { seq: turn.seq + 1, at } : undefined;
         const r = await core.buffer.write<{ outbox: { seq: number; duplicate: boolean }[] }>({
           op: 'commitTurn',
-          commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot: withVersion(entry.def, snapshot), value, outputs: turn.outputs, outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}), ...(turn.timers ? { timers: turn.timers } : {}) },
+          commit: {
+            retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'done', snapshot: withVersion(entry.def, snapshot), value, outputs: turn.outputs,
+            outbox: turn.outbox, spawned: turn.spawned, at, durationMs, ...(next ? { next } : {}), ...(turn.timers ? { timers: turn.timers } : {}),
+            ...(turn.replyTo ? { reply: { outcome: 'done', state: resultState(entry.def, snapshot), outputs: turn.outputs } } : {}),
+          },
         });
         if (next) entry.begun = next.seq;
         for (const t of turn.timers?.schedule ?? []) core.armTimer(t.at);
@@ -208,7 +215,10 @@ export class Turns {
       try {
         await core.buffer.write({
           op: 'commitTurn',
-          commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'failed', error: describeThrown(failure.thrown), at, durationMs },
+          commit: {
+            retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'failed', error: describeThrown(failure.thrown), at, durationMs,
+            ...(turn.replyTo ? { reply: { outcome: 'failed', error: describeThrown(failure.thrown) } } : {}),
+          },
         });
       } catch (err) {
         return this.#lost(entry, turn, err, true, failure.thrown);
@@ -232,7 +242,8 @@ export class Turns {
     this.#rollback(entry, turn);
     const at = this.core.clock.now();
     try {
-      await this.core.buffer.write({ op: 'commitTurn', commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'interrupted', at, durationMs: at - turn.startedAt } });
+      const reply = turn.replyTo ? { reply: { outcome: 'interrupted' as const, state: resultState(entry.def, entry.lastPersisted ?? turn.before), outputs: [] } } : {};
+      await this.core.buffer.write({ op: 'commitTurn', commit: { retain: this.#retain(entry), agentId: entry.id, seq: turn.seq, outcome: 'interrupted', at, durationMs: at - turn.startedAt, ...reply } });
     } catch (err) {
       return this.#lost(entry, turn, err);
     }
@@ -285,7 +296,10 @@ export class Turns {
       if (began) entry.lostSeq = turn.seq;
       this.#rollback(entry, turn);
       entry.turn = null;
-      const w = this.core.waiters.take(entry.id, turn.messageId);
+      // Fenced on a shared store: the shard moved, the message is durable and the process that
+      // owns it now answers the ask (through the store). Otherwise the caller hears of it now.
+      const moved = err instanceof FencedError && this.core.cluster !== undefined;
+      const w = moved ? undefined : this.core.waiters.take(entry.id, turn.messageId);
       w?.reject(err instanceof FencedError ? err : new TurnFailedError(entry.id, turn.seq, thrown ?? err, { recorded: false }));
     }
     if (entry.actor) this.core.inspection.stop(entry.actor);

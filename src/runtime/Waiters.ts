@@ -20,6 +20,10 @@ export class Waiters {
     this.#update();
   }
 
+  has(agentId: string, messageId: string): boolean {
+    return this.#byKey.has(`${agentId}\u0000${messageId}`);
+  }
+
   take(agentId: string, messageId: string): Waiter | undefined {
     const key = `${agentId}\u0000${messageId}`;
     const w = this.#byKey.get(key);

@@ -18,7 +18,8 @@ export function fencedStore(store: Store, onFenced: (err: FencedError) => void):
       try {
         return await method(...args);
       } catch (err) {
-        if (err instanceof FencedError && !fenced) {
+        // A shared store fences per shard (Membership drops that shard's agents), not the whole store.
+        if (err instanceof FencedError && !fenced && store.cluster === undefined) {
           fenced = err;
           onFenced(err);
         }

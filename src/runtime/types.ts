@@ -35,6 +35,8 @@ export interface Turn {
   before: unknown;
   /** Wakes the turn's wait for its logic (an interrupt, a destroy). */
   wake: (() => void) | null;
+  /** A shared store: the process waiting for this turn's answer (a remote ask), if another. */
+  replyTo: string | undefined;
 }
 
 export interface Entry {
@@ -68,6 +70,8 @@ export interface Entry {
   leftMemory: ((error?: Error) => void)[];
   /** Loads that failed in a row (not corruption): the backoff doubles with each. */
   loadFailures: number;
+  /** A shared store: a mailbox count sync (Host.syncMail) is queued, running, or wanted again. */
+  sync: 'queued' | 'running' | 'again' | null;
   /** Why the agent is quarantined (`failed`). */
   failure: Error | null;
   /** The error of the last failed load or flush, for the lifecycle's `reportError`. */
@@ -96,6 +100,8 @@ export interface Core {
   readonly inspection: import('./Inspection.js').Inspection;
   readonly waiters: import('./Waiters.js').Waiters;
   readonly entries: Map<string, Entry>;
+  /** A shared store's cluster (src/store/Cluster.ts), when the store is shared. */
+  readonly cluster: import('../store/Cluster.js').StoreCluster | undefined;
   readonly counters: { loads: number; evictions: number; hits: number; misses: number };
   /** Runs `op` after the agent's earlier store work (reported, never thrown, if it escapes). */
   queue(entry: Entry, op: () => Promise<void>): void;
