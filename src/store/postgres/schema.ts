@@ -9,8 +9,8 @@
  * anything else (a newer version, another shard count, another application's tables) is
  * refused with a `StoreError`, before anything is written.
  *
- * Migrations run in one transaction under a transaction-level advisory lock keyed by the
- * schema name, so two processes starting at once migrate it once: the second waits, then
+ * Migrations run in one transaction under an advisory lock keyed by the schema name
+ * (taken before the transaction starts, so that it sees what the holder committed), so two processes starting at once migrate it once: the second waits, then
  * finds it migrated. A store whose schema is at SCHEMA_VERSION already reads `meta` once,
  * without the lock. To change the schema, append a migration to MIGRATIONS; never edit
  * one that has shipped.
@@ -73,36 +73,47 @@ export async function migrate(pool: pg.Pool, schema: string, shards: number): Pr
   try {
     // Without the lock first: a schema at this version is the common case.
     if (checkMeta(await readMeta(client, schema), schema, shards) === SCHEMA_VERSION) return;
-    await client.query('BEGIN');
+    // A session lock taken before the transaction: the transaction starts after the lock is
+    // granted, so it sees (catalog caches included) what a migration that held it committed.
+    // Keyed by the schema: "rsdy" in ASCII, and the hash of its name.
+    await client.query('SELECT pg_advisory_lock(1920164985, hashtext($1))', [schema]);
     try {
-      // Keyed by the schema: "rsdy" in ASCII, and the hash of its name.
-      await client.query('SELECT pg_advisory_xact_lock(1920164985, hashtext($1))', [schema]);
-      const meta = await readMeta(client, schema);
-      const from = checkMeta(meta, schema, shards);
-      if (from === 0) {
-        const tables = await client.query<{ name: string }>(
-          "SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1",
-          [schema],
-        );
-        if (tables.rows.length > 0) {
-          throw refuse(schema, `it holds another application's tables (${tables.rows.map((r) => r.name).join(', ')})`);
+      await client.query('BEGIN');
+      try {
+        const meta = await readMeta(client, schema);
+        const from = checkMeta(meta, schema, shards);
+        if (from === 0) {
+          const tables = await client.query<{ name: string }>(
+            "SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1",
+            [schema],
+          );
+          if (tables.rows.length > 0) {
+            throw refuse(schema, `it holds another application's tables (${tables.rows.map((r) => r.name).join(', ')})`);
+          }
+          await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
         }
-        await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-      }
-      for (let version = from; version < SCHEMA_VERSION; version++) {
-        await client.query(MIGRATIONS[version]!(schema));
-        if (version === 0) {
-          await createLeaseTables(client, schema, shards);
-          await client.query(`INSERT INTO "${schema}".meta (id, schema_version, shards) VALUES (1, 0, $1)`, [shards]);
+        for (let version = from; version < SCHEMA_VERSION; version++) {
+          await client.query(MIGRATIONS[version]!(schema));
+          if (version === 0) {
+            await createLeaseTables(client, schema, shards);
+            await client.query(`INSERT INTO "${schema}".meta (id, schema_version, shards) VALUES (1, 0, $1)`, [shards]);
+          }
         }
+        if (from < SCHEMA_VERSION) {
+          await client.query(`UPDATE "${schema}".meta SET schema_version = $1 WHERE id = 1`, [SCHEMA_VERSION]);
+        }
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw error;
       }
-      await client.query(`UPDATE "${schema}".meta SET schema_version = $1 WHERE id = 1`, [SCHEMA_VERSION]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {
+    } finally {
+      await client.query('SELECT pg_advisory_unlock(1920164985, hashtext($1))', [schema]).catch(() => {
+        // Ending the connection frees the lock.
         broken = true;
       });
-      throw error;
     }
   } catch (error) {
     if (error instanceof StoreError) throw error;
