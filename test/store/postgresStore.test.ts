@@ -271,3 +271,25 @@ describe.skipIf(!pg.available)('postgresStore on PostgreSQL', () => {
     await waitFor('a destroyed hint', () => events.some((e) => e.type === 'destroyed' && e.agentIds?.includes('alice')));
   });
 });
+
+describe.skipIf(!pg.available)('postgresStore cluster on PostgreSQL', () => {
+  it('after cluster.release() the member owns nothing: owner writes are fenced, client writes and reads go on', async () => {
+    const store = freshStore();
+    try {
+      await store.createAgent(agent('alice'));
+      await store.append([msg('alice', 'm1')]);
+      await store.acquire(owner(3));
+      expect(store.cluster!.owns('alice')).toBe(true);
+      expect(await store.agentsWithPending()).toEqual(['alice']);
+      await store.cluster!.release();
+      expect(store.cluster!.owned()).toEqual([]);
+      await expect(store.beginTurn('alice', 1, 3_000)).rejects.toBeInstanceOf(FencedError);
+      expect(await store.append([msg('alice', 'm2')])).toMatchObject([{ seq: 2 }]);
+      expect(await store.agentsWithPending()).toEqual([]);
+      expect(await store.cluster!.withPending([store.cluster!.shardOf('alice')])).toEqual(['alice']);
+      expect((await store.cluster!.view()).shards).toBe(16);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -104,6 +104,8 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
   let closed = false;
   /** The owner, once `acquire` resolved (or while it runs: `memberId` null). */
   let held: { owner: StoreOwner; epoch: number; memberId: string | null } | null = null;
+  /** Set by `cluster.release()` after acquire: the member owns nothing any more. */
+  let released = false;
 
   function checkOpen(): void {
     if (closed) throw new StoreError(`${name} is closed: open it again with postgresStore()`);
@@ -167,6 +169,15 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
     const results: (StoreOpResult | null)[] = ops.map((op) => (op instanceof Error ? { ok: false, error: op } : null));
     let live = ops.flatMap((op, i) => (op instanceof Error ? [] : [{ op, i }]));
     if (live.length === 0) return results as StoreOpResult[];
+    if (released) {
+      // After `cluster.release()` this member owns nothing: its owner writes are refused.
+      live = live.filter(({ op, i }) => {
+        if (op.owner === null) return true;
+        results[i] = { ok: false, error: fencedError(op.owner.agentId, op.owner.shard, 'this member released its shards') };
+        return false;
+      });
+      if (live.length === 0) return results as StoreOpResult[];
+    }
     const fence = held?.memberId ? [...new Set(live.flatMap(({ op }) => (op.owner === null ? [] : [op.owner.shard])))] : [];
     try {
       await withClient(async (client) => {
@@ -201,10 +212,11 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
     return results as StoreOpResult[];
   }
 
-  function fencedError(agentId: string, shard: number): FencedError {
+  function fencedError(agentId: string, shard: number, why?: string): FencedError {
     return new FencedError(
       agentId,
-      `shard ${shard} of schema "${schema}" is no longer held by member ${held?.memberId ?? '?'} under the epoch it took it with`,
+      `shard ${shard} of schema "${schema}" is no longer held by member ${held?.memberId ?? '?'}` +
+        (why === undefined ? ' under the epoch it took it with' : `: ${why}`),
     );
   }
 
@@ -335,6 +347,7 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
       }),
     release: async () => {
       await opened();
+      if (held?.memberId) released = true;
       await leases.release();
     },
     view: async () => {

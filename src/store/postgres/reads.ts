@@ -41,8 +41,8 @@ export function makeReads(driver: PgDriver, S: string) {
     getTypeParser: ((oid: number, format?: string) =>
       oid === 20 ? bigints : driver.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
   };
-  async function q<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[], name?: string): Promise<R[]> {
-    const { rows } = await pool.query<R>({ text, values, types, ...(name === undefined ? {} : { name }) });
+  async function q<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[]): Promise<R[]> {
+    const { rows } = await pool.query<R>({ text, values, types });
     return rows;
   }
   const live = `EXISTS (SELECT 1 FROM ${S}.counters c WHERE c.agent_id = $1)`;
