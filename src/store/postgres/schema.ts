@@ -353,12 +353,16 @@ function v1(S: string, channel: string): string {
       ON CONFLICT (id) DO NOTHING;
     IF NOT FOUND THEN
       PERFORM 1 FROM ${S}.agents a WHERE a.id = v_id AND a.destroying FOR UPDATE;
-      IF NOT FOUND THEN RETURN false; END IF;
-      DELETE FROM ${S}.rollout WHERE agent_id = v_id;
-      DELETE FROM ${S}.messages WHERE agent_id = v_id;
-      DELETE FROM ${S}.agents WHERE id = v_id;
+      IF FOUND THEN
+        DELETE FROM ${S}.rollout WHERE agent_id = v_id;
+        DELETE FROM ${S}.messages WHERE agent_id = v_id;
+        DELETE FROM ${S}.agents WHERE id = v_id;
+      END IF;
+      -- Also when the row went meanwhile (a background step deleted the last of it).
       INSERT INTO ${S}.agents (id, shard, type, parent, pinned, input, created_at)
-        VALUES (v_id, (r ->> 'shard')::int, r ->> 'type', r ->> 'parent', (r ->> 'pinned')::boolean, r -> 'input', (r ->> 'createdAt')::float8);
+        VALUES (v_id, (r ->> 'shard')::int, r ->> 'type', r ->> 'parent', (r ->> 'pinned')::boolean, r -> 'input', (r ->> 'createdAt')::float8)
+        ON CONFLICT (id) DO NOTHING;
+      IF NOT FOUND THEN RETURN false; END IF;
     END IF;
     INSERT INTO ${S}.counters (agent_id, shard) VALUES (v_id, (r ->> 'shard')::int);
     RETURN true;
