@@ -20,6 +20,10 @@
  * take over; a later successful heartbeat claims again whatever is still free (new epochs,
  * 'gained'). Writes never rely on that alone: `fenced`, inside the write's transaction,
  * reads the lease rows `FOR SHARE` and refuses shards not held under this member's epoch.
+ * Every statement here that waits for lease row locks takes them in shard order (renewal,
+ * release, fence), so a heartbeat and a writer checking its fence never deadlock: a write
+ * transaction must call `fenced` once, with all its shards, before anything else that could
+ * wait on this member (claims skip locked rows and never wait).
  *
  * Rebalancing, on each heartbeat: live members are those seen within the ttl; each one's
  * fair share is floor(shards / live), the remainder going to the lowest ids (in code-unit
@@ -632,13 +636,24 @@ export class Leases {
     this.#reconnectTimer.unref();
   }
 
-  /** A silently dead LISTEN connection (no RST) is found by a query that times out. */
+  #beats = 0;
+  #pinging = false;
+
+  /**
+   * A silently dead LISTEN connection (no RST) is found by a query that times out: one every
+   * third heartbeat, with a lenient timeout (a needless reconnect loses the hints sent
+   * meanwhile).
+   */
   #pingListen(): void {
     const client = this.#listen;
-    if (client === null) return;
+    if (client === null || this.#pinging || ++this.#beats % 3 !== 0) return;
+    this.#pinging = true;
     client
-      .query({ text: 'select 1', query_timeout: this.leaseTtl } as pg.QueryConfig)
-      .catch((error: Error) => this.#dropListen(client, error));
+      .query({ text: 'select 1', query_timeout: Math.max(2 * this.leaseTtl, 10_000) } as pg.QueryConfig)
+      .catch((error: Error) => this.#dropListen(client, error))
+      .finally(() => {
+        this.#pinging = false;
+      });
   }
 
   #stopListen(): void {
@@ -729,10 +744,15 @@ function statements(s: string, ttl: number) {
      * it could claim ($2: the shards it holds, never claimed by itself).
      */
     heartbeat: `
-      with renewed as (
+      with mine as (
+        select t.shard from ${s}.shard_leases t
+        join unnest($2::int[], $3::bigint[]) as h(shard, epoch) on t.shard = h.shard and t.epoch = h.epoch
+        where t.owner = $1
+        order by t.shard
+        for update of t
+      ), renewed as (
         update ${s}.shard_leases t set expires_at = now() + ${ttlInterval}
-        from unnest($2::int[], $3::bigint[]) as h(shard, epoch)
-        where t.shard = h.shard and t.epoch = h.epoch and t.owner = $1
+        from mine where t.shard = mine.shard
         returning t.shard, t.epoch
       ), seen as (
         insert into ${s}.members (id, pid, host, since, seen_at) values ($1, $4, $5, $6, now())
@@ -768,23 +788,31 @@ function statements(s: string, ttl: number) {
       returning t.shard, t.epoch::text as epoch`,
     /** Releases these shards if still held under these epochs, and tells the others. */
     release: `
-      with released as (
+      with mine as (
+        select t.shard from ${s}.shard_leases t
+        join unnest($2::int[], $3::bigint[]) as h(shard, epoch) on t.shard = h.shard and t.epoch = h.epoch
+        where t.owner = $1
+        order by t.shard
+        for update of t
+      ), released as (
         update ${s}.shard_leases t set owner = null, expires_at = now()
-        from unnest($2::int[], $3::bigint[]) as h(shard, epoch)
-        where t.shard = h.shard and t.epoch = h.epoch and t.owner = $1
+        from mine where t.shard = mine.shard
         returning t.shard
       )
       select pg_notify($4, $5) from (select 1) as one where exists (select 1 from released)`,
     /** Releases every shard of the member and deletes its row ($3 = '': no notification). */
     leave: `
-      with released as (
-        update ${s}.shard_leases set owner = null, expires_at = now() where owner = $1
-        returning shard
+      with mine as (
+        select shard from ${s}.shard_leases where owner = $1 order by shard for update
+      ), released as (
+        update ${s}.shard_leases t set owner = null, expires_at = now()
+        from mine where t.shard = mine.shard
+        returning t.shard
       ), gone as (
         delete from ${s}.members where id = $1
       )
       select pg_notify($2, $3) from (select 1) as one where $3 <> '' and exists (select 1 from released)`,
-    fence: `select shard, owner, epoch::text as epoch from ${s}.shard_leases where shard = any($1::int[]) for share`,
+    fence: `select shard, owner, epoch::text as epoch from ${s}.shard_leases where shard = any($1::int[]) order by shard for share`,
     viewMembers: `
       select m.id, m.pid, m.host, m.since, (extract(epoch from m.seen_at) * 1000)::float8 as seen_at,
              (select count(*)::int from ${s}.shard_leases l where l.owner = m.id and l.expires_at >= now()) as shards
