@@ -88,7 +88,7 @@
  *    is gone or carries another deadline (cancelled, replaced, already fired, its agent
  *    destroyed) stores nothing and returns `null`: a timer's message enters the mailbox
  *    once, however often it is fired. `dueTimers(now, limit)` and `nextDeadline()` read the
- *    timers of all agents by deadline through an index: O(limit) and O(1) (or O(log n)),
+ *    timers of all agents by deadline through an index: O(limit · log n) at most and O(1) (amortized),
  *    never a walk of every timer. Timers are not history: retention never touches them;
  *    `destroyAgent` drops them at once (rule 5); the count of an agent's pending timers is
  *    a counter (AgentStats.timers, rule 11). A timer's message must be JSON (StoreError
@@ -387,7 +387,7 @@ export interface Store {
   // --- durable timers (rule 13; written by the batch ops schedule, cancel and fire) ---
   /**
    * Timers due at or before `now`, earliest first (ties by agentId, then key), at most
-   * `limit`: read through the deadline index, O(limit), never O(timers).
+   * `limit`: read through the deadline index, O(limit · log n) at most, never O(timers).
    */
   dueTimers(now: number, limit: number): Promise<TimerRecord[]>;
   /** The earliest deadline of all timers, or `null` when there is none: O(1) or O(log n). */
