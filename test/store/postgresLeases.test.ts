@@ -175,6 +175,18 @@ describe.skipIf(!db.available)('Leases (PostgreSQL)', () => {
     expect(a.errors.some((e) => /handover/.test(e.context) && (e.error as Error).message === 'flush failed')).toBe(true);
   });
 
+  it('a handover handler that never ends is given up after handoverTimeout', async () => {
+    const name = await schema(4);
+    const a = member(name, 4, 2_000, { handoverTimeout: 200 });
+    const b = member(name, 4, 2_000);
+    a.leases.onHandover(() => new Promise(() => {}));
+    await a.leases.join('a', owner);
+    await b.leases.join('b', owner);
+    await waitFor('b at its share', () => b.leases.owned().length === 2);
+    expect(a.errors.some((e) => /handover/.test(e.context) && /did not finish within 200 ms/.test(String(e.error)))).toBe(true);
+    expect(lostOf(a, 'taken')).toEqual([2, 3]);
+  });
+
   it('two members joining at once own disjoint sets covering every shard, each at its fair share', async () => {
     for (let round = 0; round < 5; round++) {
       const name = await schema(8);

@@ -115,6 +115,8 @@ export interface LeasesOptions {
    * failures are not reported (they are retried).
    */
   onError?: (error: unknown, context: string) => void;
+  /** How long a handover handler may run before its shards are released anyway (ms; default max(30 s, 10 × leaseTtl)). */
+  handoverTimeout?: number;
   /**
    * @internal Tests: 'manual' starts no heartbeat timer (the test calls `tick()`), and
    * notifications do not trigger heartbeats either.
@@ -141,6 +143,11 @@ export class Leases {
   readonly margin: number;
   /** The heartbeat period (ms). */
   readonly interval: number;
+  /**
+   * How long a handover handler may take before the shards are released anyway (ms): the
+   * runtime's writes to them are then fenced, and 'lost' tells it to drop their agents.
+   */
+  readonly handoverTimeout: number;
 
   readonly #pool: pg.Pool;
   readonly #channel: string;
@@ -191,6 +198,7 @@ export class Leases {
     this.leaseTtl = Math.round(leaseTtl);
     this.margin = Math.max(this.leaseTtl / 5, Math.min(200, this.leaseTtl / 4));
     this.interval = this.leaseTtl / 3;
+    this.handoverTimeout = options.handoverTimeout ?? Math.max(30_000, 10 * this.leaseTtl);
     this.#channel = channel;
     this.#onError = options.onError;
     this.#manual = options.heartbeat === 'manual';
@@ -349,7 +357,7 @@ export class Leases {
         }
       } catch (error) {
         // The leases expire after their ttl anyway.
-        this.#report(error, 'close: release');
+        this.#report(error, 'close: release', true);
       } finally {
         this.#closed = true;
         this.#active = false;
@@ -472,10 +480,22 @@ export class Leases {
     const epochs = new Map(shards.map((s) => [s, this.#held.get(s)!.epoch]));
     const run = async () => {
       if (this.#handover !== null) {
+        let timer: NodeJS.Timeout | undefined;
         try {
-          await this.#handover(shards);
+          await Promise.race([
+            this.#handover(shards),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(
+                () => reject(new StoreError(`The handover did not finish within ${this.handoverTimeout} ms: the shards are released anyway`)),
+                this.handoverTimeout,
+              );
+              timer.unref();
+            }),
+          ]);
         } catch (error) {
           this.#report(error, `handover of shards ${shards.join(', ')}`);
+        } finally {
+          clearTimeout(timer);
         }
       }
       await this.#serial(async () => {
