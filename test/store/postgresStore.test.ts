@@ -108,7 +108,7 @@ describe.skipIf(!pg.available)('postgresStore on PostgreSQL', () => {
     expect((await pg.query(`SELECT schema_version, shards FROM "${schema}".meta`)).rows).toEqual([{ schema_version: 1, shards: 16 }]);
   });
 
-  it('refuses bad options and schema names with a TypeError', () => {
+  it('refuses bad options and schema names with a TypeError', async () => {
     const bad: unknown[] = [
       undefined,
       null,
@@ -123,9 +123,17 @@ describe.skipIf(!pg.available)('postgresStore on PostgreSQL', () => {
     for (const options of bad) {
       expect(() => postgresStore(options as never), JSON.stringify(options)).toThrow(TypeError);
     }
-    // The limits themselves pass.
-    for (const options of [{ schema: 'a'.repeat(40) }, { schema: '_x9' }, { shards: 1 }, { shards: 65_536 }, { leaseTtl: 100 }]) {
-      track(postgresStore({ connectionString: pg.url, ...options }));
+    // The limits themselves pass (a store made is migrated at once: each gets a schema of its own).
+    const longest = `t_pgconf_${process.pid}_`.padEnd(40, 'x');
+    const underscore = `_x9_${process.pid}`;
+    try {
+      for (const options of [{ schema: longest }, { schema: underscore }, { shards: 1 }, { shards: 65_536 }, { leaseTtl: 100 }]) {
+        const store = track(postgresStore({ connectionString: pg.url, schema: pg.schema(), ...options }));
+        await store.listAgents();
+      }
+    } finally {
+      for (const store of open.splice(0)) await store.close();
+      for (const schema of [longest, underscore]) await pg.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     }
   });
 
