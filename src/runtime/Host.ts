@@ -129,8 +129,10 @@ export class Host implements Core {
         },
         startLoad: ({ context }) => {
           const entry = entryOf(context);
-          // Its shard moved to another process meanwhile: that process runs it now.
-          if (!this.owns(entry.id)) this.drop(entry, null);
+          // Its shard moved to another process meanwhile: that process runs it now. Dropped
+          // once this transition is over (a lifecycle stopped inside its own action would
+          // never hand its slot back).
+          if (!this.owns(entry.id)) queueMicrotask(() => this.drop(entry, null));
           else this.#loads.load(entry);
         },
         startTurn: ({ context, event }) => {

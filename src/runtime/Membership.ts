@@ -188,7 +188,9 @@ export class Membership {
       const next = await this.host.store.nextDeadline();
       if (next !== null) this.host.armTimer(next);
     }
-    for (const [key, a] of this.#asks) if (!this.host.owns(a.agentId) || !this.host.waiters.has(a.agentId, a.messageId)) this.#take(key);
+    // Every ask still waiting: its turn may have run elsewhere before this process took the
+    // agent over (the answer is stored for this process, its hint possibly lost).
+    for (const key of this.#asks.keys()) this.#take(key);
     if (this.#polls++ % 10 === 0) this.#view = await this.cluster.view();
   }
 }

@@ -78,10 +78,15 @@ const leasesOf = new WeakMap<Store, Leases>();
  * const store = postgresStore({ connectionString: 'postgres://app@db/app', schema: 'residency' });
  * await store.acquire({ pid: process.pid, host: os.hostname(), since: Date.now() }); // joins the cluster
  */
+/** How often a read is tried when the connection fails (see `read`). */
+const READ_ATTEMPTS = 5;
+
 export function postgresStore(url: string | PostgresStoreOptions): Store {
   const options = optionsOf(url);
   const driver: PgDriver = pgDriver();
   const { schema, shards, leaseTtl } = options;
+  /** The longest a write transaction may sit idle on the server (see batch). */
+  const idleInTransactionMs = Math.max(100, Math.floor(leaseTtl / 2));
   const S = `"${schema}"`;
   const name = `The PostgreSQL store (schema "${schema}")`;
   const ownPool = options.pool === undefined;
@@ -185,7 +190,10 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
           await run(client, live, results);
           return;
         }
-        await client.query('BEGIN');
+        // A process paused mid-transaction (SIGSTOP, a long GC) must not hold the lease rows it
+        // locked FOR SHARE past half a lease: the server ends such a session, so takeover is
+        // never blocked by a zombie's open transaction (its writes then fail and are fenced).
+        await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${idleInTransactionMs}`);
         try {
           const fenced = await leases.fenced(client, fence);
           if (fenced.size > 0) {
@@ -302,12 +310,22 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
     });
   }
 
+  /**
+   * A read, tried again (up to READ_ATTEMPTS times, 20 ms, 40 ms … apart) when the
+   * connection dropped or the server was busy: a read changes nothing, so trying it again is
+   * always safe, and a dropped connection (a restart, a failover, a terminated backend) must
+   * not fail a turn or a load that only wanted to read.
+   */
   async function read<T>(action: string, work: () => Promise<T>): Promise<T> {
     await opened();
-    try {
-      return await work();
-    } catch (error) {
-      throw failure(error, action, name);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await work();
+      } catch (error) {
+        const mapped = failure(error, action, name);
+        if (!(mapped instanceof StoreError && mapped.retryable) || attempt >= READ_ATTEMPTS || closed) throw mapped;
+      }
+      await new Promise<void>((resolve) => setTimeout(resolve, 10 * 2 ** attempt));
     }
   }
 
