@@ -221,6 +221,32 @@ describe.skipIf(!pg.available)('postgresStore on PostgreSQL', () => {
     expect(await store.cluster!.takeReply('alice', 2)).toBeNull();
   });
 
+  it('sweeps answers nobody will take (for members no longer live) when a member acquires; keeps those of live members', async () => {
+    const schema = pg.schema();
+    const store = track(freshStore(schema));
+    await store.createAgent(agent('alice'));
+    await store.append([{ ...msg('alice', 'a1'), replyTo: 'gone' }, { ...msg('alice', 'a2'), replyTo: 'placeholder' }]);
+    const live = track(freshStore(schema));
+    await live.acquire({ pid: 1, host: 'h', since: 0 });
+    const liveId = live.cluster!.memberId!;
+    // The second answer is for the live member; the first for a member that never was (or died).
+    await pg.query(`update "${schema}".messages set reply_to = $1 where agent_id = 'alice' and seq = 2`, [liveId]);
+    const reply = { outcome: 'done' as const, state: { n: 1 }, outputs: [] };
+    await store.commitTurn({ agentId: 'alice', seq: 1, outcome: 'done', at: 3_000, durationMs: 1, reply });
+    await store.commitTurn({ agentId: 'alice', seq: 2, outcome: 'done', at: 3_000, durationMs: 1, reply });
+    expect((await pg.query(`select seq from "${schema}".replies order by seq`)).rows.map((r) => Number(r.seq))).toEqual([1, 2]);
+    const other = track(freshStore(schema));
+    await other.acquire({ pid: 2, host: 'h', since: 0 });
+    let left: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      left = (await pg.query(`select seq from "${schema}".replies order by seq`)).rows.map((r) => Number(r.seq));
+      if (left.length < 2) break;
+      await new Promise<void>((r) => setTimeout(r, 10));
+    }
+    expect(left).toEqual([2]);
+    expect(await live.cluster!.takeReply('alice', 2)).toEqual(reply);
+  });
+
   it('fences per shard: an op on a shard taken over gets FencedError in its slot, the rest of the batch commits', async () => {
     const schema = pg.schema();
     const a = track(freshStore(schema));

@@ -78,6 +78,9 @@ const leasesOf = new WeakMap<Store, Leases>();
  * const store = postgresStore({ connectionString: 'postgres://app@db/app', schema: 'residency' });
  * await store.acquire({ pid: process.pid, host: os.hostname(), since: Date.now() }); // joins the cluster
  */
+/** Replies for members no longer live are swept every this many lease durations. */
+const REPLY_SWEEP_TTLS = 6;
+
 /** How often a read is tried when the connection fails (see `read`). */
 const READ_ATTEMPTS = 5;
 
@@ -316,6 +319,24 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
    * always safe, and a dropped connection (a restart, a failover, a terminated backend) must
    * not fail a turn or a load that only wanted to read.
    */
+  /**
+   * Answers nobody will take: those for members no longer live (an asker that died or
+   * stopped before its answer came). Deleted at acquire and then every REPLY_SWEEP_TTLS
+   * lease durations, by whichever members run (each sweep is one statement).
+   */
+  let sweeper: ReturnType<typeof setTimeout> | null = null;
+  function sweepReplies(): void {
+    if (closed) return;
+    pool
+      .query(`DELETE FROM ${S}.replies WHERE reply_to NOT IN (SELECT id FROM ${S}.members WHERE seen_at > now() - make_interval(secs => $1::float8 / 1000))`, [leaseTtl])
+      .catch(() => {}) // the next sweep tries again
+      .finally(() => {
+        if (closed) return;
+        sweeper = setTimeout(sweepReplies, leaseTtl * REPLY_SWEEP_TTLS);
+        sweeper.unref();
+      });
+  }
+
   async function read<T>(action: string, work: () => Promise<T>): Promise<T> {
     await opened();
     for (let attempt = 1; ; attempt++) {
@@ -485,6 +506,7 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
         await leases.join(memberId, owner);
         claim.epoch = epoch;
         claim.memberId = memberId;
+        sweepReplies();
         return { epoch };
       } catch (error) {
         if (held === claim) held = null;
@@ -495,6 +517,7 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
     async close() {
       checkOpen();
       closed = true;
+      if (sweeper !== null) clearTimeout(sweeper);
       pool.removeListener('error', onPoolError);
       try {
         await ready?.catch(() => {});
