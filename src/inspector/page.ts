@@ -269,6 +269,20 @@ const JS = String.raw`
           card('flushing', st.flushing), card('running', st.running), card('pinned', st.pinned), card('waiting for slot', st.waitingForSlot),
           card('waiting for permit', st.waitingForPermit), card('loads', st.loads, spark(rate('loads'), 'loads over time')),
           card('evictions', st.evictions, spark(rate('evictions'), 'evictions over time')), card('hit rate', hitRate, spark(hitRates(), 'hit rate over time', 100))]));
+        // A store several processes share: this process's part, and every member's shards.
+        if (st.cluster) {
+          var cl = st.cluster, view = cl.view;
+          top.appendChild(el('h2', { text: 'Cluster · this process is member ' + (cl.member || '–') + ', owns ' + cl.owned + (view ? ' of ' + view.shards : '') + ' shards' }));
+          if (view) {
+            top.appendChild(el('div', { cls: 'cards', id: 'cluster' }, [card('members', view.members.length), card('unowned shards', view.unowned), card('shard moves', view.moves)]));
+            top.appendChild(el('table', { id: 'members' }, [el('tr', {}, [el('th', { text: 'member' }), el('th', { text: 'process' }), el('th', { text: 'shards' }), el('th', { text: 'last seen' })])].concat(
+              view.members.map(function (m) {
+                return el('tr', { 'data-member': m.id }, [el('td', { text: m.id + (m.id === cl.member ? ' (this one)' : '') }),
+                  el('td', { text: 'pid ' + m.owner.pid + ' on ' + m.owner.host }), el('td', { cls: 'num', text: String(m.shards) }),
+                  el('td', { text: new Date(m.seenAt).toISOString().slice(11, 23) })]);
+              }))));
+          }
+        }
         top.appendChild(el('div', { cls: 'row' }, [
           el('section', {}, [el('h2', { text: 'LRU order (next victim first)' }), ids(s.lru, 'evictable')]),
           el('section', {}, [el('h2', { text: 'Waiting for a slot' }), ids(s.slotQueue, 'waiting')]),
