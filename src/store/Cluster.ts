@@ -21,6 +21,12 @@
  *   nothing, and the member reports the shard `lost`.
  * A store never acquired writes unfenced, as any store (tests, tools).
  *
+ * A shared store is reached over a network: a write may commit and its acknowledgement be
+ * lost with the connection, and the runtime then writes it again. So, once acquired, the
+ * same `commitTurn` written again by the same member (same agent, seq, time, duration and
+ * outcome) is answered with what it did the first time and changes nothing (rule 2 still
+ * refuses any other commit of a consumed message).
+ *
  * After `acquire`, the recovery reads (`turnsInFlight`, `agentsWithPending`) and the timer
  * reads (`dueTimers`, `nextDeadline`) answer for the shards this member owns; before it,
  * for all agents. Every other read answers for all agents.

@@ -221,6 +221,25 @@ describe.skipIf(!pg.available)('postgresStore on PostgreSQL', () => {
     expect(await store.cluster!.takeReply('alice', 2)).toBeNull();
   });
 
+  it('answers the same commit written again (its acknowledgement lost with the connection) with what it did, changing nothing; any other commit of a consumed message still fails', async () => {
+    const store = track(freshStore());
+    await store.acquire({ pid: 1, host: 'h', since: 0 });
+    await store.createAgent(agent('alice'));
+    await store.createAgent(agent('bob'));
+    await store.append([msg('alice', 'm1'), msg('alice', 'm2')]);
+    const commit = { agentId: 'alice', seq: 1, outcome: 'done' as const, at: 3_000, durationMs: 7, snapshot: { n: 1 }, outbox: [msg('bob', 'out1')], next: { seq: 2, at: 3_000 } };
+    const first = await store.batch([{ op: 'commitTurn', commit }]);
+    expect(first[0]).toEqual({ ok: true, value: { outbox: [{ agentId: 'bob', messageId: 'out1', seq: 1, duplicate: false }] } });
+    const before = { stats: await store.agentStats(['alice', 'bob']), rollout: await store.rollout('alice'), bob: await store.pending('bob') };
+    // The retry of the whole batch, as the write buffer does after a dropped connection.
+    expect(await store.batch([{ op: 'commitTurn', commit }])).toEqual(first);
+    expect(await store.commitTurn(commit)).toEqual((first[0] as { value: unknown }).value);
+    expect({ stats: await store.agentStats(['alice', 'bob']), rollout: await store.rollout('alice'), bob: await store.pending('bob') }).toEqual(before);
+    // Another commit of the consumed message (another time, outcome or duration) is refused as before.
+    await expect(store.commitTurn({ ...commit, at: 3_001 })).rejects.toBeInstanceOf(StoreError);
+    await expect(store.commitTurn({ ...commit, outcome: 'failed' })).rejects.toBeInstanceOf(StoreError);
+  });
+
   it('sweeps answers nobody will take (for members no longer live) when a member acquires; keeps those of live members', async () => {
     const schema = pg.schema();
     const store = track(freshStore(schema));

@@ -124,13 +124,19 @@ export function prepareAppend(batch: readonly AppendRequest[]): PreparedOp {
 }
 
 /** Serializes an op before its transaction; a value that cannot be stored throws its own error. */
-export function prepareOp(op: StoreOp, shards: number): PreparedOp {
-  const prepared = prepareRaw(op, shards);
+/**
+ * `member`: the member id of the store's owner, when acquired. Its commits carry a token
+ * (member, time, duration, outcome) so that the same commit written again — after its
+ * acknowledgement was lost with the connection — is recognized and answered with what it
+ * did the first time instead of failing as a commit of a consumed message.
+ */
+export function prepareOp(op: StoreOp, shards: number, member: string | null = null): PreparedOp {
+  const prepared = prepareRaw(op, shards, member);
   prepared.json = storable(prepared.json, prepared.action);
   return prepared;
 }
 
-function prepareRaw(op: StoreOp, shards: number): PreparedOp {
+function prepareRaw(op: StoreOp, shards: number, member: string | null): PreparedOp {
   switch (op.op) {
     case 'createAgent': {
       const id = op.record?.id;
@@ -169,7 +175,7 @@ function prepareRaw(op: StoreOp, shards: number): PreparedOp {
       return {
         op: 'commitTurn',
         action: `commit the turn of agent "${agentId}" on message #${seq}`,
-        json: commitJson(op.commit, shards),
+        json: commitJson(op.commit, shards, member),
         owner: { shard: shardOf(String(agentId), shards), agentId },
       };
     }
@@ -211,7 +217,7 @@ function prepareRaw(op: StoreOp, shards: number): PreparedOp {
   }
 }
 
-function commitJson(turn: CommitTurn, shards: number): string {
+function commitJson(turn: CommitTurn, shards: number, member: string | null): string {
   const { agentId, seq, outcome, at, durationMs, error } = turn;
   const what = `the turn of agent "${agentId}" on message #${seq}`;
   const keep = keptTurns(turn.retain);
@@ -221,6 +227,7 @@ function commitJson(turn: CommitTurn, shards: number): string {
     op: J('commitTurn'),
     agentId: J(agentId),
     seq: num(seq),
+    token: member === null ? undefined : J(`${member}/${String(at)}/${String(durationMs)}/${String(outcome)}`),
     outcome: J(outcome),
     at: num(at),
     keep: keep === null ? undefined : J(keep),

@@ -276,7 +276,7 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
   /** Prepares an op for a single method: its preparation error rejects the call. */
   function one(op: StoreOp): PreparedOp {
     checkOpen();
-    return prepareOp(op, shards);
+    return prepareOp(op, shards, held?.memberId ?? null);
   }
 
   // --- background deletion of destroyed agents (rule 5) ---
@@ -476,7 +476,7 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
       // fails its own op only.
       const prepared = ops.map((op): PreparedOp | Error => {
         try {
-          return prepareOp(op, shards);
+          return prepareOp(op, shards, held?.memberId ?? null);
         } catch (error) {
           return error instanceof Error ? error : new StoreError(String(error));
         }

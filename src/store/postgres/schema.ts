@@ -243,6 +243,8 @@ function v1(S: string, channel: string): string {
     started_at float8,
     turn bigint,
     reply_to text,
+    commit_token text,
+    commit_result jsonb,
     PRIMARY KEY (agent_id, seq)
   );
   CREATE UNIQUE INDEX messages_by_message_id ON ${S}.messages (agent_id, message_id);
@@ -480,13 +482,21 @@ function v1(S: string, channel: string): string {
     v_next bigint;
     e jsonb;
     v_outbox jsonb[] := '{}';
+    v_result jsonb;
   BEGIN
+    -- The same commit again (its acknowledgement was lost with the connection, and the
+    -- runtime retried it): what it did the first time, changing nothing.
+    IF c ? 'token' THEN
+      SELECT m.commit_result INTO v_result FROM ${S}.messages m
+        WHERE m.agent_id = v_agent AND m.seq = v_seq AND m.consumed AND m.commit_token = c ->> 'token';
+      IF FOUND THEN RETURN v_result; END IF;
+    END IF;
     UPDATE ${S}.counters x SET turns = x.turns + 1, failed = x.failed + (v_outcome = 'failed')::int,
         crashed = x.crashed + (v_outcome = 'crashed')::int, interrupted = x.interrupted + (v_outcome = 'interrupted')::int,
         mailbox = x.mailbox - 1, last_active_at = (c ->> 'at')::float8
       WHERE x.agent_id = v_agent RETURNING x.turns INTO v_turn;
     IF NOT FOUND THEN ${raise(ERR.notFound, 'v_agent')}; END IF;
-    UPDATE ${S}.messages m SET consumed = true, message = NULL, turn = v_turn
+    UPDATE ${S}.messages m SET consumed = true, message = NULL, turn = v_turn, commit_token = c ->> 'token'
       WHERE m.agent_id = v_agent AND m.seq = v_seq AND NOT m.consumed RETURNING m.reply_to INTO v_reply_to;
     IF NOT FOUND THEN ${raise(ERR.notPending, "v_agent, v_seq, 'commit a turn for'")}; END IF;
     INSERT INTO ${S}.rollout (agent_id, entry)
@@ -522,7 +532,11 @@ function v1(S: string, channel: string): string {
     IF c ->> 'keep' IS NOT NULL THEN
       PERFORM ${S}.prune(v_agent, v_turn - (c ->> 'keep')::bigint, (c ->> 'prune')::int);
     END IF;
-    RETURN jsonb_build_object('outbox', to_jsonb(v_outbox));
+    v_result := jsonb_build_object('outbox', to_jsonb(v_outbox));
+    IF c ? 'token' THEN
+      UPDATE ${S}.messages m SET commit_result = v_result WHERE m.agent_id = v_agent AND m.seq = v_seq;
+    END IF;
+    RETURN v_result;
   END $$;
 
   -- One write op (see postgresStore's prepareOp for their shape): what it resolves to.
