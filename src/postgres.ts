@@ -9,9 +9,9 @@
  * @example
  * import { createRuntime } from 'residency';
  * import { postgresStore } from 'residency/postgres';
- * const runtime = createRuntime({ agents: [chat], store: postgresStore(process.env.DATABASE_URL!) });
+ * const runtime = await createRuntime({ agents: [chat], residentCap: 32, runningCap: 8, store: postgresStore(process.env.DATABASE_URL!) });
  */
 export { postgresStore } from './store/postgres/postgresStore.js';
-export type { PostgresStoreOptions } from './store/postgres/postgresStore.js';
+export type { PgPool, PostgresStoreOptions } from './store/postgres/postgresStore.js';
 export { shardOf } from './store/Cluster.js';
 export type { ClusterEvent, ClusterMember, ClusterView, StoreCluster, StoredReply } from './store/Cluster.js';

@@ -26,6 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { shardOf } from '../../src/store/Cluster.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -239,7 +240,7 @@ describe('the packed package, installed into a fresh project', () => {
   it('ships one copy of the runtime, without fast-check, and types without @internal members', (ctx) => {
     if (unavailable) ctx.skip(unavailable);
     const files = filesUnder(path.join(installed, 'dist'));
-    for (const entry of ['index.js', 'index.cjs', 'testing/index.js', 'testing/index.cjs', 'internal.js', 'internal.cjs', 'bin.js']) {
+    for (const entry of ['index.js', 'index.cjs', 'testing/index.js', 'testing/index.cjs', 'internal.js', 'internal.cjs', 'postgres.js', 'postgres.cjs', 'bin.js']) {
       expect(files, entry).toContain(entry);
       // The entries are small: the runtime is in chunks they share.
       expect(fs.statSync(path.join(installed, 'dist', entry)).size, entry).toBeLessThan(64 * 1024);
@@ -248,9 +249,13 @@ describe('the packed package, installed into a fresh project', () => {
     // fast-check (and pure-rand, which it brings) is loaded from the user's install, never bundled.
     expect(code.some((c) => /import\("fast-check"\)|require\("fast-check"\)/.test(c))).toBe(true);
     expect(code.some((c) => c.includes('pure-rand'))).toBe(false);
+    // pg (for residency/postgres) is the user's too: loaded at run time, never bundled.
+    expect(code.some((c) => /"pg"/.test(c))).toBe(true);
+    expect(code.some((c) => c.includes('pg-protocol') || c.includes('pg-pool'))).toBe(false);
     const manifest = readJson(path.join(installed, 'package.json'));
     expect(manifest.peerDependencies).toHaveProperty('fast-check');
-    expect(manifest.peerDependenciesMeta).toEqual({ 'fast-check': { optional: true } });
+    expect(manifest.peerDependencies).toHaveProperty('pg');
+    expect(manifest.peerDependenciesMeta).toEqual({ 'fast-check': { optional: true }, pg: { optional: true } });
     expect(manifest.dependencies).not.toHaveProperty('fast-check');
     const types = files.filter((f) => /\.d\.c?ts$/.test(f)).map((f) => fs.readFileSync(path.join(installed, 'dist', f), 'utf8'));
     expect(types.length).toBeGreaterThan(0);
@@ -271,7 +276,11 @@ describe('the packed package, installed into a fresh project', () => {
       expect(out.testing).toEqual(expect.arrayContaining(['checkEvictionTransparency', 'createTestRuntime', 'explore']));
       expect(out.notFound).toEqual({ name: 'AgentNotFoundError', code: 'AGENT_NOT_FOUND', rootClass: true, rootBase: true });
       expect(out.ask).toEqual({ n: 1 });
-      if (consumer === 'consumer.mjs') expect(out).toMatchObject({ transparent: true, sameFastCheck: true });
+      if (consumer === 'consumer.mjs') {
+        expect(out).toMatchObject({ transparent: true, sameFastCheck: true });
+        expect(out.pgMissing).toEqual({ name: 'StoreError', sameClass: true, npmInstall: true });
+        expect(out.shard).toBe(shardOf('alice', 256));
+      }
       else expect(out.sqlite).toBe('a');
     });
   }

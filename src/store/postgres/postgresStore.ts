@@ -48,11 +48,22 @@ import type { PgDriver } from './pgDriver.js';
 import { makeReads } from './reads.js';
 import { channelOf, checkSchemaName, migrate } from './schema.js';
 
+/**
+ * A `pg` Pool, typed by what the store needs of it, so that the published types do not
+ * depend on `@types/pg` (a `new pg.Pool(…)` fits).
+ */
+export interface PgPool {
+  connect(): Promise<unknown>;
+  query(...args: never[]): Promise<unknown>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  end(): Promise<void>;
+}
+
 export interface PostgresStoreOptions {
   /** The server to connect to (`postgres://user:password@host:5432/database`), when no `pool` is given. */
   connectionString?: string;
-  /** A pool of your own (its connections are used, and it is not ended by `close()`). */
-  pool?: pg.Pool;
+  /** A pool of your own (`new pg.Pool(…)`: its connections are used, and it is not ended by `close()`). */
+  pool?: PgPool;
   /** The PostgreSQL schema that holds the store's tables (default `residency`). */
   schema?: string;
   /** How many shards agents hash to (default 256; fixed when the schema is made). */
@@ -594,7 +605,7 @@ function optionsOf(url: string | PostgresStoreOptions): {
   assertIntegerAtLeast(leaseTtl, 'leaseTtl', 100);
   return {
     ...(connectionString === undefined ? {} : { connectionString }),
-    ...(pool === undefined ? {} : { pool }),
+    ...(pool === undefined ? {} : { pool: pool as unknown as pg.Pool }),
     schema,
     shards,
     leaseTtl,
