@@ -2,10 +2,15 @@
  * The `residency` command.
  *
  *   residency demo  [--agents N] [--cap N] [--running N] [--duration S] [--db PATH] [--keep | --force] [--seed N]
+ *   residency demo  --postgres URL [--processes N] [--schema NAME] [--agents N] [--cap N] [--running N] [--duration S] [--keep | --force] [--seed N]
  *   residency ls    [--db PATH] [--type T] [--resident] [--json]
  *   residency show  <id> [--db PATH] [--last N] [--json]
  *   residency stats [--db PATH] [--json]
  *   residency inspect [--db PATH] [--port N] [--host H]
+ *
+ * `demo --postgres` runs the demo as N processes of this command on one PostgreSQL schema
+ * (src/cli/clusterDemo.ts, loaded only then); they are started with the internal option
+ * `demo --member <json>`, left out of the usage.
  *
  * `main(argv)` resolves to the exit code: 0 done, 1 failed (or the demo's check said
  * no), 2 bad arguments (with the usage). Messages are one line, with control characters
@@ -22,10 +27,14 @@ import { serveStoredInspector, type Inspector } from './inspector/serveInspector
 /** Where the demo writes its database, and where ls/show/stats look by default. */
 export const DEMO_DB = './.residency/demo.db';
 
+/** The schema `demo --postgres` runs in by default. */
+export const DEMO_SCHEMA = 'residency_demo';
+
 export const USAGE = `usage: residency <command> [options]
 
 commands:
-  demo          run a swarm of agents on the runtime and the embedded store, then report
+  demo          run a swarm of agents on the runtime and the embedded store (or as several
+                processes on PostgreSQL: --postgres), then report
   ls            list the agents of a database
   show <id>     one agent: identity, state, mailbox, the rollout's last entries
   stats         counts of a database: agents, messages, turns, loads
@@ -34,16 +43,24 @@ commands:
 
 demo options:
   --agents N     agents, 2 to 100000, a few of them pinned roots that spawn the rest (default 2000)
-  --cap N        resident cap, 1 to 100000 (default 64)
-  --running N    running cap, 1 to 10000 and at most --cap (default 8)
+  --cap N        resident cap, 1 to 100000 (default 64; of each process with --postgres)
+  --running N    running cap, 1 to 10000 and at most --cap (default 8; of each process with --postgres)
   --duration S   seconds of sending messages, 0 to 3600 (default 20); then the demo
                  waits for the work still pending, and checks it was all done once
   --db PATH      database file, recreated at each run (default ${DEMO_DB}); a file
                  there that is not a residency database is refused and left as it is
-  --force        replace the file at --db even when it is not a residency database
-  --keep         keep the database of an earlier run instead of recreating it
+  --force        replace the file at --db (the --schema) even when it is not residency's
+  --keep         keep the database (the schema) of an earlier run instead of recreating it
   --seed N       random seed, 0 to 4294967295 (default: time-based, printed)
   --inspect      serve the live inspector while it runs and print its URL
+
+  --postgres URL run the demo as several processes on one PostgreSQL database instead
+                 (postgres://user@host:5432/db): the agents (no roots) hash to shards, each
+                 process owns some and runs their turns, and sends to agents of all of them
+  --processes N  with --postgres: processes, 1 to 16 (default 3); the first starts alone,
+                 the others a second later take their share of the shards (sending pauses)
+  --schema NAME  with --postgres: the schema, recreated at each run (default ${DEMO_SCHEMA});
+                 one that is not a residency schema is refused and left as it is
 
 ls / show / stats options:
   --db PATH      database to read (default ${DEMO_DB})
@@ -113,7 +130,13 @@ async function run(command: string | undefined, rest: string[], io: Io): Promise
       const { values } = parse(rest, {
         agents: { type: 'string' }, cap: { type: 'string' }, running: { type: 'string' }, duration: { type: 'string' },
         db: { type: 'string' }, keep: { type: 'boolean' }, force: { type: 'boolean' }, seed: { type: 'string' }, inspect: { type: 'boolean' },
+        postgres: { type: 'string' }, processes: { type: 'string' }, schema: { type: 'string' }, member: { type: 'string' },
       });
+      if (values.member !== undefined) {
+        // Internal: one process of `demo --postgres`, started by it (its options are in the JSON).
+        const cluster = await import('./cli/clusterDemo.js');
+        return cluster.clusterMember(cluster.memberConfig(values.member), io);
+      }
       const agents = intOption('agents', values.agents, 2000, 2, 100_000);
       const residentCap = intOption('cap', values.cap, 64, 1, 100_000);
       const runningCap = intOption('running', values.running, 8, 1, 10_000);
@@ -122,6 +145,23 @@ async function run(command: string | undefined, rest: string[], io: Io): Promise
       if (runningCap > residentCap) throw new UsageError(`Expected --running (${runningCap}) to be ≤ --cap (${residentCap})`);
       if (values.db === '') throw new UsageError('Expected --db to be a file path, got an empty string');
       if (values.keep && values.force) throw new UsageError('--keep keeps the database and --force replaces it: pass one of them');
+      if (values.postgres === undefined) {
+        if (values.processes !== undefined) throw new UsageError('--processes runs the demo on PostgreSQL: pass --postgres URL too');
+        if (values.schema !== undefined) throw new UsageError('--schema names a PostgreSQL schema: pass --postgres URL too');
+      } else {
+        const cluster = await import('./cli/clusterDemo.js');
+        if (values.db !== undefined) throw new UsageError('--db is the SQLite demo\'s file and --postgres runs it on PostgreSQL: pass one of them');
+        if (values.inspect) throw new UsageError('--inspect serves the inspector of one runtime: it is for the SQLite demo, not --postgres');
+        return cluster.clusterDemo(
+          {
+            url: cluster.postgresUrl(values.postgres),
+            schema: cluster.demoSchema(values.schema ?? DEMO_SCHEMA),
+            processes: intOption('processes', values.processes, 3, 1, 16),
+            agents, residentCap, runningCap, duration, seed, keep: values.keep === true, force: values.force === true,
+          },
+          io,
+        );
+      }
       return demo(
         {
           agents, residentCap, runningCap, duration, seed, db: values.db ?? DEMO_DB, keep: values.keep === true, force: values.force === true,

@@ -45,7 +45,7 @@ export interface DemoOptions {
 
 
 /** A model call: waits `delay` ms, or rejects as soon as the turn is interrupted. */
-function modelCall(delay: number, signal: AbortSignal): Promise<void> {
+export function modelCall(delay: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
@@ -60,10 +60,10 @@ function modelCall(delay: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-const workerId = (i: number) => `agent-${String(i).padStart(4, '0')}`;
+export const workerId = (i: number) => `agent-${String(i).padStart(4, '0')}`;
 const SPAWN_BATCH = 25;
-const FAILURE_RATE = 0.02;
-const MAX_HOPS = 2;
+export const FAILURE_RATE = 0.02;
+export const MAX_HOPS = 2;
 
 interface Exactness {
   agents: number;
