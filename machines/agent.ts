@@ -57,8 +57,10 @@ export type AgentEvent =
    * The turn ended (`done`, `failed` or `interrupted`) and its record (and snapshot) were
    * committed. `continue`: the runtime lets the agent keep its running permit for its next
    * message (the fast path: no round trip through the supervisor), when it has one.
+   * `begun`: that next message's turn was begun durably by the same commit: it runs even
+   * when a close came meanwhile (a begun turn left unrun would stay "in flight").
    */
-  | { type: 'turn.done'; outcome?: 'done' | 'failed' | 'interrupted'; continue?: boolean }
+  | { type: 'turn.done'; outcome?: 'done' | 'failed' | 'interrupted'; continue?: boolean; begun?: boolean }
   /**
    * The turn ended but its outcome could not be written (the store kept failing): the
    * agent is quarantined; its message stays durable and is recorded `crashed` on reload.
@@ -99,8 +101,9 @@ export const agentMachine = setup({
     pinned: ({ context }) => context.pinned,
     stopping: ({ event }) => event.type === 'close' && event.reason === 'stop',
     corrupt: ({ event }) => event.type === 'load.failed' && event.corrupt === true,
-    /** Keep the permit for the next message: asked for, more mail, no close waiting. */
-    continues: ({ context, event }) => event.type === 'turn.done' && event.continue === true && context.mailbox > 1 && context.pendingClose === null,
+    /** Keep the permit for the next message: asked for, more mail, no close waiting (or its turn already begun). */
+    continues: ({ context, event }) =>
+      event.type === 'turn.done' && event.continue === true && context.mailbox > 1 && (context.pendingClose === null || event.begun === true),
   },
   actions: {
     // --- context changes (pure) ---

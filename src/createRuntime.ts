@@ -279,7 +279,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const scheduleRecovered = (id: string) => {
     const r = recovered.get(id);
     recovered.delete(id);
-    return r && !host.entries.has(id) ? host.ensureEntry(r[0], r[1]) : host.entries.get(id);
+    return r && !host.entries.has(id) ? host.withMail(r[0], r[1]) : host.entries.get(id);
   };
   // A shared store: shards taken over later are recovered the same way, mail from other
   // processes is counted, asks are answered across processes (Membership.ts).
@@ -296,7 +296,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
           if (stopped || !host.owns(id)) continue;
           const entry = host.entries.get(id);
           if (entry) host.syncMail(entry);
-          else host.ensureEntry(rec, mailbox);
+          else host.withMail(rec, mailbox); // its count is read again in its chain
         }
         if (!stopped) await host.timers.start();
       },

@@ -288,7 +288,7 @@ export class Host implements Core {
 
   /** Unloaded, no mail, nothing in flight: the entry can go (the store holds everything). */
   #droppable(entry: Entry): boolean {
-    if (entry.destroyed || entry.holds > 0 || entry.turn || this.entries.get(entry.id) !== entry) return false;
+    if (entry.destroyed || entry.holds > 0 || entry.turn || entry.sync !== null || this.entries.get(entry.id) !== entry) return false;
     const snap = entry.lifecycle.getSnapshot();
     return snap.context.mailbox === 0 && (snap.value as { unloaded?: string }).unloaded === 'dormant';
   }
@@ -327,6 +327,18 @@ export class Host implements Core {
   }
 
   /**
+   * The entry of an agent with mail, found in the store (recovery, a hint, a poll): on a
+   * shared store its count is read again when its turn comes in the agent's chain (a count
+   * read earlier may be stale by then: other processes and its own turns move it).
+   */
+  withMail(record: AgentRecord, mailbox: number): Entry {
+    if (!this.cluster) return this.ensureEntry(record, mailbox);
+    const entry = this.ensureEntry(record, 0);
+    this.syncMail(entry);
+    return entry;
+  }
+
+  /**
    * Brings the lifecycle's mailbox count up to the store's (mail other processes wrote), after
    * the agent's queued store work (a turn in progress consumes its message first). Calls
    * while one is queued fold into it.
@@ -349,6 +361,7 @@ export class Host implements Core {
         } while ((entry.sync as Entry['sync']) === 'again');
       } finally {
         entry.sync = null;
+        this.#maybeDrop(entry); // nothing was there after all: the entry can go
       }
     });
   }

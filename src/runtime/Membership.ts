@@ -111,12 +111,9 @@ export class Membership {
       this.host.syncMail(entry);
       return;
     }
-    const { store } = this.host;
-    Promise.all([store.getAgent(id), store.mailboxSize(id)]).then(([rec, size]: [AgentRecord | null, number]) => {
+    this.host.store.getAgent(id).then((rec: AgentRecord | null) => {
       if (!rec || !this.host.definitions.has(rec.type) || !this.host.owns(id) || this.#stopped) return;
-      const existing = this.host.entries.get(id);
-      if (existing) this.host.syncMail(existing);
-      else if (size > 0) this.host.ensureEntry(rec, size);
+      this.host.withMail(rec, 0); // counted from the store in its chain (syncMail)
     }, (err: unknown) => this.o.report(err));
   }
 

@@ -47,6 +47,13 @@ export class Turns {
     try {
       if (!entry.actor) throw new Error(`agent "${entry.id}" was given a turn while not loaded`);
       head = await this.#head(entry);
+      if (!head && core.cluster && !entry.destroyed) {
+        // On a shared store the count comes from the store (Host.syncMail) and may have been
+        // ahead of it (read before another turn consumed): nothing to run, the count goes down.
+        core.emitter.emit('error', () => ({ id: entry.id, at: core.clock.now(), error: new Error(`agent "${entry.id}" had no message left for its turn (a mailbox count ahead of the store): nothing ran`), where: 'cluster' }));
+        this.#done(entry, 'done');
+        return;
+      }
       if (!head) throw new Error(`agent "${entry.id}" was given a turn with an empty mailbox in the store`);
       if (head.seq === entry.lostSeq) return await this.#crashedBefore(entry, head);
     } catch (err) {
@@ -254,9 +261,10 @@ export class Turns {
 
   /** The turn is over: the lifecycle moves on, keeping the permit for the next turn when it may. */
   #done(entry: Entry, outcome: 'done' | 'failed' | 'interrupted'): void {
-    const keep = this.#keeps(entry) || entry.begun !== null;
+    const begun = entry.begun !== null;
+    const keep = this.#keeps(entry) || begun;
     entry.streak = keep ? entry.streak + 1 : 0;
-    entry.lifecycle.send({ type: 'turn.done', outcome, ...(keep ? { continue: true } : {}) });
+    entry.lifecycle.send({ type: 'turn.done', outcome, ...(keep ? { continue: true } : {}), ...(begun ? { begun: true } : {}) });
   }
 
   /** The agent's history retention: its definition's, else the runtime's. */

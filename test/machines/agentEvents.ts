@@ -12,6 +12,7 @@ export const agentEvents: AgentEvent[] = [
   { type: 'turn.done', outcome: 'failed' },
   { type: 'turn.done', outcome: 'interrupted' },
   { type: 'turn.done', outcome: 'done', continue: true },
+  { type: 'turn.done', outcome: 'done', continue: true, begun: true },
   { type: 'turn.lost' },
   { type: 'interrupt' },
   { type: 'evict', reason: 'cap' },

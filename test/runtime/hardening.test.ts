@@ -705,3 +705,50 @@ describe('found by the benchmarks', () => {
     await runtime.stop();
   });
 });
+
+describe('found by the scale-out demo', () => {
+  it('a graceful stop while a commit begins the next turn runs that turn: nothing is left in flight', async () => {
+    // The commit of turn #1 begins turn #2 (CommitTurn.next); stop() lands while that commit
+    // is written. The begun turn must run (or never have begun): never "in flight" after a
+    // graceful stop, to be recorded `crashed` by the next start (or by a process taking over).
+    const dir = mkdtempSync(join(tmpdir(), 'residency-stop-begun-'));
+    try {
+      for (const when of ['immediate', 'micro'] as const) {
+        const path = join(dir, `${when}.db`);
+        let runtime!: Runtime;
+        let stopping: Promise<void> | null = null;
+        const a = defineAgent({
+          type: 'a',
+          logic: fromTurn<{ n: number }>(
+            async ({ state }) => {
+              await new Promise<void>((r) => setTimeout(r, 2));
+              if (state.n === 0) {
+                const go = () => void (stopping = runtime.stop());
+                if (when === 'immediate') setImmediate(go);
+                else queueMicrotask(go);
+              }
+              return { n: state.n + 1 };
+            },
+            { initialState: { n: 0 } },
+          ),
+        });
+        runtime = await createRuntime({ agents: [a], residentCap: 4, runningCap: 2, store: sqliteStore(path) });
+        await runtime.spawn('a', { id: 'x' });
+        await Promise.all([1, 2, 3].map((i) => runtime.send('x', { type: 'm', i })));
+        await until(() => stopping !== null, 'the stop', 100_000);
+        await stopping;
+        const store = sqliteStore(path, { readonly: true });
+        try {
+          expect(await store.turnsInFlight(), when).toEqual([]);
+          const rollout = await store.rollout('x');
+          const seqs = (kind: string) => rollout.filter((e) => e.kind === kind).map((e) => (e as { seq: number }).seq);
+          expect(seqs('turn.finished'), when).toEqual(seqs('turn.started'));
+        } finally {
+          await store.close();
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
