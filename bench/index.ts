@@ -27,6 +27,7 @@ import { benchEviction } from './eviction.js';
 import { benchInspector } from './inspector.js';
 import { machine } from './harness.js';
 import { benchMemory } from './memory.js';
+import { benchPostgres } from './postgres.js';
 import { benchRuntimeEviction } from './runtimeEviction.js';
 import { benchTimers } from './timers.js';
 import { benchWriterThread } from './writerThread.js';
@@ -43,6 +44,7 @@ const sections: [key: string, name: string, run: () => string | Promise<string>]
   ['event-loop', 'event loop', benchEventLoop],
   ['writer-thread', 'SQLite writer: main thread or worker', benchWriterThread],
   ['timers', 'durable timers', benchTimers],
+  ['postgres', 'PostgreSQL scale-out', benchPostgres],
 ];
 const keys = sections.map(([k]) => k);
 
