@@ -238,6 +238,7 @@ export class Host implements Core {
       leftMemory: [],
       loadFailures: 0,
       sync: null,
+      seen: null,
       failure: null,
       problem: null,
       lostSeq: null,
@@ -312,8 +313,9 @@ export class Host implements Core {
     this.waiters.accepted(entry.id, messageId);
     entry.inbox ??= new Map();
     if (entry.inbox.size < 4_096) entry.inbox.set(seq, { agentId: entry.id, seq, messageId, message, at: entry.lastActiveAt });
-    // On a shared store other processes write to this mailbox too: count from the store.
-    if (this.cluster) this.syncMail(entry);
+    // On a shared store other processes write to this mailbox too: every seq is counted once,
+    // by whoever learns of it first (this accept, or a sync that read the store's last seq).
+    if (this.cluster) this.#countUpTo(entry, seq);
     else entry.lifecycle.send({ type: 'message.accepted' });
     this.emitter.emit('message.accepted', () => ({ id: entry.id, at: this.clock.now(), seq, messageId, type: message.type }));
   }
@@ -339,6 +341,19 @@ export class Host implements Core {
   }
 
   /**
+   * A shared store: message `seq` is in the agent's mailbox, and so is every one before it not
+   * consumed: count those not counted yet. Before the agent's first sync, the store says.
+   */
+  #countUpTo(entry: Entry, seq: number): void {
+    if (entry.seen === null) {
+      this.syncMail(entry);
+      return;
+    }
+    for (let n = entry.seen; n < seq; n++) entry.lifecycle.send({ type: 'message.accepted' });
+    if (seq > entry.seen) entry.seen = seq;
+  }
+
+  /**
    * Brings the lifecycle's mailbox count up to the store's (mail other processes wrote), after
    * the agent's queued store work (a turn in progress consumes its message first). Calls
    * while one is queued fold into it.
@@ -355,9 +370,15 @@ export class Host implements Core {
         do {
           entry.sync = 'running';
           if (entry.destroyed) return;
-          const size = await this.store.mailboxSize(entry.id);
+          const state = (await this.cluster!.mailState(entry.id)) ?? { mailbox: 0, lastSeq: 0 };
           if (entry.destroyed || this.entries.get(entry.id) !== entry) return;
-          for (let n = entry.lifecycle.getSnapshot().context.mailbox; n < size; n++) entry.lifecycle.send({ type: 'message.accepted' });
+          if (entry.seen === null) {
+            // The first sync: the store's count stands (what was counted before is in it).
+            for (let n = entry.lifecycle.getSnapshot().context.mailbox; n < state.mailbox; n++) entry.lifecycle.send({ type: 'message.accepted' });
+            entry.seen = state.lastSeq;
+          } else {
+            this.#countUpTo(entry, state.lastSeq);
+          }
         } while ((entry.sync as Entry['sync']) === 'again');
       } finally {
         entry.sync = null;

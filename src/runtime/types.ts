@@ -72,6 +72,11 @@ export interface Entry {
   loadFailures: number;
   /** A shared store: a mailbox count sync (Host.syncMail) is queued, running, or wanted again. */
   sync: 'queued' | 'running' | 'again' | null;
+  /**
+   * A shared store: the highest seq counted into the lifecycle's mailbox (every seq up to it
+   * is counted, once); `null` until the first sync read it from the store.
+   */
+  seen: number | null;
   /** Why the agent is quarantined (`failed`). */
   failure: Error | null;
   /** The error of the last failed load or flush, for the lifecycle's `reportError`. */

@@ -116,6 +116,12 @@ export interface StoreCluster {
   /** Agents of these shards with pending mail. */
   withPending(shards: readonly number[]): Promise<string[]>;
   /**
+   * An agent's mailbox size and the seq of the last message ever accepted for it (0 when
+   * none), read together (the runtime counts mail other processes wrote from them); `null`
+   * when the agent does not exist.
+   */
+  mailState(agentId: string): Promise<{ mailbox: number; lastSeq: number } | null>;
+  /**
    * Takes the reply of a remote ask, once (the row is deleted): `null` when the turn has
    * not finished yet.
    */

@@ -197,6 +197,8 @@ describe.skipIf(!pg.available)('three processes on one PostgreSQL schema', () =>
         if (!origin || origin.outcome !== 'done') problems.push(`${mid} exists but its turn was ${origin?.outcome ?? 'not found'}`);
         if (m.count !== 1) problems.push(`${mid} stored ${m.count} times`);
       }
+      // Mail counts never ran ahead of the store (each message counted once, in whichever process).
+      for (const m of members) if (m.stderr.includes('had no message left')) problems.push(`${m.name}: a mailbox count ran ahead of the store`);
       // Each caller's sends to one agent were accepted in call order.
       for (const m of members) {
         const last = new Map<string, number>();

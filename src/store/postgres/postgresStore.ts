@@ -387,6 +387,7 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
       const scoped = checkShards(list);
       return read('list the agents with pending messages', () => reads.agentsWithPending(pool, scoped));
     },
+    mailState: async (agentId) => read(`read the mailbox state of agent "${agentId}"`, () => reads.mailState(pool, agentId)),
     takeReply: async (agentId, seq) =>
       read(`take the reply of agent "${agentId}" for message #${seq}`, async () => {
         const { rows } = await pool.query<{ reply: StoredReply }>(`DELETE FROM ${S}.replies WHERE agent_id = $1 AND seq = $2 RETURNING reply`, [

@@ -134,6 +134,11 @@ export function makeReads(driver: PgDriver, S: string) {
       }));
     },
 
+    async mailState(pool: pg.Pool, agentId: string): Promise<{ mailbox: number; lastSeq: number } | null> {
+      const rows = await q<{ mailbox: number; last_seq: number }>(pool, `SELECT mailbox, last_seq FROM ${S}.counters WHERE agent_id = $1`, [agentId]);
+      return rows[0] === undefined ? null : { mailbox: rows[0].mailbox, lastSeq: rows[0].last_seq };
+    },
+
     async mailboxSize(pool: pg.Pool, agentId: string): Promise<number> {
       const rows = await q<{ mailbox: number }>(pool, `SELECT mailbox FROM ${S}.counters WHERE agent_id = $1`, [agentId]);
       return rows[0]?.mailbox ?? 0;
