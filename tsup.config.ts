@@ -17,6 +17,8 @@ export default defineConfig({
     internal: 'src/internal.ts',
     postgres: 'src/postgres.ts',
     bin: 'src/bin.ts',
+    // The SQLite writer thread (sqliteStore(path, { writer: 'thread' })): loaded by URL, next to the chunks.
+    sqliteWriter: 'src/store/sqliteWriter.ts',
   },
   format: ['esm', 'cjs'],
   dts: {

@@ -1,8 +1,9 @@
 /**
  * Event loop: how late a 1 ms timer in the same process fires while the runtime handles
  * 4,000 messages for 64 resident agents (the workload of bench/durableTurns.ts), on
- * `memoryStore()` and on `sqliteStore` (a real temp file, synchronous FULL), in two
- * sending modes:
+ * `memoryStore()`, on `sqliteStore` (a real temp file, synchronous FULL) with its writes on
+ * the event loop, and on the same with its writer on a worker thread (`writer: 'thread'`),
+ * side by side, in two sending modes:
  * - `yield`: the sender awaits a `setImmediate` every 100 sends; lateness is recorded from
  *   the first send until every turn finished;
  * - `broadcast`: all 4,000 sends in one synchronous loop; that loop is the application's,
@@ -55,11 +56,11 @@ export const eventLoopFactories = { idleTicker } as const;
 export async function benchEventLoop(): Promise<string> {
   return inBenchFolder('loop', async (file, load) => {
     const cases = (['yield', 'broadcast'] as const).flatMap((mode) =>
-      (['memory', 'sqlite'] as const).map((store) => ({ mode, store })),
+      (['memory', 'sqlite', 'sqlite-thread'] as const).map((store) => ({ mode, store })),
     );
     const specs = [
       ...cases.map(({ mode, store }) =>
-        spec(`${store}:${mode}`, 'turnsRun', { store, file: store === 'sqlite' ? file(`${mode}`) : undefined, runningCap: AGENTS, mode, ticker: true, skipRuns: 1 }, MESSAGES),
+        spec(`${store}:${mode}`, 'turnsRun', { store, file: store === 'memory' ? undefined : file(`${store}-${mode}`), runningCap: AGENTS, mode, ticker: true, skipRuns: 1 }, MESSAGES),
       ),
       spec('control', 'idleTicker', { skipRuns: 1 }, IDLE_MS),
     ];
@@ -70,7 +71,7 @@ export async function benchEventLoop(): Promise<string> {
 
 function render(m: IsolatedMeasured[], load: string): string {
   const ms = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : `${fmt(v, v >= 100 ? 0 : v >= 10 ? 1 : 2)} ms`);
-  const storeName = { memory: '`memoryStore()`', sqlite: '`sqliteStore`, FULL' } as const;
+  const storeName = { memory: '`memoryStore()`', sqlite: '`sqliteStore`, FULL', 'sqlite-thread': "`sqliteStore`, FULL, `writer: 'thread'`" } as const;
   const modeName = { yield: 'yields every 100 sends', broadcast: 'broadcast: one synchronous loop' } as const;
   const table = [
     '| sending | store | p50 | p99 | max | firings | sender\'s own loop | turns/s |',
@@ -84,7 +85,7 @@ function render(m: IsolatedMeasured[], load: string): string {
       table.push(`| control: the timer alone, idle process, ${IDLE_MS} ms a round | – | ${ms(f.p50)} | ${ms(f.p99)} | ${ms(f.max)} | ${fmt(f.count ?? NaN)} | – | – |`);
       continue;
     }
-    const [store, mode] = r.name.split(':') as ['memory' | 'sqlite', 'yield' | 'broadcast'];
+    const [store, mode] = r.name.split(':') as ['memory' | 'sqlite' | 'sqlite-thread', 'yield' | 'broadcast'];
     table.push(
       `| ${modeName[mode]} | ${storeName[store]} | ${ms(f.p50)} | ${ms(f.p99)} | ${ms(f.max)} | ${fmt(f.count ?? NaN)} | ${mode === 'broadcast' ? ms(f.senderLoopP50) : '–'} | ${fmt(r.opsPerSec)} |`,
     );
@@ -99,7 +100,9 @@ function render(m: IsolatedMeasured[], load: string): string {
     '',
     `Lateness of a 1 ms timer in the runtime's process while it handles ${fmt(MESSAGES)} messages for ${AGENTS} resident agents`,
     '(the workload of "Durable turns": trivial `fromTurn` turns, all agents loaded beforehand, runningCap 64),',
-    'on `memoryStore()` and on `sqliteStore(<temp file>)` with `synchronous=FULL`, in two sending modes:',
+    'on `memoryStore()`, on `sqliteStore(<temp file>)` with `synchronous=FULL` (its writes on the event loop) and on',
+    "`sqliteStore(<temp file>, { writer: 'thread' })` (every write transaction, fsync included, on a worker thread; reads",
+    'on the main thread), side by side in the same run, in two sending modes:',
     '',
     '- **yields every 100 sends**: the sender sends without await and awaits a `setImmediate` after every 100',
     '  sends; lateness is recorded from the first send until every turn finished.',

@@ -122,6 +122,11 @@
  *
  * The methods are async for the contract but run their SQLite work synchronously (it
  * takes microseconds to a few milliseconds), so two calls never interleave.
+ *
+ * Writer thread. With `{ writer: 'thread' }` the writes (and their fsync) run on a worker
+ * thread holding a store of this kind, and the reads here through a read-only one: see
+ * sqliteThreadStore.ts. It runs the prepared ops through this file's write paths (the
+ * internal exports at the end), so both run the same SQL and checks.
  */
 
 import fs from 'node:fs';
@@ -154,6 +159,7 @@ import {
   pruneBatch,
 } from './common.js';
 import { loadedSqliteDriver, sqliteDriver } from './sqliteDriver.js';
+import { sqliteThreadStore } from './sqliteThreadStore.js';
 import { checkDatabase, checkFileHeader, COUNTED_FROM, migrate, SCHEMA_VERSION, TIMED_FROM } from './sqliteSchema.js';
 import type {
   AgentRecord,
@@ -185,6 +191,15 @@ export interface SqliteStoreOptions {
    * `acquire` and every write with `StoreError`.
    */
   readonly?: boolean;
+  /**
+   * Where the writes run. 'thread': on a worker thread that holds the file's writing
+   * connection (each write transaction, its fsync included, runs there, off the event loop),
+   * while this thread reads through a read-only connection of its own; see
+   * sqliteThreadStore.ts. 'main': in the calling thread, inside each write call. The default
+   * is 'main'. An in-memory database (':memory:') and a read-only store have no writer
+   * thread: they ignore it.
+   */
+  writer?: 'main' | 'thread';
 }
 
 /** How long a call waits for another connection's write lock before it fails. */
@@ -256,7 +271,7 @@ interface PreparedCommit {
   snapshot: string | undefined;
   snapshotEntry: string;
   finished: string;
-  spawned: { record: AgentRecord; input: string }[];
+  spawned: { record: Identity; input: string }[];
   outbox: PreparedMessage[];
   next?: { seq: number; at: number };
   /** The timers the turn cancels, then schedules (of the committing agent). */
@@ -279,13 +294,22 @@ interface PreparedMessage {
   at: number;
 }
 
+/** An agent's record without its input (serialized beside it): what a prepared op carries. */
+type Identity = Omit<AgentRecord, 'input'>;
+
+/** The record's identity, copied (the input, serialized apart, stays with the caller). */
+function identityOf(record: AgentRecord): Identity {
+  const { id, type, parent, pinned, createdAt } = record;
+  return { id, type, parent, pinned, createdAt };
+}
+
 /**
  * A write op ready to run: its values serialized to JSON before its transaction starts,
  * and `action`, what it does, for its error messages. `append` holds the messages of one
  * `append` call (`one: false`, all or none) or of one batch op (`one: true`).
  */
 type PreparedOp = { action: string } & (
-  | { op: 'createAgent'; record: AgentRecord; input: string }
+  | { op: 'createAgent'; record: Identity; input: string }
   | { op: 'destroyAgent'; id: string }
   | { op: 'append'; messages: PreparedMessage[]; one: boolean }
   | { op: 'beginTurn'; agentId: string; seq: number; at: number }
@@ -310,6 +334,9 @@ const liveLocks = new Set<BetterSqlite3.Database>();
 
 /** The connection of each open store, for `sqliteSettings` (tests). */
 const connections = new WeakMap<Store, BetterSqlite3.Database>();
+
+/** The write paths of each writable store, for its writer thread (sqliteWriter.ts). */
+const writers = new WeakMap<Store, SqliteWriter>();
 
 /** The background deletion of each store (`sqlitePurged`, `setSqlitePurgeBatch`: tests and tools). */
 const purges = new WeakMap<Store, { done: () => Promise<void>; setBatch: (rows: number) => void }>();
@@ -365,6 +392,11 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   if (readonly && inMemory) {
     throw new TypeError(`Expected \`path\` to name a database file with \`readonly: true\`, got ':memory:' (a new, empty database)`);
   }
+  const writer = options.writer ?? 'main';
+  if (writer !== 'main' && writer !== 'thread') {
+    throw new TypeError(`Expected \`writer\` to be 'main' or 'thread', got ${describeValue(writer)}`);
+  }
+  if (writer === 'thread' && !readonly && !inMemory) return sqliteThreadStore(path, synchronous);
   // better-sqlite3 is loaded here, not when residency is imported (see sqliteDriver.ts).
   sqliteDriver();
   /** The store as messages name it. */
@@ -524,7 +556,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
    * Creates the agent's row; false when the id is taken. An id whose destroyed agent's rows
    * are still being deleted in the background is free: what is left of them goes first.
    */
-  function insertAgent(record: AgentRecord, input: string): boolean {
+  function insertAgent(record: Identity, input: string): boolean {
     const { id, type, parent, pinned, createdAt } = record;
     const w = sql!;
     const insert = () => w.insertAgent.run(id, type, parent ?? null, pinned ? 1 : 0, input, createdAt).changes > 0;
@@ -1006,8 +1038,8 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
 
     async append(batch) {
       // One op for the whole array: every message is stored, or none (rule 1).
-      const op: PreparedOp = { op: 'append', action: 'append messages', messages: batch.map(prepareMessage), one: false };
-      if (op.messages.length === 0) {
+      const op = prepareSqliteAppend(batch);
+      if (batch.length === 0) {
         refuseIfReadOnly(op.action);
         return [];
       }
@@ -1211,6 +1243,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   }
 
   connections.set(store, db);
+  if (!readonly) writers.set(store, { execute, runOne });
   purges.set(store, {
     done: () => purging ?? Promise.resolve(),
     setBatch: (rows) => {
@@ -1278,6 +1311,59 @@ export function sqlitePurged(store: Store): Promise<void> {
  */
 export function setSqlitePurgeBatch(store: Store, rows: number): void {
   purges.get(store)?.setBatch(Math.max(1, Math.trunc(rows)));
+}
+
+// --- for the writer thread (sqliteThreadStore.ts, sqliteWriter.ts) ----------------------
+
+/** A write op as sqliteStore runs it: its values already JSON text, plain data a thread can be sent. @internal */
+export type SqlitePreparedOp = PreparedOp;
+
+/** The write paths of a writable sqliteStore: what its single write methods and `batch` run. @internal */
+export interface SqliteWriter {
+  /** `batch` once its ops are prepared: an Error in place of an op is that op's failure. */
+  execute(action: string, ops: readonly (SqlitePreparedOp | Error)[]): StoreOpResult[];
+  /** A single write method once its op is prepared: its value, or its op's error thrown. */
+  runOne(op: SqlitePreparedOp): unknown;
+}
+
+/** The write paths of a writable store that sqliteStore opened on this thread; undefined otherwise. @internal */
+export function sqliteWriterOf(store: Store): SqliteWriter | undefined {
+  return writers.get(store);
+}
+
+/**
+ * Prepares a write op as sqliteStore's `batch` does (its values serialized to JSON, on the
+ * calling thread): throws the op's own error (a value that is not JSON, a bad timer).
+ * @internal
+ */
+export function prepareSqliteOp(op: StoreOp): SqlitePreparedOp {
+  return prepareOp(op);
+}
+
+/** Prepares the messages of one `append` call (all stored or none). @internal */
+export function prepareSqliteAppend(batch: readonly AppendRequest[]): Extract<SqlitePreparedOp, { op: 'append' }> {
+  return { op: 'append', action: 'append messages', messages: batch.map(prepareMessage), one: false };
+}
+
+/**
+ * Counts the file as open in this thread while a connection of another thread of this
+ * process has it open (a writer thread, the reader of its store), so that no open here reads
+ * it with `fs` (see `openFiles`); the returned function stops counting it. A missing file
+ * is not counted.
+ * @internal
+ */
+export function holdOpenFile(path: string): () => void {
+  const key = fileKey(path);
+  if (key === null) return () => {};
+  openFiles.set(key, (openFiles.get(key) ?? 0) + 1);
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    const count = (openFiles.get(key) ?? 1) - 1;
+    if (count === 0) openFiles.delete(key);
+    else openFiles.set(key, count);
+  };
 }
 
 /** Opens the file (checked first), sets the connection up and migrates the schema. */
@@ -1552,7 +1638,7 @@ function prepareOp(op: StoreOp): PreparedOp {
       return {
         op: 'createAgent',
         action: `create agent "${record.id}"`,
-        record,
+        record: identityOf(record),
         input: toJson(record.input, `the input of agent "${record.id}"`),
       };
     }
@@ -1648,7 +1734,7 @@ function prepareCommit(turn: CommitTurn): PreparedCommit {
       `the record of ${what}`,
     ),
     spawned: (turn.spawned ?? []).map((record) => ({
-      record,
+      record: identityOf(record),
       input: toJson(record.input, `the input of agent "${record.id}" spawned by ${what}`),
     })),
     outbox: (turn.outbox ?? []).map(prepareMessage),

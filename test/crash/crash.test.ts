@@ -26,6 +26,11 @@
  * number of kill points, CRASH_PARALLEL how many run at once. Each seed decides the
  * worker's messages and the kill point (the moment still depends on the machine's timing).
  * Reproduce one: CRASH_SEED=<seed> CRASH_KILLS=1 npx vitest run test/crash
+ *
+ * Writers: each kill point's seed also picks where each process's store writes, in the
+ * event loop or on a writer thread (`sqliteStore(path, { writer: 'thread' })`), for the
+ * churn and for the recoveries apart (the log line's `writers=churn/recovery`): a kill
+ * lands mid-transaction on either, and a file is recovered by the other kind too.
  */
 import { spawn } from 'node:child_process';
 import Database from 'better-sqlite3';
@@ -59,12 +64,22 @@ interface WorkerRun {
   stderr: string;
 }
 
+/** Where a worker's store writes: in the event loop (`main`) or on a writer thread (`thread`). */
+type Writer = 'main' | 'thread';
+
 /** Runs the worker; kills it with SIGKILL once it printed `killAfter` lines (when given). */
-function runWorker(db: string, seed: number, phase: 'churn' | 'recover', killAfter: number | null, keepTurns: number | null = null): Promise<WorkerRun> {
+function runWorker(
+  db: string,
+  seed: number,
+  phase: 'churn' | 'recover',
+  killAfter: number | null,
+  keepTurns: number | null,
+  writer: Writer,
+): Promise<WorkerRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', WORKER, db, String(seed), phase], {
       cwd: ROOT,
-      env: keepTurns === null ? process.env : { ...process.env, CRASH_KEEP_TURNS: String(keepTurns) },
+      env: { ...process.env, CRASH_WRITER: writer, ...(keepTurns === null ? {} : { CRASH_KEEP_TURNS: String(keepTurns) }) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const run: WorkerRun = { lines: [], acks: [], code: null, signal: null, killed: false, stderr: '' };
@@ -119,6 +134,8 @@ async function atKill(dir: string, db: string): Promise<{ inFlight: { agentId: s
 interface PointResult {
   seed: number;
   killAfter: number;
+  /** The writers of the churn and of the recoveries. */
+  writers: string;
   killed: boolean;
   recoverKilled: boolean;
   acks: number;
@@ -147,6 +164,9 @@ async function killPoint(seed: number, keepTurns: number | null = null): Promise
   const killAfter = rnd() < 0.1 ? 1 + Math.floor(rnd() * 31) : 31 + 5 + Math.floor(rnd() * 196);
   // A third of the points crash again during recovery, somewhere in it (a fraction of its lines).
   const recoverKill = rnd() < 1 / 3 ? rnd() : null;
+  // The store's writer, per process: the churn's, then the recoveries' (each file written by both kinds in turn, too).
+  const churnWriter: Writer = rnd() < 0.5 ? 'main' : 'thread';
+  const recoverWriter: Writer = rnd() < 0.5 ? 'main' : 'thread';
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'residency-crash-'));
   const db = path.join(dir, 'residency.db');
   const problems: string[] = [];
@@ -154,10 +174,10 @@ async function killPoint(seed: number, keepTurns: number | null = null): Promise
     if (problems.length < 30) problems.push(text);
   };
   const result: PointResult = {
-    seed, killAfter, killed: false, recoverKilled: false, acks: 0, durable: 0, turns: 0, crashed: 0, failed: 0, forwarded: 0, reminded: 0, spawned: 0, crashedEvents: 0, evictions: 0, loads: 0, problems, dir,
+    seed, killAfter, writers: `${churnWriter}/${recoverWriter}`, killed: false, recoverKilled: false, acks: 0, durable: 0, turns: 0, crashed: 0, failed: 0, forwarded: 0, reminded: 0, spawned: 0, crashedEvents: 0, evictions: 0, loads: 0, problems, dir,
   };
 
-  const churn = await runWorker(db, seed, 'churn', killAfter, keepTurns);
+  const churn = await runWorker(db, seed, 'churn', killAfter, keepTurns, churnWriter);
   result.killed = churn.signal === 'SIGKILL';
   result.acks = churn.acks.length;
   if (!result.killed && !(churn.code === 0 && churn.lines.at(-1)?.startsWith('DONE'))) {
@@ -176,7 +196,7 @@ async function killPoint(seed: number, keepTurns: number | null = null): Promise
   // Sometimes a second crash, somewhere in the first recovery.
   if (recoverKill !== null && pending > 0) {
     // Lines of recovery: READY, 30 × SPAWNED, then one FIN per turn (pending ones, and those they send).
-    const first = await runWorker(db, seed, 'recover', 1 + Math.floor(recoverKill * (31 + pending)), keepTurns);
+    const first = await runWorker(db, seed, 'recover', 1 + Math.floor(recoverKill * (31 + pending)), keepTurns, recoverWriter);
     result.recoverKilled = first.signal === 'SIGKILL';
     if (!result.recoverKilled && (first.code !== 0 || !first.lines.at(-1)?.startsWith('DONE'))) {
       problem(`first recover exited with code ${first.code} signal ${first.signal}: ${first.stderr.slice(0, 2000)}`);
@@ -195,7 +215,7 @@ async function killPoint(seed: number, keepTurns: number | null = null): Promise
     }
   }
 
-  const recover = await runWorker(db, seed, 'recover', null, keepTurns);
+  const recover = await runWorker(db, seed, 'recover', null, keepTurns, recoverWriter);
   if (recover.code !== 0 || !recover.lines.at(-1)?.startsWith('DONE')) {
     problem(`recover exited with code ${recover.code} signal ${recover.signal}, last line ${JSON.stringify(recover.lines.at(-1))}: ${recover.stderr.slice(0, 2000)}`);
     return result;
@@ -441,7 +461,7 @@ describe('crash: SIGKILL at random moments, then recovery on the same SQLite fil
         const seed = seeds[next++]!;
         const r = await killPoint(seed);
         console.log(
-          `crash seed=${seed} killAfter=${r.killAfter} killed=${r.killed} recoverKilled=${r.recoverKilled} acks=${r.acks} durable=${r.durable} turns=${r.turns} ` +
+          `crash seed=${seed} killAfter=${r.killAfter} writers=${r.writers} killed=${r.killed} recoverKilled=${r.recoverKilled} acks=${r.acks} durable=${r.durable} turns=${r.turns} ` +
             `crashed=${r.crashed} failed=${r.failed} forwarded=${r.forwarded} reminded=${r.reminded} spawned=${r.spawned} evictions=${r.evictions} loads=${r.loads}` +
             (r.problems.length > 0 ? ` PROBLEMS (db kept in ${r.dir}):\n  ${r.problems.join('\n  ')}` : ''),
         );
@@ -452,7 +472,8 @@ describe('crash: SIGKILL at random moments, then recovery on the same SQLite fil
     const sum = (f: (r: PointResult) => number) => results.reduce((n, r) => n + f(r), 0);
     console.log(
       `crash summary: ${results.length} kill points (${sum((r) => (r.killed ? 1 : 0))} killed, ` +
-        `${sum((r) => (r.recoverKilled ? 1 : 0))} killed again during recovery), ${sum((r) => r.acks)} ACKs checked, ` +
+        `${sum((r) => (r.recoverKilled ? 1 : 0))} killed again during recovery; ` +
+        `writers churn/recovery: ${['main/main', 'main/thread', 'thread/main', 'thread/thread'].map((w) => `${w} ${sum((r) => (r.writers === w ? 1 : 0))}`).join(', ')}), ${sum((r) => r.acks)} ACKs checked, ` +
         `${sum((r) => r.turns)} turns, ${sum((r) => r.crashed)} crashed turns (${sum((r) => r.crashedEvents)} crashed turn.finished events seen by runtime.on), ${sum((r) => r.failed)} failed, ` +
         `${sum((r) => r.forwarded)} forwarded, ${sum((r) => r.reminded)} timers fired, ${sum((r) => r.spawned)} sub-agents spawned, ${sum((r) => r.evictions)} evictions, ${sum((r) => r.loads)} loads, ` +
         `first seed ${FIRST_SEED}, ${((Date.now() - started) / 1000).toFixed(1)} s`,

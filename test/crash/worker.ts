@@ -3,6 +3,10 @@
  *
  *   node --import tsx test/crash/worker.ts <dbPath> <seed> <phase>
  *
+ * CRASH_WRITER=thread opens the store with its writer on a worker thread
+ * (`sqliteStore(path, { writer: 'thread' })`): the kill then lands wherever that thread is,
+ * mid-transaction too. Otherwise (`main`) the writes run in the event loop.
+ *
  * phase `churn`: opens a runtime on the SQLite file (small caps, so agents are evicted and
  * reloaded all the time), spawns AGENTS agents (idempotent: AgentExistsError is fine), then
  * sends a stream of messages whose ids and contents come from the seed, many sends at once
@@ -108,7 +112,7 @@ async function main(): Promise<void> {
     process.stderr.write('usage: node --import tsx test/crash/worker.ts <dbPath> <seed> <churn|recover>\n');
     process.exit(64);
   }
-  const store = sqliteStore(dbPath);
+  const store = sqliteStore(dbPath, { writer: process.env.CRASH_WRITER === 'thread' ? 'thread' : 'main' });
   // CRASH_KEEP_TURNS: history retention on (the crash test's run with pruning).
   const keep = process.env.CRASH_KEEP_TURNS;
   const history = keep === undefined ? 'all' : { keepTurns: Number(keep) };

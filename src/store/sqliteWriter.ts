@@ -1,0 +1,97 @@
+/**
+ * The SQLite writer thread of `sqliteStore(path, { writer: 'thread' })` (see
+ * sqliteThreadStore.ts, which starts it): a worker thread that opens its own sqliteStore on
+ * the file and runs every write of the store, one request at a time, in the order they were
+ * posted: `batch` (its ops prepared by the calling thread), the single write methods (each a
+ * batch of its one op, prepared there too), `acquire` (the `-lock` file's connection lives
+ * here) and `close`. Background steps of the store (the deletion of destroyed agents' rows)
+ * run here as well, between requests.
+ *
+ * Protocol: a request `{ id, kind, … }`; the answer `{ id, ok: true, value }` or
+ * `{ id, ok: false, error }` with the error as plain data (threadErrors.ts). A batch's
+ * result slots carry their errors the same way. Every request is answered once its
+ * transaction committed (or failed): the calling thread's reads see the commit by then.
+ *
+ * The requests run synchronously (better-sqlite3), so one never overlaps another; this
+ * thread's own event loop is the only one an fsync holds.
+ */
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { StoreError } from '../errors.js';
+import type { Store, StoreOpResult, StoreOwner } from './Store.js';
+import { holdOpenFile, sqliteStore, sqliteWriterOf, type SqlitePreparedOp, type SqliteWriter } from './sqliteStore.js';
+import { sendError, type SentError } from './threadErrors.js';
+
+/** What the calling thread asks. */
+export type WriterRequest = { id: number } & (
+  | { kind: 'batch'; action: string; ops: (SqlitePreparedOp | null)[] }
+  | { kind: 'one'; op: SqlitePreparedOp }
+  | { kind: 'acquire'; owner: StoreOwner }
+  | { kind: 'close' }
+  /** Throws out of the thread (tests: a crashed writer). */
+  | { kind: 'crash' }
+);
+
+/** A batch's result slot as sent back. */
+export type SentResult = { ok: true; value: unknown } | { ok: false; error: SentError };
+
+/** The answer to a request. */
+export type WriterReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: SentError };
+
+export interface WriterData {
+  path: string;
+  synchronous: 'FULL' | 'NORMAL';
+}
+
+const port = parentPort;
+if (port === null) throw new Error('sqliteWriter.ts runs as the worker thread of sqliteStore(path, { writer: "thread" })');
+const { path, synchronous } = workerData as WriterData;
+
+// The calling thread has the file open (its reader): this open must not read it with fs.
+holdOpenFile(path);
+let store: Store | null = null;
+let writer: SqliteWriter | null = null;
+let openFailure: unknown = null;
+try {
+  store = sqliteStore(path, { synchronous, writer: 'main' });
+  writer = sqliteWriterOf(store)!;
+} catch (error) {
+  openFailure = error;
+}
+
+/** Stands for an op the calling thread failed already (its error stays there). */
+const FAILED_THERE = new Error('failed on the calling thread');
+
+port.on('message', (request: WriterRequest) => {
+  if (request.kind === 'crash') throw new Error('the SQLite writer thread was made to crash (a test)');
+  void answer(request).then((reply) => port.postMessage(reply));
+});
+
+async function answer(request: Exclude<WriterRequest, { kind: 'crash' }>): Promise<WriterReply> {
+  const { id } = request;
+  try {
+    if (store === null || writer === null) throw openFailure ?? new StoreError(`The SQLite writer thread could not open "${path}"`);
+    switch (request.kind) {
+      case 'batch': {
+        const results = writer.execute(
+          request.action,
+          request.ops.map((op) => op ?? FAILED_THERE),
+        );
+        return { id, ok: true, value: results.map(sendResult) };
+      }
+      case 'one':
+        return { id, ok: true, value: writer.runOne(request.op) };
+      case 'acquire':
+        return { id, ok: true, value: await store.acquire(request.owner) };
+      case 'close':
+        await store.close();
+        return { id, ok: true, value: undefined };
+    }
+  } catch (error) {
+    return { id, ok: false, error: sendError(error) };
+  }
+}
+
+function sendResult(result: StoreOpResult): SentResult {
+  return result.ok ? result : { ok: false, error: sendError(result.error) };
+}
