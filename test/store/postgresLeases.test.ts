@@ -271,6 +271,48 @@ describe.skipIf(!db.available)('Leases (PostgreSQL)', () => {
     }
   });
 
+  it('takes over just after the stopped member\'s leases expire, not at its next heartbeat', async () => {
+    const ttl = 3_000;
+    const name = await schema(8);
+    const a = member(name, 8, ttl);
+    const b = member(name, 8, ttl);
+    await a.leases.join('a', owner);
+    await b.leases.join('b', owner);
+    await waitFor('balanced', () => a.leases.owned().length === 4 && b.leases.owned().length === 4);
+    // The worst phase for a heartbeat-driven takeover: a's last renewal comes just after one of
+    // b's heartbeats, so each of b's heartbeats finds a's leases a little short of expiring.
+    let bBeats = 0;
+    b.leases.beforeQuery = (what) => {
+      if (what === 'heartbeat') bBeats++;
+    };
+    const seen = bBeats;
+    await waitFor("one of b's heartbeats", () => bBeats > seen);
+    await b.leases.settled();
+    await a.leases.tick();
+    a.leases.paused = true;
+    const t0 = performance.now();
+    const { rows: left } = await db.query<{ ms: number }>(
+      `select (extract(epoch from max(expires_at) - now()) * 1000)::float8 as ms from "${name}".shard_leases where owner = 'a'`,
+    );
+    const leaseLeft = left[0]!.ms;
+    await waitFor('b owns everything', () => b.leases.owned().length === 8, 10_000);
+    const gainedAt = b.events.filter((e) => e.event.type === 'gained').at(-1)!.at;
+    const takeover = gainedAt - t0;
+    const late = takeover - leaseLeft;
+    console.log(
+      `takeover after a stopped heartbeat (ttl ${ttl} ms, heartbeat ${b.leases.interval.toFixed(0)} ms): ${takeover.toFixed(0)} ms, ` +
+        `lease left ${leaseLeft.toFixed(0)} ms, takeover − lease left ${late.toFixed(0)} ms`,
+    );
+    expect(leaseLeft).toBeGreaterThan(ttl - b.leases.interval);
+    // Measured 15–139 ms (2 cores, loaded); a full heartbeat period (~1,005 ms) when b waits for its next heartbeat.
+    expect(late).toBeLessThan(b.leases.interval / 2 + 150);
+    // Never before the lease ran out, and a stopped owning before b started to.
+    expect(late).toBeGreaterThan(0);
+    const expiredAt = a.events.find((e) => e.event.type === 'lost' && e.event.reason === 'expired')?.at;
+    expect(expiredAt).toBeLessThan(gainedAt);
+    expect((await rows(name)).every((r) => r.owner === 'b' && b.leases.epochOf(r.shard) === r.epoch)).toBe(true);
+  });
+
   it('fenced() drops a shard whose row another member took, and reports it lost (fenced)', async () => {
     const name = await schema(4);
     const a = member(name, 4, 10_000, { heartbeat: 'manual' });

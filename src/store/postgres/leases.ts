@@ -33,6 +33,20 @@
  * them (owner null, expires_at now()), emits 'lost' ('taken') for them, and notifies
  * `{"t":"released"}` so the others claim at once instead of at their next heartbeat.
  *
+ * Takeover on time. The heartbeat also reads, per other owner, how long its earliest lease
+ * has left and how long each live member stays live unless it heartbeats again (both
+ * relative to the statement's `now()`, so no process clock is involved). A member and its
+ * leases are renewed in one statement, so a member that stopped heartbeating stops being
+ * live when its leases expire. If, with the members still live at such an expiry, this
+ * member would be under its share, it runs a heartbeat 15 ms (CLAIM_MARGIN_MS) after that
+ * expiry (counted from when the answer arrived, so never before it on the database's clock)
+ * instead of up to one heartbeat period later. That heartbeat is an ordinary one: it reads
+ * membership anew and claims only rows expired by the database's `now()`, skipping locked
+ * ones, in shard order; whatever the timer was armed on only decides when it runs. Each
+ * heartbeat replaces the timer, so while every owner renews on time (its leases have more
+ * than a heartbeat period left) it never fires; and a member resumed after a stop (SIGSTOP)
+ * whose timer fires late just runs a heartbeat.
+ *
  * Hints. A dedicated connection (not from the pool) LISTENs on `channel` and turns the
  * store's notifications into events: `{"t":"mail","s":shard,"a":agentId}` → 'mail' and
  * `{"t":"destroyed","s","a"}` → 'destroyed' when this member owns the shard,
@@ -134,6 +148,8 @@ type PgClientCtor = new (config: unknown) => pg.Client;
 
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
+/** How long after another member's lease expires (database clock) the claim heartbeat runs (ms). */
+const CLAIM_MARGIN_MS = 15;
 
 /** One member's leases on the shards of a shared store, and its membership. */
 export class Leases {
@@ -175,6 +191,8 @@ export class Leases {
   #beatTimer: NodeJS.Timeout | null = null;
   #deadlineTimer: NodeJS.Timeout | null = null;
   #deadlineAt = Infinity;
+  /** A heartbeat just after another member's lease expires, when this member would then claim. */
+  #claimTimer: NodeJS.Timeout | null = null;
 
   #listen: pg.Client | null = null;
   #listenBackoff = RECONNECT_MIN_MS;
@@ -316,6 +334,7 @@ export class Leases {
     this.#active = false;
     this.#clearTimer('beat');
     this.#clearTimer('deadline');
+    this.#clearTimer('claim');
     await this.#serial(async () => {
       const dropped = [...this.#held.keys()].sort((a, b) => a - b);
       this.#held.clear();
@@ -364,6 +383,7 @@ export class Leases {
         this.#held.clear();
         this.#clearTimer('beat');
         this.#clearTimer('deadline');
+        this.#clearTimer('claim');
         this.#stopListen();
       }
     })();
@@ -412,18 +432,32 @@ export class Leases {
     const sent = [...this.#held].map(([shard, h]) => ({ shard, epoch: h.epoch }));
     const start = performance.now();
     this.beforeQuery?.('heartbeat');
-    const { rows } = await this.#pool.query<{ k: 'r' | 'm' | 'f'; shard: number | null; epoch: string | null; id: string | null }>({
+    const { rows } = await this.#pool.query<{
+      k: 'r' | 'm' | 'x' | 'f';
+      shard: number | null;
+      epoch: string | null;
+      id: string | null;
+      ms: number | null;
+    }>({
       text: this.#sql.heartbeat,
       values: [me, sent.map((s) => s.shard), sent.map((s) => s.epoch), owner.pid, owner.host, owner.since],
       query_timeout: this.leaseTtl,
     } as pg.QueryConfig);
+    const answeredAt = performance.now();
     if (!this.#active) return;
     const renewed = new Map<number, number>();
     const live = [me];
+    /** ms each other live member stays live without another heartbeat. */
+    const liveFor = new Map<string, number>();
+    /** ms until the earliest unexpired lease of each other owner expires. */
+    const expiries: number[] = [];
     let free = 0;
     for (const r of rows) {
       if (r.k === 'r') renewed.set(r.shard!, Number(r.epoch));
-      else if (r.k === 'm') live.push(r.id!);
+      else if (r.k === 'm') {
+        live.push(r.id!);
+        liveFor.set(r.id!, r.ms!);
+      } else if (r.k === 'x') expiries.push(r.ms!);
       else free = r.shard ?? 0;
     }
     const taken: number[] = [];
@@ -444,10 +478,45 @@ export class Leases {
     const n = live.length;
     const share = Math.floor(this.shards / n) + (live.indexOf(me) < this.shards % n ? 1 : 0);
     this.#shareGuess = share;
-    if (this.#handingOver !== null) return;
+    if (this.#handingOver === null) {
+      const holding = this.#held.size;
+      if (holding < share && free > 0) await this.#claim(share - holding);
+      else if (holding > share && !joining) this.#giveAway(holding - share);
+    }
+    this.#armClaim(me, liveFor, expiries, answeredAt);
+  }
+
+  /**
+   * Arms (or clears) the claim timer after a heartbeat answered at `answeredAt`: a heartbeat
+   * `CLAIM_MARGIN_MS` after the earliest expiry of another owner's lease at which this member
+   * would be under its fair share, counting live only the members whose last heartbeat is
+   * still within the ttl then (a member that renews meanwhile stays live; the heartbeat that
+   * runs then reads it anew). Delays are from the statement's `now()`, which came before the
+   * answer: the timer never fires before the expiry on the database's clock.
+   */
+  #armClaim(me: string, liveFor: ReadonlyMap<string, number>, expiries: number[], answeredAt: number): void {
+    this.#clearTimer('claim');
+    if (!this.#active || this.#manual || expiries.length === 0) return;
     const holding = this.#held.size;
-    if (holding < share && free > 0) await this.#claim(share - holding);
-    else if (holding > share && !joining) this.#giveAway(holding - share);
+    let at: number | null = null;
+    for (const ms of expiries.sort((a, b) => a - b)) {
+      const live = [me];
+      for (const [id, left] of liveFor) if (left > ms) live.push(id);
+      live.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      const n = live.length;
+      const share = Math.floor(this.shards / n) + (live.indexOf(me) < this.shards % n ? 1 : 0);
+      if (holding < share) {
+        at = ms;
+        break;
+      }
+    }
+    if (at === null) return;
+    const wait = Math.max(0, answeredAt + at + CLAIM_MARGIN_MS - performance.now());
+    this.#claimTimer = setTimeout(() => {
+      this.#claimTimer = null;
+      this.#kick();
+    }, Math.ceil(wait));
+    this.#claimTimer.unref();
   }
 
   /** Claims up to `limit` free, expired or orphaned shards (inside the chain). */
@@ -539,7 +608,7 @@ export class Leases {
     this.#beatTimer.unref();
   }
 
-  /** A heartbeat as soon as possible (another member released shards or joined). */
+  /** A heartbeat as soon as possible (another member released shards or joined, or a lease this member would claim expired). */
   #kick(): void {
     if (!this.#active || this.#manual || this.#kickQueued) return;
     this.#kickQueued = true;
@@ -574,10 +643,13 @@ export class Leases {
     this.#deadlineTimer.unref();
   }
 
-  #clearTimer(which: 'beat' | 'deadline' | 'reconnect'): void {
+  #clearTimer(which: 'beat' | 'deadline' | 'claim' | 'reconnect'): void {
     if (which === 'beat' && this.#beatTimer !== null) {
       clearTimeout(this.#beatTimer);
       this.#beatTimer = null;
+    } else if (which === 'claim' && this.#claimTimer !== null) {
+      clearTimeout(this.#claimTimer);
+      this.#claimTimer = null;
     } else if (which === 'deadline' && this.#deadlineTimer !== null) {
       clearTimeout(this.#deadlineTimer);
       this.#deadlineTimer = null;
@@ -760,8 +832,10 @@ function statements(s: string, ttl: number) {
   return {
     /**
      * One round trip: renew this member's leases (by shard AND epoch), upsert its row,
-     * forget members unseen for long, and read the other live members and how many shards
-     * it could claim ($2: the shards it holds, never claimed by itself).
+     * forget members unseen for long, and read the other live members (with the ms each
+     * stays live without another heartbeat), per other owner the ms until its earliest
+     * unexpired lease expires, and how many shards it could claim now ($2: the shards it
+     * holds, never claimed by itself).
      */
     heartbeat: `
       with mine as (
@@ -782,11 +856,16 @@ function statements(s: string, ttl: number) {
         delete from ${s}.members
         where seen_at < now() - greatest(${ttlInterval} * 10, interval '10 minutes') and id <> $1
       )
-      select 'r' as k, shard, epoch::text as epoch, null::text as id from renewed
+      select 'r' as k, shard, epoch::text as epoch, null::text as id, null::float8 as ms from renewed
       union all
-      select 'm', null, null, id from ${s}.members where seen_at > now() - ${ttlInterval} and id <> $1
+      select 'm', null, null, id, (extract(epoch from seen_at + ${ttlInterval} - now()) * 1000)::float8
+      from ${s}.members where seen_at > now() - ${ttlInterval} and id <> $1
       union all
-      select 'f', count(*)::int, null, null from ${s}.shard_leases
+      select 'x', null, null, owner, (extract(epoch from min(expires_at) - now()) * 1000)::float8
+      from ${s}.shard_leases where owner <> $1 and expires_at >= now()
+      group by owner
+      union all
+      select 'f', count(*)::int, null, null, null from ${s}.shard_leases
       where not (shard = any($2::int[])) and (owner is null or expires_at < now() or owner = $1)`,
     /**
      * Free, expired, or this member's own rows it no longer holds locally (dropped after a
