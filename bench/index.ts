@@ -86,9 +86,10 @@ const selected = only ? sections.filter(([k]) => only.includes(k)) : sections;
 // --- provenance ----------------------------------------------------------------------------
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+/** git's output without its final newline (not trimmed: a porcelain line starts with a space). */
 function git(args: string[]): string | null {
   try {
-    return execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).replace(/\n+$/, '');
   } catch {
     return null;
   }
