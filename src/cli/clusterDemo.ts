@@ -40,7 +40,7 @@ import { prng } from '../prng.js';
 import { pgDriver } from '../store/postgres/pgDriver.js';
 import { SCHEMA_NAME } from '../store/postgres/schema.js';
 import type { Store, StoreOp } from '../store/Store.js';
-import { checkExactlyOnce, FAILURE_RATE, MAX_HOPS, modelCall, workerId } from './demo.js';
+import { checkExactlyOnce, MAX_HOPS, simulatedModelCall, workerId } from './demo.js';
 import { CliError, count, fields, percent, printable, UsageError, type Io } from './format.js';
 
 export interface ClusterDemoOptions {
@@ -625,10 +625,7 @@ export async function clusterMember(c: MemberConfig, io: Io): Promise<number> {
     type: 'worker',
     logic: fromTurn<{ tasks: number; tokens: number }>(
       async ({ state, message, signal, send, self }) => {
-        // A model call: 5–60 ms, with a slow tail.
-        const latency = 5 + rand() * 55 + (rand() < 0.03 ? 100 + rand() * 150 : 0);
-        await modelCall(latency, signal);
-        if (rand() < FAILURE_RATE) throw new Error('model call failed: 529 overloaded (simulated)');
+        const latency = await simulatedModelCall(rand, signal);
         const hops = typeof message.hops === 'number' ? message.hops : 0;
         if (hops < MAX_HOPS && rand() < 0.15) {
           // A peer by id, wherever it lives: delivered when this turn commits.

@@ -45,7 +45,7 @@ export interface DemoOptions {
 
 
 /** A model call: waits `delay` ms, or rejects as soon as the turn is interrupted. */
-export function modelCall(delay: number, signal: AbortSignal): Promise<void> {
+function modelCall(delay: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
@@ -60,9 +60,20 @@ export function modelCall(delay: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * A simulated model call: 5–60 ms with a slow tail, failing (a 529) FAILURE_RATE of the time;
+ * rejects as soon as the turn is interrupted. Resolves to its latency in ms.
+ */
+export async function simulatedModelCall(rand: () => number, signal: AbortSignal): Promise<number> {
+  const latency = 5 + rand() * 55 + (rand() < 0.03 ? 100 + rand() * 150 : 0);
+  await modelCall(latency, signal);
+  if (rand() < FAILURE_RATE) throw new Error('model call failed: 529 overloaded (simulated)');
+  return latency;
+}
+
 export const workerId = (i: number) => `agent-${String(i).padStart(4, '0')}`;
 const SPAWN_BATCH = 25;
-export const FAILURE_RATE = 0.02;
+const FAILURE_RATE = 0.02;
 export const MAX_HOPS = 2;
 
 interface Exactness {
@@ -216,10 +227,7 @@ export async function demo(o: DemoOptions, io: Io): Promise<number> {
     type: 'worker',
     logic: fromTurn<{ tasks: number; tokens: number }>(
       async ({ state, message, signal, send, self }) => {
-        // A model call: 5–60 ms, with a slow tail.
-        const latency = 5 + rand() * 55 + (rand() < 0.03 ? 100 + rand() * 150 : 0);
-        await modelCall(latency, signal);
-        if (rand() < FAILURE_RATE) throw new Error('model call failed: 529 overloaded (simulated)');
+        const latency = await simulatedModelCall(rand, signal);
         const hops = typeof message.hops === 'number' ? message.hops : 0;
         if (hops < MAX_HOPS && known.length > 1 && rand() < 0.15) {
           const peer = known[Math.floor(rand() * known.length)]!;

@@ -3,8 +3,8 @@
  * process's member id and shards, and lists every member of the cluster with its shards.
  * Needs Debian's `chromium` and a PostgreSQL server (each skips, saying so, without).
  */
-import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM_ARGS, findChromium } from './chromium.js';
 import { chromium, type Browser } from 'playwright-core';
 import { createRuntime, type Runtime } from '../../src/createRuntime.js';
 import { serveInspector, type Inspector } from '../../src/inspector/serveInspector.js';
@@ -12,13 +12,6 @@ import { postgresStore } from '../../src/postgres.js';
 import { counterAgent } from '../runtime/helpers.js';
 import { pgTest } from '../store/pgTest.js';
 
-function findChromium(): string | null {
-  try {
-    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim() || null;
-  } catch {
-    return null;
-  }
-}
 const executablePath = findChromium();
 if (!executablePath) console.warn('\n*** test/inspector/cluster: SKIPPED: no `chromium` on PATH (apt-get install -y chromium) ***\n');
 const pg = await pgTest('inspcluster');
@@ -37,7 +30,7 @@ describe.skipIf(!executablePath || !pg.available)('the inspector shows the clust
     inspector = await serveInspector(runtimes[0]!);
     browser = await chromium.launch({
       executablePath: executablePath!,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+      args: CHROMIUM_ARGS,
     });
   });
 

@@ -2,11 +2,11 @@
  * The inspector in a real browser: Debian's `chromium` driven by playwright-core (which
  * never downloads a browser). Skips, loudly, only when no `chromium` is on PATH.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM_ARGS, findChromium } from './chromium.js';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createRuntime, type Runtime } from '../../src/createRuntime.js';
 import { serveInspector, serveStoredInspector, type Inspector } from '../../src/inspector/serveInspector.js';
@@ -16,13 +16,6 @@ import type { Store } from '../../src/store/Store.js';
 import { counterAgent, deferred, doorAgent, type Deferred } from '../runtime/helpers.js';
 import { damagedDatabase } from './damagedDatabase.js';
 
-function findChromium(): string | null {
-  try {
-    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim() || null;
-  } catch {
-    return null;
-  }
-}
 
 const executablePath = findChromium();
 const ARTIFACTS = 'test-artifacts';
@@ -48,7 +41,7 @@ describe.skipIf(!executablePath)('inspector in headless Chromium', () => {
     inspector = await serveInspector(runtime);
     browser = await chromium.launch({
       executablePath: executablePath!,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
+      args: CHROMIUM_ARGS,
     });
     page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   });
