@@ -325,14 +325,6 @@ export interface StoreOwner {
 export interface Store {
   /** A short name for messages and stats ("memory", "sqlite", …). */
   readonly kind: string;
-  /**
-   * How the runtime gathers writes into batches for this store. `'tick'` (the default): every
-   * write that becomes ready in one turn of the event loop goes into one batch (a durable
-   * store: one fsync for all of them). `'immediate'`: a batch as soon as the current job
-   * ends (a store whose commit costs nothing to sync, such as memoryStore).
-   */
-  readonly batching?: 'tick' | 'immediate';
-
   // --- registry ---
   /** Creates the agent. Rejects with `AgentExistsError` when the id is taken. */
   createAgent(record: AgentRecord): Promise<void>;

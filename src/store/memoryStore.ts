@@ -421,7 +421,6 @@ export function memoryStore(): Store {
 
   return {
     kind: 'memory',
-    batching: 'immediate',
 
     async createAgent(record) {
       checkOpen();

@@ -409,7 +409,6 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
 
   const store: Store = {
     kind: 'postgres',
-    batching: 'tick',
     cluster,
 
     async createAgent(record) {
