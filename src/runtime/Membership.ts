@@ -108,6 +108,9 @@ export class Membership {
     if (!this.host.owns(id)) return;
     const entry = this.host.entries.get(id);
     if (entry) {
+      // Counted mail still to run: it reads the store again once it has run it (Turns), so
+      // a busy agent costs no read per poll.
+      if (entry.seen !== null && entry.lifecycle.getSnapshot().context.mailbox > 0) return;
       this.host.syncMail(entry);
       return;
     }

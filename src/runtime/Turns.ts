@@ -265,6 +265,9 @@ export class Turns {
     const keep = this.#keeps(entry) || begun;
     entry.streak = keep ? entry.streak + 1 : 0;
     entry.lifecycle.send({ type: 'turn.done', outcome, ...(keep ? { continue: true } : {}), ...(begun ? { begun: true } : {}) });
+    // A shared store: the counted mail is all run; what other processes wrote meanwhile (no
+    // hint comes while a mailbox is not empty) is read now.
+    if (this.core.cluster && entry.lifecycle.getSnapshot().context.mailbox === 0) this.core.syncMail(entry);
   }
 
   /** The agent's history retention: its definition's, else the runtime's. */

@@ -112,6 +112,8 @@ export interface Core {
   queue(entry: Entry, op: () => Promise<void>): void;
   /** Someone waits for a running permit (fairness: a streak of turns then yields it). */
   permitWanted(): boolean;
+  /** A shared store: brings the agent's mailbox count up to the store's (Host.syncMail). */
+  syncMail(entry: Entry): void;
   /** A deadline was committed: the host timer fires no later than it. */
   armTimer(at: number): void;
   /** Messages now in their mailboxes (a turn's outbox after its commit). */

@@ -240,6 +240,25 @@ describe.skipIf(!pg.available)('postgresStore on PostgreSQL', () => {
     await expect(store.commitTurn({ ...commit, outcome: 'failed' })).rejects.toBeInstanceOf(StoreError);
   });
 
+  it('two processes writing to the same agents in opposite orders never deadlock (counters rows locked in id order)', async () => {
+    const schema = pg.schema();
+    const one = track(freshStore(schema));
+    const two = track(freshStore(schema));
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (const id of ids) await one.createAgent(agent(id));
+    const errors: unknown[] = [];
+    await Promise.all(
+      [one, two].map(async (store, k) => {
+        for (let i = 0; i < 40; i++) {
+          const order = k === 0 ? ids : [...ids].reverse();
+          await store.batch(order.map((id) => ({ op: 'append' as const, request: msg(id, `${k}-${i}-${id}`) }))).catch((e: unknown) => errors.push(e));
+        }
+      }),
+    );
+    expect(errors).toEqual([]);
+    expect((await one.agentStats(ids)).get('a')?.mailbox).toBe(80);
+  });
+
   it('sweeps answers nobody will take (for members no longer live) when a member acquires; keeps those of live members', async () => {
     const schema = pg.schema();
     const store = track(freshStore(schema));

@@ -242,7 +242,7 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
     );
   }
 
-  /** The live ops on `client`: one through apply_op (its failure in its slot), several through apply_batch. */
+  /** The live ops on `client`: one through apply_one (its failure in its slot), several through apply_batch. */
   async function run(
     client: pg.ClientBase,
     live: readonly { op: PreparedOp; i: number }[],
@@ -252,8 +252,8 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
       const { op, i } = live[0]!;
       try {
         const { rows } = await client.query<{ v: unknown }>({
-          name: `${schema}.apply_op`,
-          text: `SELECT ${S}.apply_op($1::jsonb) AS v`,
+          name: `${schema}.apply_one`,
+          text: `SELECT ${S}.apply_one($1::jsonb) AS v`,
           values: [op.json],
         });
         results[i] = { ok: true, value: valueOf(op, rows[0]?.v ?? null) };

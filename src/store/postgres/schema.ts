@@ -580,11 +580,35 @@ function v1(S: string, channel: string): string {
   -- subtransaction first; when one fails on its own, that is rolled back and they run again,
   -- each in a subtransaction of its own (a savepoint), so a failed op changes nothing and
   -- the others go on. A transient failure (is_transient) fails the whole statement.
+  -- Locks the counters rows of every agent the ops write to, in agent id order, before any
+  -- op runs: two transactions that touch the same agents (a process appending to agents
+  -- another process commits turns of, a commit's outbox) then wait for each other instead
+  -- of deadlocking (each would otherwise lock its rows in its own op order).
+  CREATE FUNCTION ${S}.lock_agents(ops jsonb) RETURNS void LANGUAGE plpgsql AS $$
+  BEGIN
+    PERFORM 1 FROM ${S}.counters c
+      WHERE c.agent_id IN (
+        SELECT o.value ->> 'agentId' FROM jsonb_array_elements(ops) o
+        UNION SELECT o.value ->> 'id' FROM jsonb_array_elements(ops) o WHERE o.value ->> 'op' = 'destroyAgent'
+        UNION SELECT m.value ->> 'agentId' FROM jsonb_array_elements(ops) o,
+          jsonb_array_elements(coalesce(o.value -> 'messages', '[]'::jsonb) || coalesce(o.value -> 'outbox', '[]'::jsonb)) m
+      )
+      ORDER BY c.agent_id FOR UPDATE;
+  END $$;
+
+  -- One op on its own (a single write method): its agents locked first, as a batch's.
+  CREATE FUNCTION ${S}.apply_one(op jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+  BEGIN
+    PERFORM ${S}.lock_agents(jsonb_build_array(op));
+    RETURN ${S}.apply_op(op);
+  END $$;
+
   CREATE FUNCTION ${S}.apply_batch(ops jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
   DECLARE
     op jsonb;
     v_results jsonb[] := '{}';
   BEGIN
+    PERFORM ${S}.lock_agents(ops);
     BEGIN
       FOR op IN SELECT o.value FROM jsonb_array_elements(ops) WITH ORDINALITY AS o ORDER BY o.ordinality LOOP
         v_results := v_results || jsonb_build_object('ok', true, 'v', ${S}.apply_op(op));
