@@ -359,7 +359,7 @@ export class Host implements Core {
    * while one is queued fold into it.
    */
   syncMail(entry: Entry): void {
-    if (entry.sync === 'queued') return;
+    if (entry.sync === 'queued' || entry.sync === 'again') return;
     if (entry.sync === 'running') {
       entry.sync = 'again';
       return;

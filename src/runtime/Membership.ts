@@ -44,7 +44,7 @@ export interface ClusterStats {
 
 export class Membership {
   /** Asks whose answer may come through the store: agentId \0 seq → the ask's message id. */
-  readonly #asks = new Map<string, { agentId: string; seq: number; messageId: string }>();
+  readonly #asks = new Map<string, { agentId: string; seq: number; messageId: string; since: number }>();
   #unsubscribe: (() => void) | null = null;
   #poll: unknown = null;
   #polling = false;
@@ -98,7 +98,7 @@ export class Membership {
   /** An ask's message was accepted as `seq`: its answer may come through the store. */
   expect(agentId: string, seq: number, messageId: string): void {
     const key = `${agentId}\u0000${seq}`;
-    this.#asks.set(key, { agentId, seq, messageId });
+    this.#asks.set(key, { agentId, seq, messageId, since: this.host.clock.now() });
     // Its agent lives elsewhere: the answer may already be there (a fast owner, a lost hint).
     if (!this.host.owns(agentId)) this.#take(key);
   }
@@ -188,9 +188,11 @@ export class Membership {
       const next = await this.host.store.nextDeadline();
       if (next !== null) this.host.armTimer(next);
     }
-    // Every ask still waiting: its turn may have run elsewhere before this process took the
-    // agent over (the answer is stored for this process, its hint possibly lost).
-    for (const key of this.#asks.keys()) this.#take(key);
+    // Every ask waiting longer than a poll: its turn may have run elsewhere, even before this
+    // process took the agent over (the answer is stored for this process, its hint possibly
+    // lost). Younger ones are mostly answered here, without a read.
+    const before = this.host.clock.now() - this.o.pollInterval;
+    for (const [key, a] of this.#asks) if (a.since <= before) this.#take(key);
     if (this.#polls++ % 10 === 0) this.#view = await this.cluster.view();
   }
 }
