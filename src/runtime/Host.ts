@@ -23,6 +23,7 @@ import type { AgentRecord, AppendRequest, Message, Store } from '../store/Store.
 import { Actors } from './Actors.js';
 import { Inspection } from './Inspection.js';
 import { Lifecycle } from './Lifecycle.js';
+import { SharedMail } from './SharedMail.js';
 import { Loads } from './Loads.js';
 import { asError, hasLiveChildren, resultState, storedSnapshot } from './snapshots.js';
 import { Timers } from './Timers.js';
@@ -70,6 +71,7 @@ export class Host implements Core {
   readonly cluster: StoreCluster | undefined;
   /** Shards being handed over to another process: owned still, but nothing of them loads. */
   readonly leaving = new Set<number>();
+  readonly #mail: SharedMail | undefined;
   readonly #loads: Loads;
   readonly #turns: Turns;
   readonly #lifecycleLogic: typeof agentMachine;
@@ -84,6 +86,7 @@ export class Host implements Core {
     this.definitions = o.definitions;
     this.history = o.history;
     this.cluster = o.store.cluster;
+    this.#mail = this.cluster && new SharedMail(this.cluster, this, (entry) => this.#maybeDrop(entry));
     this.buffer = new WriteBuffer(o.store, clock);
     this.waiters = new Waiters(o.keepAlive);
     this.supervisor = createActor(
@@ -315,7 +318,7 @@ export class Host implements Core {
     if (entry.inbox.size < 4_096) entry.inbox.set(seq, { agentId: entry.id, seq, messageId, message, at: entry.lastActiveAt });
     // On a shared store other processes write to this mailbox too: every seq is counted once,
     // by whoever learns of it first (this accept, or a sync that read the store's last seq).
-    if (this.cluster) this.#countUpTo(entry, seq);
+    if (this.#mail) this.#mail.count(entry, seq);
     else entry.lifecycle.send({ type: 'message.accepted' });
     this.emitter.emit('message.accepted', () => ({ id: entry.id, at: this.clock.now(), seq, messageId, type: message.type }));
   }
@@ -329,62 +332,16 @@ export class Host implements Core {
   }
 
   /**
-   * The entry of an agent with mail, found in the store (recovery, a hint, a poll): on a
-   * shared store its count is read again when its turn comes in the agent's chain (a count
-   * read earlier may be stale by then: other processes and its own turns move it).
+   * The entry of an agent with mail, found in the store (recovery, a hint, a poll). On a
+   * shared store its count is read from the store in its chain (SharedMail).
    */
   withMail(record: AgentRecord, mailbox: number): Entry {
-    if (!this.cluster) return this.ensureEntry(record, mailbox);
-    const entry = this.ensureEntry(record, 0);
-    this.syncMail(entry);
-    return entry;
+    return this.#mail ? this.#mail.withMail(record) : this.ensureEntry(record, mailbox);
   }
 
-  /**
-   * A shared store: message `seq` is in the agent's mailbox, and so is every one before it not
-   * consumed: count those not counted yet. Before the agent's first sync, the store says.
-   */
-  #countUpTo(entry: Entry, seq: number): void {
-    if (entry.seen === null) {
-      this.syncMail(entry);
-      return;
-    }
-    for (let n = entry.seen; n < seq; n++) entry.lifecycle.send({ type: 'message.accepted' });
-    if (seq > entry.seen) entry.seen = seq;
-  }
-
-  /**
-   * Brings the lifecycle's mailbox count up to the store's (mail other processes wrote), after
-   * the agent's queued store work (a turn in progress consumes its message first). Calls
-   * while one is queued fold into it.
-   */
+  /** A shared store: brings the agent's mailbox count up to the store's (SharedMail.sync). */
   syncMail(entry: Entry): void {
-    if (entry.sync === 'queued' || entry.sync === 'again') return;
-    if (entry.sync === 'running') {
-      entry.sync = 'again';
-      return;
-    }
-    entry.sync = 'queued';
-    this.queue(entry, async () => {
-      try {
-        do {
-          entry.sync = 'running';
-          if (entry.destroyed) return;
-          const state = (await this.cluster!.mailState(entry.id)) ?? { mailbox: 0, lastSeq: 0 };
-          if (entry.destroyed || this.entries.get(entry.id) !== entry) return;
-          if (entry.seen === null) {
-            // The first sync: the store's count stands (what was counted before is in it).
-            for (let n = entry.lifecycle.getSnapshot().context.mailbox; n < state.mailbox; n++) entry.lifecycle.send({ type: 'message.accepted' });
-            entry.seen = state.lastSeq;
-          } else {
-            this.#countUpTo(entry, state.lastSeq);
-          }
-        } while ((entry.sync as Entry['sync']) === 'again');
-      } finally {
-        entry.sync = null;
-        this.#maybeDrop(entry); // nothing was there after all: the entry can go
-      }
-    });
+    this.#mail?.sync(entry);
   }
 
   // --- supervisor effects ----------------------------------------------------------
