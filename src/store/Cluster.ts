@@ -14,8 +14,9 @@
  *   process). An `append` that makes a mailbox non-empty wakes the owner (a hint: see
  *   ClusterEvent 'mail'), in the same transaction.
  * - owner writes: `beginTurn`, `commitTurn`, `note`, `fire`. Each one checks, inside its
- *   transaction, that the agent's shard is still held by this member under the epoch it
- *   took it with (the lease row read `FOR SHARE`, so no takeover commits in between). One
+ *   transaction (postgresStore: in the same statement), that the agent's shard is still held
+ *   by this member under the epoch it took it with (the lease row read `FOR SHARE`, so no
+ *   takeover commits in between). One
  *   that is not gets a `FencedError` naming the agent in its own result slot (a `batch`
  *   fails only that op, unlike rule 10's whole-batch fence for a store with one owner), writes
  *   nothing, and the member reports the shard `lost`.

@@ -312,6 +312,28 @@ export class Leases {
     return out;
   }
 
+  /**
+   * The epochs this member holds for these shards (-1 for one it does not hold), for a fence
+   * the database checks itself in the write's own statement (`apply_fenced`); `null` before
+   * join and after close (an unowned store writes unfenced).
+   */
+  expected(shards: readonly number[]): { shards: number[]; epochs: number[] } | null {
+    if (!this.#active) return null;
+    const wanted = [...new Set(shards)].sort((a, b) => a - b);
+    return { shards: wanted, epochs: wanted.map((s) => this.#held.get(s)?.epoch ?? -1) };
+  }
+
+  /** Shards a fence checked in the database found held by another member or epoch: dropped here ('lost', 'fenced'). */
+  fencedBy(shards: readonly number[]): void {
+    const lost: number[] = [];
+    for (const shard of new Set(shards)) {
+      if (!this.#held.has(shard)) continue;
+      this.#held.delete(shard);
+      lost.push(shard);
+    }
+    if (lost.length > 0) this.#emit({ type: 'lost', shards: lost.sort((a, b) => a - b), reason: 'fenced' });
+  }
+
   subscribe(listener: (e: ClusterEvent) => void): () => void {
     this.#listeners = [...this.#listeners, listener];
     return () => {

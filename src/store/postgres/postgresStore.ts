@@ -15,10 +15,12 @@
  * is ever shared with a caller.
  *
  * Client and owner writes (Cluster.ts). Before `acquire`, nothing is fenced. After it, the
- * owner writes of a call (beginTurn, commitTurn, note, fire) run in an explicit transaction
- * that first checks the leases of their shards (`Leases.fenced`, the lease rows read FOR
- * SHARE): an op on a shard this member no longer holds gets a FencedError in its slot and
- * is not run; the others are. Client writes (createAgent, append, destroyAgent, schedule,
+ * owner writes of a call (beginTurn, commitTurn, note, fire) run in ONE statement,
+ * `apply_fenced`, that first checks the leases of their shards (the lease rows read FOR
+ * SHARE, compared with the epochs this member took them with, `Leases.expected`): an op on
+ * a shard this member no longer holds gets a FencedError in its slot and is not run
+ * (`Leases.fencedBy` drops the shard here); the others are. One statement: one round trip,
+ * and no transaction open between round trips for a paused process to hold. Client writes (createAgent, append, destroyAgent, schedule,
  * cancel) are never fenced. The recovery and timer reads answer for the owned shards.
  *
  * Errors: a passing failure (the connection, a serialization failure, a deadlock, the
@@ -99,8 +101,6 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
   const options = optionsOf(url);
   const driver: PgDriver = pgDriver();
   const { schema, shards, leaseTtl } = options;
-  /** The longest a write transaction may sit idle on the server (see batch). */
-  const idleInTransactionMs = Math.max(100, Math.floor(leaseTtl / 2));
   const S = `"${schema}"`;
   const name = `The PostgreSQL store (schema "${schema}")`;
   const ownPool = options.pool === undefined;
@@ -198,32 +198,31 @@ export function postgresStore(url: string | PostgresStoreOptions): Store {
       if (live.length === 0) return results as StoreOpResult[];
     }
     const fence = held?.memberId ? [...new Set(live.flatMap(({ op }) => (op.owner === null ? [] : [op.owner.shard])))] : [];
+    const expected = fence.length > 0 ? leases.expected(fence) : null;
     try {
       await withClient(async (client) => {
-        if (fence.length === 0) {
+        if (expected === null) {
           await run(client, live, results);
           return;
         }
-        // A process paused mid-transaction (SIGSTOP, a long GC) must not hold the lease rows it
-        // locked FOR SHARE past half a lease: the server ends such a session, so takeover is
-        // never blocked by a zombie's open transaction (its writes then fail and are fenced).
-        await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${idleInTransactionMs}`);
-        try {
-          const fenced = await leases.fenced(client, fence);
-          if (fenced.size > 0) {
-            live = live.filter(({ op, i }) => {
-              if (op.owner === null || !fenced.has(op.owner.shard)) return true;
-              results[i] = { ok: false, error: fencedError(op.owner.agentId, op.owner.shard) };
-              return false;
-            });
-          }
-          if (live.length > 0) await run(client, live, results);
-          // After a lone op's failure the transaction is aborted: COMMIT rolls it back.
-          await client.query('COMMIT');
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => {});
-          throw error;
-        }
+        // Fenced in the same statement that writes (apply_fenced): one round trip, and no
+        // transaction left open between statements (a paused process holds no lease row).
+        const { rows } = await client.query<{ v: ({ ok: true; v: unknown } | { ok: false; c: string; m: string } | { ok: false; fenced: true })[] }>({
+          name: `${schema}.apply_fenced`,
+          text: `SELECT ${S}.apply_fenced($1::jsonb, $2::int[], $3::text, $4::int[], $5::bigint[]) AS v`,
+          values: [`[${live.map(({ op }) => op.json).join(',')}]`, live.map(({ op }) => op.owner?.shard ?? -1), held!.memberId, expected.shards, expected.epochs],
+        });
+        const out = rows[0]!.v;
+        const lost: number[] = [];
+        live.forEach(({ op, i }, k) => {
+          const r = out[k]!;
+          if (r.ok) results[i] = { ok: true, value: valueOf(op, r.v) };
+          else if ('fenced' in r) {
+            lost.push(op.owner!.shard);
+            results[i] = { ok: false, error: fencedError(op.owner!.agentId, op.owner!.shard) };
+          } else results[i] = { ok: false, error: opError(r.c, r.m, op.action, name) };
+        });
+        if (lost.length > 0) leases.fencedBy(lost);
       });
     } catch (error) {
       throw failure(error, action, name);

@@ -603,6 +603,45 @@ function v1(S: string, channel: string): string {
     RETURN ${S}.apply_op(op);
   END $$;
 
+  -- A batch of an owner (see Cluster.ts), fenced in this very statement: the lease rows of
+  -- p_shards are read FOR SHARE in shard order (no takeover commits before this statement
+  -- does); an op whose shard (p_op_shards, -1 for a client write) is not held by p_member
+  -- under the epoch it expects (p_epochs) gets {"ok":false,"fenced":true} and does not run;
+  -- the others run as apply_batch runs them. One statement: no transaction is left open
+  -- between round trips (a paused process cannot hold the lease rows).
+  CREATE FUNCTION ${S}.apply_fenced(ops jsonb, p_op_shards int[], p_member text, p_shards int[], p_epochs bigint[])
+    RETURNS jsonb LANGUAGE plpgsql AS $$
+  DECLARE
+    v_fenced int[];
+    v_live jsonb := '[]'::jsonb;
+    v_at int[] := '{}';
+    v_out jsonb[] := '{}';
+    v_done jsonb;
+    i int;
+  BEGIN
+    SELECT coalesce(array_agg(h.shard), '{}') INTO v_fenced
+      FROM unnest(p_shards, p_epochs) AS h(shard, epoch)
+      LEFT JOIN (SELECT l.shard, l.owner, l.epoch FROM ${S}.shard_leases l WHERE l.shard = ANY(p_shards) ORDER BY l.shard FOR SHARE) l
+        ON l.shard = h.shard
+      WHERE l.shard IS NULL OR l.owner IS DISTINCT FROM p_member OR l.epoch <> h.epoch;
+    FOR i IN 1 .. jsonb_array_length(ops) LOOP
+      IF p_op_shards[i] >= 0 AND p_op_shards[i] = ANY(v_fenced) THEN
+        v_out[i] := '{"ok":false,"fenced":true}'::jsonb;
+      ELSE
+        v_out[i] := 'null'::jsonb;
+        v_live := v_live || jsonb_build_array(ops -> (i - 1));
+        v_at := v_at || i;
+      END IF;
+    END LOOP;
+    IF jsonb_array_length(v_live) > 0 THEN
+      v_done := ${S}.apply_batch(v_live);
+      FOR i IN 1 .. array_length(v_at, 1) LOOP
+        v_out[v_at[i]] := v_done -> (i - 1);
+      END LOOP;
+    END IF;
+    RETURN to_jsonb(v_out);
+  END $$;
+
   CREATE FUNCTION ${S}.apply_batch(ops jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
   DECLARE
     op jsonb;
