@@ -5,7 +5,7 @@
  */
 import { StoreError } from '../errors.js';
 import { assertIntegerAtLeast, assertLimit, describeValue } from '../validate.js';
-import type { CommitTurn, ListOptions, Retention, StoreOp, StoreOwner, TimerRecord } from './Store.js';
+import type { AgentStats, CommitTurn, ListOptions, Retention, StoreOp, StoreOwner, TimerRecord } from './Store.js';
 
 /** `listAgents` page size when no `limit` is given. */
 export const DEFAULT_LIST_LIMIT = 100;
@@ -199,4 +199,25 @@ export function compareTimers(a: Pick<TimerRecord, 'at' | 'agentId' | 'key'>, b:
   if (a.at !== b.at) return a.at < b.at ? -1 : 1;
   if (a.agentId !== b.agentId) return a.agentId < b.agentId ? -1 : 1;
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/** A counters row as the SQL stores keep it (snake_case time), as AgentStats (rule 11). */
+export function statsOfRow(row: {
+  turns: number;
+  failed: number;
+  crashed: number;
+  interrupted: number;
+  mailbox: number;
+  timers: number;
+  last_active_at: unknown;
+}): AgentStats {
+  return {
+    turns: row.turns,
+    failed: row.failed,
+    crashed: row.crashed,
+    interrupted: row.interrupted,
+    mailbox: row.mailbox,
+    timers: row.timers,
+    lastActiveAt: typeof row.last_active_at === 'number' ? row.last_active_at : null,
+  };
 }

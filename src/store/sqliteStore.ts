@@ -157,6 +157,7 @@ import {
   notPending,
   ownerOf,
   pruneBatch,
+  statsOfRow,
 } from './common.js';
 import { loadedSqliteDriver, sqliteDriver } from './sqliteDriver.js';
 import { sqliteThreadStore } from './sqliteThreadStore.js';
@@ -947,17 +948,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
         }
       }
     }
-    for (const row of rows) {
-      out.set(row.id, {
-        turns: row.turns,
-        failed: row.failed,
-        crashed: row.crashed,
-        interrupted: row.interrupted,
-        mailbox: row.mailbox,
-        timers: row.timers,
-        lastActiveAt: typeof row.last_active_at === 'number' ? row.last_active_at : null,
-      });
-    }
+    for (const row of rows) out.set(row.id, statsOfRow(row));
     return out;
   }
 

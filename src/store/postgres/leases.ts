@@ -63,6 +63,22 @@ import type { StoreOwner } from '../Store.js';
 import { StoreError } from '../../errors.js';
 
 /** `"name"`, for SQL (the names are validated by the caller; this also escapes quotes). */
+/**
+ * The fence, defined once: an SQL expression for the shards among `shards` (an int[]) that
+ * `member` no longer holds under the epochs it took them with (`epochs`, a bigint[] in the
+ * same order; -1 for a shard it does not hold), as an int[]. The lease rows are read FOR
+ * SHARE in shard order (no takeover commits before the statement does; the order keeps it
+ * from deadlocking with heartbeats and releases). `Leases.fenced` runs it; postgresStore's
+ * `apply_fenced` embeds it, checking and writing in one statement. `s`: the quoted schema.
+ */
+export function fencedShardsSql(s: string, member: string, shards: string, epochs: string): string {
+  return `(SELECT coalesce(array_agg(h.shard ORDER BY h.shard), '{}'::int[])
+      FROM unnest(${shards}, ${epochs}) AS h(shard, epoch)
+      LEFT JOIN (SELECT l.shard, l.owner, l.epoch FROM ${s}.shard_leases l WHERE l.shard = ANY(${shards}) ORDER BY l.shard FOR SHARE) l
+        ON l.shard = h.shard
+      WHERE l.shard IS NULL OR l.owner IS DISTINCT FROM ${member} OR l.epoch <> h.epoch)`;
+}
+
 function ident(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
@@ -292,24 +308,12 @@ export class Leases {
    * unowned store writes unfenced).
    */
   async fenced(client: pg.ClientBase, shards: readonly number[]): Promise<Set<number>> {
-    const out = new Set<number>();
-    if (!this.#active || shards.length === 0) return out;
-    const wanted = [...new Set(shards)];
-    const { rows } = await client.query<{ shard: number; owner: string | null; epoch: string }>(this.#sql.fence, [wanted]);
-    const rowOf = new Map(rows.map((r) => [r.shard, r]));
-    const lost: number[] = [];
-    for (const shard of wanted) {
-      const row = rowOf.get(shard);
-      const h = this.#held.get(shard);
-      if (row !== undefined && h !== undefined && row.owner === this.#memberId && Number(row.epoch) === h.epoch) continue;
-      out.add(shard);
-      if (h !== undefined) {
-        this.#held.delete(shard);
-        lost.push(shard);
-      }
-    }
-    if (lost.length > 0) this.#emit({ type: 'lost', shards: lost.sort((a, b) => a - b), reason: 'fenced' });
-    return out;
+    const expected = this.expected(shards);
+    if (expected === null || expected.shards.length === 0) return new Set();
+    const { rows } = await client.query<{ fenced: number[] }>(this.#sql.fence, [this.#memberId, expected.shards, expected.epochs]);
+    const out = rows[0]?.fenced ?? [];
+    this.fencedBy(out);
+    return new Set(out);
   }
 
   /**
@@ -850,6 +854,14 @@ function describe(error: unknown): string {
 
 /** The SQL of one schema, built once (the ttl is a validated integer, inlined). */
 function statements(s: string, ttl: number) {
+  /** This member's rows ($1) among the shards ($2) it holds under these epochs ($3), locked in shard order. */
+  const heldRows = `
+        select t.shard from ${s}.shard_leases t
+        join unnest($2::int[], $3::bigint[]) as h(shard, epoch) on t.shard = h.shard and t.epoch = h.epoch
+        where t.owner = $1
+        order by t.shard
+        for update of t
+      `;
   const ttlInterval = `interval '${ttl} milliseconds'`;
   return {
     /**
@@ -860,13 +872,7 @@ function statements(s: string, ttl: number) {
      * holds, never claimed by itself).
      */
     heartbeat: `
-      with mine as (
-        select t.shard from ${s}.shard_leases t
-        join unnest($2::int[], $3::bigint[]) as h(shard, epoch) on t.shard = h.shard and t.epoch = h.epoch
-        where t.owner = $1
-        order by t.shard
-        for update of t
-      ), renewed as (
+      with mine as (${heldRows}), renewed as (
         update ${s}.shard_leases t set expires_at = now() + ${ttlInterval}
         from mine where t.shard = mine.shard
         returning t.shard, t.epoch
@@ -909,13 +915,7 @@ function statements(s: string, ttl: number) {
       returning t.shard, t.epoch::text as epoch`,
     /** Releases these shards if still held under these epochs, and tells the others. */
     release: `
-      with mine as (
-        select t.shard from ${s}.shard_leases t
-        join unnest($2::int[], $3::bigint[]) as h(shard, epoch) on t.shard = h.shard and t.epoch = h.epoch
-        where t.owner = $1
-        order by t.shard
-        for update of t
-      ), released as (
+      with mine as (${heldRows}), released as (
         update ${s}.shard_leases t set owner = null, expires_at = now()
         from mine where t.shard = mine.shard
         returning t.shard
@@ -933,7 +933,7 @@ function statements(s: string, ttl: number) {
         delete from ${s}.members where id = $1
       )
       select pg_notify($2, $3) from (select 1) as one where $3 <> '' and exists (select 1 from released)`,
-    fence: `select shard, owner, epoch::text as epoch from ${s}.shard_leases where shard = any($1::int[]) order by shard for share`,
+    fence: `select ${fencedShardsSql(s, '$1::text', '$2::int[]', '$3::bigint[]')} as fenced`,
     viewMembers: `
       select m.id, m.pid, m.host, m.since, (extract(epoch from m.seen_at) * 1000)::float8 as seen_at,
              (select count(*)::int from ${s}.shard_leases l where l.owner = m.id and l.expires_at >= now()) as shards

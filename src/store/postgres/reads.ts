@@ -9,7 +9,7 @@
 
 import type pg from 'pg';
 import { assertLimit } from '../../validate.js';
-import { boundedLimit, checkDue, checkListFilters, DEFAULT_LIST_LIMIT } from '../common.js';
+import { boundedLimit, checkDue, checkListFilters, DEFAULT_LIST_LIMIT, statsOfRow } from '../common.js';
 import type { AgentRecord, AgentStats, ListOptions, ListResult, Message, RolloutEntry, StoredMessage, TimerRecord } from '../Store.js';
 import type { PgDriver } from './pgDriver.js';
 
@@ -103,17 +103,7 @@ export function makeReads(driver: PgDriver, S: string) {
         `SELECT agent_id AS id, turns, failed, crashed, interrupted, mailbox, timers, last_active_at FROM ${S}.counters WHERE agent_id = ANY($1::text[])`,
         [[...new Set(ids)]],
       );
-      for (const row of rows) {
-        out.set(row.id, {
-          turns: row.turns,
-          failed: row.failed,
-          crashed: row.crashed,
-          interrupted: row.interrupted,
-          mailbox: row.mailbox,
-          timers: row.timers,
-          lastActiveAt: row.last_active_at,
-        });
-      }
+      for (const row of rows) out.set(row.id, statsOfRow(row));
       return out;
     },
 

@@ -28,7 +28,7 @@
 import type pg from 'pg';
 import { StoreError } from '../../errors.js';
 import { describeValue } from '../../validate.js';
-import { createLeaseTables } from './leases.js';
+import { createLeaseTables, fencedShardsSql } from './leases.js';
 
 /** The schema version this code writes: the number of MIGRATIONS. */
 export const SCHEMA_VERSION = 1;
@@ -619,11 +619,7 @@ function v1(S: string, channel: string): string {
     v_done jsonb;
     i int;
   BEGIN
-    SELECT coalesce(array_agg(h.shard), '{}') INTO v_fenced
-      FROM unnest(p_shards, p_epochs) AS h(shard, epoch)
-      LEFT JOIN (SELECT l.shard, l.owner, l.epoch FROM ${S}.shard_leases l WHERE l.shard = ANY(p_shards) ORDER BY l.shard FOR SHARE) l
-        ON l.shard = h.shard
-      WHERE l.shard IS NULL OR l.owner IS DISTINCT FROM p_member OR l.epoch <> h.epoch;
+    v_fenced := ${fencedShardsSql(S, 'p_member', 'p_shards', 'p_epochs')};
     FOR i IN 1 .. jsonb_array_length(ops) LOOP
       IF p_op_shards[i] >= 0 AND p_op_shards[i] = ANY(v_fenced) THEN
         v_out[i] := '{"ok":false,"fenced":true}'::jsonb;
