@@ -134,8 +134,8 @@ async function run(command: string | undefined, rest: string[], io: Io): Promise
       });
       if (values.member !== undefined) {
         // Internal: one process of `demo --postgres`, started by it (its options are in the JSON).
-        const cluster = await import('./cli/clusterDemo.js');
-        return cluster.clusterMember(cluster.memberConfig(values.member), io);
+        const member = await import('./cli/clusterMember.js');
+        return member.clusterMember(member.memberConfig(values.member), io);
       }
       const agents = intOption('agents', values.agents, 2000, 2, 100_000);
       const residentCap = intOption('cap', values.cap, 64, 1, 100_000);
