@@ -244,7 +244,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     if (fenced) return;
     fenced = err;
     emitter.emit('error', () => ({ id: err.agentId ?? '*', at: clock.now(), error: err, where: 'store' }));
-    host.dropAll(err);
+    host.control.dropAll(err);
     host.supervisor.send({ type: 'stop' });
   }
 
@@ -395,7 +395,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       const copy = copyMessage(message);
       live(`ask "${id}"`);
       // A quarantined agent will not answer until it is repaired: say so at once.
-      const failure = host.failureOf(id);
+      const failure = host.control.failureOf(id);
       if (failure) throw failure;
       const messageId = newId();
       const result = new Promise<TurnResult>((resolve, reject) => {
@@ -433,7 +433,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       assertAgentId(id);
       live(`interrupt "${id}"`);
       if (!host.entries.has(id) && !(await store.getAgent(id))) throw new AgentNotFoundError(id);
-      host.interrupt(id);
+      host.control.interrupt(id);
     },
 
     async close(id) {
@@ -441,14 +441,14 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       live(`close "${id}"`);
       await accepter.drained();
       if (!host.entries.has(id) && !(await store.getAgent(id))) throw new AgentNotFoundError(id);
-      await host.close(id, 'close');
+      await host.control.close(id, 'close');
     },
 
     async destroy(id) {
       assertAgentId(id);
       live(`destroy "${id}"`);
       return task(async () => {
-        await host.destroy(id);
+        await host.control.destroy(id);
         if (!(await host.buffer.write<boolean>({ op: 'destroyAgent', id }))) throw new AgentNotFoundError(id);
         host.waiters.rejectAll(id, new AgentNotFoundError(id));
         emitter.emit('agent.destroyed', () => ({ id, at: clock.now() }));
@@ -592,7 +592,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       live(`pin "${id}"`);
       const rec = host.entries.get(id)?.record ?? (await store.getAgent(id));
       if (!rec) throw new AgentNotFoundError(id);
-      host.pin(rec);
+      host.control.pin(rec);
     },
 
     async retry(id) {
@@ -600,7 +600,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       live(`retry "${id}"`);
       const rec = await store.getAgent(id); // rejects StoreCorruptionError while it is still damaged
       if (!rec) throw new AgentNotFoundError(id);
-      return host.retry(rec, await store.mailboxSize(id));
+      return host.control.retry(rec, await store.mailboxSize(id));
     },
 
     residency(opts = {}) {
@@ -668,10 +668,10 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       host.supervisor.send({ type: 'stop' });
       const timeout = options.stopTimeout ?? 10_000;
       const timer = clock.setTimeout(() => {
-        for (const id of host.entries.keys()) host.interrupt(id);
+        for (const id of host.entries.keys()) host.control.interrupt(id);
       }, timeout);
       // A flush that fails keeps its agent resident; stop goes on (the state was committed by its last turn).
-      await Promise.allSettled([...host.entries.keys()].map((id) => host.close(id, 'stop')));
+      await Promise.allSettled([...host.entries.keys()].map((id) => host.control.close(id, 'stop')));
       clock.clearTimeout(timer);
       for (const e of host.entries.values()) await e.chain;
       host.waiters.rejectAll(null, new RuntimeStoppedError('wait for an answer'));

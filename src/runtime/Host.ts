@@ -3,8 +3,8 @@
  * that is in memory or has work, an entry with its lifecycle (the agent statechart, run by
  * a small interpreter verified against XState: Lifecycle.ts) and, while resident, its
  * logic actor; it wires the lifecycles to the supervisor and to the effects that carry
- * them out (Loads.ts: load and flush; Turns.ts: turns), and it takes the user calls that
- * act on an agent in memory (interrupt, close, destroy).
+ * them out (Loads.ts: load and flush; Turns.ts: turns). The calls from outside that act on
+ * an agent in memory (pin, interrupt, close, destroy, drop …) are Control.ts's.
  *
  * Agents with no entry are unloaded with an empty mailbox: nothing is kept for them here
  * beyond what the store holds.
@@ -21,6 +21,7 @@ import type { RuntimeEmitter } from '../events.js';
 import type { StoreCluster } from '../store/Cluster.js';
 import type { AgentRecord, AppendRequest, Message, Store } from '../store/Store.js';
 import { Actors } from './Actors.js';
+import { Control } from './Control.js';
 import { Inspection } from './Inspection.js';
 import { Lifecycle } from './Lifecycle.js';
 import { SharedMail } from './SharedMail.js';
@@ -55,8 +56,6 @@ export class Host implements Core {
   readonly entries = new Map<string, Entry>();
   readonly supervisor: Actor<typeof supervisorMachine>;
   readonly counters = { loads: 0, evictions: 0, hits: 0, misses: 0 };
-  /** Agents whose stored record cannot be read (found when a message was delivered to them). */
-  readonly damaged = new Map<string, Error>();
   readonly store: Store;
   readonly clock: Clock;
   readonly emitter: RuntimeEmitter;
@@ -67,6 +66,8 @@ export class Host implements Core {
   readonly inspection: Inspection;
   readonly actors: Actors;
   readonly timers: Timers;
+  /** The calls from outside that act on agents in memory (pin, interrupt, close, destroy, drop …). */
+  readonly control: Control;
   /** A shared store's cluster (postgresStore): only agents of the shards owned here live here. */
   readonly cluster: StoreCluster | undefined;
   /** Shards being handed over to another process: owned still, but nothing of them loads. */
@@ -108,6 +109,7 @@ export class Host implements Core {
     );
     this.actors = new Actors({ definitions: o.definitions, clock, emitter: o.emitter, newId: o.newId }, this.inspection);
     this.timers = new Timers(this, o.newId);
+    this.control = new Control(this);
     this.#loads = new Loads(this);
     this.#turns = new Turns(this, (entry, error) => this.#loads.quarantine(entry, error));
     const bound = supervisorBoundActions((e) => this.supervisor.send(e), () => clock.now());
@@ -135,7 +137,7 @@ export class Host implements Core {
           // Its shard moved to another process meanwhile: that process runs it now. Dropped
           // once this transition is over (a lifecycle stopped inside its own action would
           // never hand its slot back).
-          if (!this.owns(entry.id)) queueMicrotask(() => this.drop(entry, null));
+          if (!this.owns(entry.id)) queueMicrotask(() => this.control.drop(entry, null));
           else this.#loads.load(entry);
         },
         startTurn: ({ context, event }) => {
@@ -204,7 +206,7 @@ export class Host implements Core {
         (err: unknown) => {
           const error = asError(err);
           if (err instanceof StoreCorruptionError) {
-            this.damaged.set(id, error);
+            this.control.damaged.set(id, error);
             this.emitter.emit('agent.failed', () => ({ id, at: this.clock.now(), error }));
           } else {
             this.emitter.emit('error', () => ({ id, at: this.clock.now(), error, where: 'store' }));
@@ -247,7 +249,7 @@ export class Host implements Core {
       lostSeq: null,
     };
     this.entries.set(record.id, entry);
-    const pinned = record.pinned || this.#pinned.has(record.id);
+    const pinned = record.pinned || this.control.pinned(record.id);
     entry.lifecycle = new Lifecycle<AgentContext, AgentEvent>(this.#lifecycleLogic, { id: record.id, pinned, mailbox });
     entry.lifecycle.subscribe(() => {
       this.#trackBusy(entry);
@@ -372,109 +374,7 @@ export class Host implements Core {
     }, Math.max(0, at - this.clock.now()));
   }
 
-  // --- user calls that act on an entry -----------------------------------------------
-
-  /** Agents pinned by `runtime.pin()` (besides those spawned pinned), for this runtime's life. */
-  readonly #pinned = new Set<string>();
-
-  pin(record: AgentRecord): void {
-    this.#pinned.add(record.id);
-    this.entries.get(record.id)?.lifecycle.send({ type: 'pin' });
-  }
-
-  /** Out of quarantine (after a repair): loads again when it has mail. False when it was not quarantined. */
-  retry(record: AgentRecord, mailbox: number): boolean {
-    const wasDamaged = this.damaged.delete(record.id);
-    const entry = this.entries.get(record.id);
-    if (entry && lifecycleOf(entry.lifecycle.getSnapshot().value) === 'failed') {
-      entry.failure = null;
-      entry.lifecycle.send({ type: 'retry' });
-      return true;
-    }
-    if (wasDamaged && !entry && mailbox > 0 && this.definitions.has(record.type)) this.ensureEntry(record, mailbox);
-    return wasDamaged;
-  }
-
-  interrupt(id: string): void {
-    const entry = this.entries.get(id);
-    if (entry && lifecycleOf(entry.lifecycle.getSnapshot().value) === 'running') entry.lifecycle.send({ type: 'interrupt' });
-  }
-
-  /** Why the agent is quarantined, if it is (its record or state cannot be read or written). */
-  failureOf(id: string): Error | undefined {
-    const entry = this.entries.get(id);
-    if (entry && lifecycleOf(entry.lifecycle.getSnapshot().value) === 'failed') return entry.failure ?? undefined;
-    return this.damaged.get(id);
-  }
-
-  /** Passivates the agent; resolves once it has left memory (or at once if not in memory). */
-  close(id: string, reason: 'close' | 'stop'): Promise<void> {
-    const entry = this.entries.get(id);
-    if (!entry) return Promise.resolve();
-    const st = lifecycleOf(entry.lifecycle.getSnapshot().value);
-    if (st === 'unloaded' || st === 'failed' || st === 'destroyed') {
-      entry.lifecycle.send({ type: 'close', reason });
-      return Promise.resolve();
-    }
-    return new Promise((resolve, reject) => {
-      entry.leftMemory.push((error) => (error ? reject(error) : resolve()));
-      entry.lifecycle.send({ type: 'close', reason });
-    });
-  }
-
-  /** Stops a turn that runs (destroy, fencing): nothing of it is written. */
-  #abandon(entry: Entry, why: unknown): void {
-    const turn = entry.turn;
-    if (!turn || turn.interrupted) return;
-    turn.interrupted = true;
-    turn.abort?.abort(why);
-    turn.wake?.();
-  }
-
-  /** Takes the agent out of memory for good, after its in-flight store work. */
-  async destroy(id: string): Promise<void> {
-    this.damaged.delete(id);
-    const entry = this.entries.get(id);
-    if (!entry) return;
-    entry.destroyed = true;
-    entry.lifecycle.send({ type: 'destroy' });
-    this.#abandon(entry, new Error('destroyed'));
-    await entry.chain;
-    if (entry.actor) this.inspection.stop(entry.actor);
-    entry.actor = null;
-    entry.lifecycle.stop();
-    for (const r of entry.leftMemory.splice(0)) r();
-    if (this.entries.get(id) === entry) this.entries.delete(id);
-    this.waiters.busy(entry, false);
-  }
-
-  /**
-   * Fenced (another owner took the store over): every agent leaves memory without a
-   * single write, and every waiting ask gets `err`.
-   */
-  dropAll(err: unknown): void {
-    this.timers.stop();
-    for (const entry of [...this.entries.values()]) this.drop(entry, err);
-    this.waiters.rejectAll(null, err);
-  }
-
-  /**
-   * The agent leaves memory without a single write (fenced, or its shard moved to another
-   * process): its turn is abandoned, its slot and permit go back. Its asks are left waiting
-   * (a shared store answers them from the process that runs the agent now).
-   */
-  drop(entry: Entry, err: unknown): void {
-    entry.destroyed = true;
-    this.#abandon(entry, err ?? new Error('moved to another process'));
-    entry.lifecycle.send({ type: 'destroy' });
-    if (entry.actor) this.inspection.stop(entry.actor);
-    entry.actor = null;
-    entry.lifecycle.stop();
-    for (const r of entry.leftMemory.splice(0)) r();
-    this.waiters.busy(entry, false);
-    if (this.entries.get(entry.id) === entry) this.entries.delete(entry.id);
-  }
-
+  /** The runtime stops: every agent's lifecycle and actor, the timers and the supervisor. */
   stopAll(): void {
     if (this.#idleTimer !== null) this.clock.clearTimeout(this.#idleTimer);
     this.timers.stop();

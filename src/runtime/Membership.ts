@@ -8,7 +8,7 @@
  * - `gained`: shards taken over from a process that died or stopped: their turns left in
  *   flight are recorded `crashed` (recovery), their agents with mail are scheduled, timers
  *   re-armed;
- * - `lost`: their agents leave memory without a write (Host.drop); asks waiting for them
+ * - `lost`: their agents leave memory without a write (Control.drop); asks waiting for them
  *   are answered by the process that runs them now, through the store;
  * - `mail`: another process wrote to the mailbox of an agent owned here: count it (load it);
  * - `destroyed`: another process destroyed an agent owned here: drop it;
@@ -123,14 +123,14 @@ export class Membership {
   #dropShards(shards: readonly number[]): void {
     const lost = new Set(shards);
     for (const entry of [...this.host.entries.values()]) {
-      if (lost.has(this.cluster.shardOf(entry.id))) this.host.drop(entry, null);
+      if (lost.has(this.cluster.shardOf(entry.id))) this.host.control.drop(entry, null);
     }
     // Asks of those agents: their answers come from the new owner, through the store.
     for (const [key, a] of this.#asks) if (lost.has(this.cluster.shardOf(a.agentId))) this.#take(key);
   }
 
   #destroyed(id: string): void {
-    this.host.destroy(id).catch((err: unknown) => this.o.report(err));
+    this.host.control.destroy(id).catch((err: unknown) => this.o.report(err));
     this.host.waiters.rejectAll(id, new AgentNotFoundError(id));
   }
 
@@ -140,12 +140,12 @@ export class Membership {
     for (const s of shards) this.host.leaving.add(s);
     const ids = [...this.host.entries.keys()].filter((id) => leaving.has(this.cluster.shardOf(id)));
     // A running turn finishes and commits; the agent is flushed; none loads again here (Host.owns).
-    await Promise.allSettled(ids.map((id) => this.host.close(id, 'stop')));
+    await Promise.allSettled(ids.map((id) => this.host.control.close(id, 'stop')));
     for (const id of ids) {
       const entry = this.host.entries.get(id);
       if (!entry) continue;
       await entry.chain;
-      if (this.host.entries.get(id) === entry) this.host.drop(entry, null);
+      if (this.host.entries.get(id) === entry) this.host.control.drop(entry, null);
     }
   }
 
