@@ -84,7 +84,7 @@ export class Accepter {
       let n = 0;
       while (n < this.#queue.length && n < MAX_SENDS && this.#queue[n]!.kind === 'send') n++;
       const batch = this.#queue.splice(0, n) as SendOp[];
-      if (slice.spent()) await slice.next();
+      if (slice.spent()) await slice.room();
       try {
         await this.#sendBatch(batch);
       } catch (err) {

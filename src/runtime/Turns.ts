@@ -99,7 +99,7 @@ export class Turns {
       }
     }
     core.emitter.emit('turn.started', () => ({ id: entry.id, at: turn.startedAt, seq: turn.seq }));
-    if (slice.spent()) await slice.next(); // the host application's share of the event loop first
+    if (slice.spent()) await slice.room(); // the host application's share of the event loop first
     if (unpersistable === null && !turn.interrupted) {
       if (isTurnLogic(entry.def.logic)) await core.actors.runTurnFunction(entry, turn);
       else {

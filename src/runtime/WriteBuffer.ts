@@ -17,6 +17,11 @@
  *
  * Slicing: a batch holds at most MAX_OPS ops; more wait for the next turn of the loop, so
  * one flush never blocks the host application's event loop for long.
+ *
+ * Pipelining: with a store that writes its batches in order on another thread
+ * (`Store.pipelined`: sqliteStore's writer thread), the next batch is handed over while the
+ * previous one is still being written (two in flight), so the runtime's own work overlaps
+ * the store's instead of waiting for every fsync. Answers still come in batch order.
  */
 import type { Clock } from '../clock.js';
 import { StoreError } from '../errors.js';
@@ -37,14 +42,21 @@ interface Pending {
 export class WriteBuffer {
   #queue: Pending[] = [];
   #scheduled = false;
-  #flushing = false;
+  /** Batches written and not yet answered. */
+  #inFlight = 0;
+  /** Settles when the last batch's answers have all been handed out. */
+  #handout: Promise<void> = Promise.resolve();
+  /** Batches in flight at most: two for a store that keeps their order (`Store.pipelined`), else one. */
+  readonly #depth: number;
   /** Batches written and ops in them (for stats and benchmarks). */
   readonly counts = { batches: 0, ops: 0 };
 
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.#depth = store.pipelined === true ? 2 : 1;
+  }
 
   /** Queues one op; resolves with its value once the batch holding it is durable. */
   write<T = unknown>(op: StoreOp): Promise<T> {
@@ -67,10 +79,12 @@ export class WriteBuffer {
    * docs/benchmarks.md.)
    */
   #schedule(): void {
-    if (this.#scheduled || this.#flushing) return;
+    if (this.#scheduled || this.#inFlight >= this.#depth) return;
     this.#scheduled = true;
-    setImmediate(() => {
-      slice.begin();
+    // The runtime's one yield (slice.next): a second setImmediate of its own would run in
+    // the same check phase as the turns waiting for the next slice, each starting a slice
+    // of its own, and the timers would wait for both.
+    void slice.next().then(() => {
       this.#scheduled = false;
       void this.#flush();
     });
@@ -78,26 +92,38 @@ export class WriteBuffer {
 
   async #flush(): Promise<void> {
     if (this.#queue.length === 0) return;
-    this.#flushing = true;
-    const slice = this.#queue.length <= MAX_OPS ? this.#queue.splice(0) : this.#queue.splice(0, MAX_OPS);
+    this.#inFlight++;
+    const batch = this.#queue.length <= MAX_OPS ? this.#queue.splice(0) : this.#queue.splice(0, MAX_OPS);
+    // Answers go out in batch order: this batch's after the previous one's.
+    const previous = this.#handout;
+    let handedOut!: () => void;
+    this.#handout = new Promise<void>((resolve) => (handedOut = resolve));
     let results: StoreOpResult[] | null = null;
     let failure: unknown = null;
     try {
-      results = await this.#retrying(() => this.store.batch(slice.map((p) => p.op)));
+      const ops = batch.map((p) => p.op);
+      // A pipelined store retries a busy database itself: retrying here could commit a later
+      // batch, already in flight, ahead of this one.
+      results = await (this.#depth > 1 ? this.store.batch(ops) : this.#retrying(() => this.store.batch(ops)));
       this.counts.batches++;
-      this.counts.ops += slice.length;
+      this.counts.ops += batch.length;
     } catch (err) {
       failure = err;
     }
-    this.#flushing = false;
+    this.#inFlight--;
     if (this.#queue.length > 0) this.#schedule();
-    for (let i = 0; i < slice.length; i++) {
-      const p = slice[i]!;
+    await previous;
+    for (let i = 0; i < batch.length; i++) {
+      // What an answer sets off (the rest of a turn, the next one) runs in the continuations:
+      // a batch's answers are handed out over several slices when they take long.
+      if ((i & 15) === 15 && slice.spent()) await slice.room();
+      const p = batch[i]!;
       const r = results?.[i];
       if (!r) p.reject(failure ?? new StoreError('The store returned no result for a write'));
       else if (r.ok) p.resolve(r.value);
       else p.reject(r.error);
     }
+    handedOut();
   }
 
   async #retrying<T>(call: () => Promise<T>): Promise<T> {

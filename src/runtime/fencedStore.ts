@@ -9,8 +9,8 @@ import { STORE_METHODS } from './options.js';
  */
 export function fencedStore(store: Store, onFenced: (err: FencedError) => void): Store {
   let fenced: FencedError | null = null;
-  // What the runtime reads besides the methods: a shared store's cluster.
-  const out: Record<string, unknown> = { kind: store.kind, cluster: store.cluster };
+  // What the runtime reads besides the methods: a shared store's cluster, a pipelined writer.
+  const out: Record<string, unknown> = { kind: store.kind, cluster: store.cluster, pipelined: store.pipelined };
   for (const key of STORE_METHODS) {
     const method = ((store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[key]!).bind(store);
     out[key] = async (...args: unknown[]) => {

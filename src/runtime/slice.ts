@@ -28,6 +28,15 @@ export function next(): Promise<void> {
   return waiting;
 }
 
+/**
+ * Waits until the current slice has time left. Everyone waiting resumes in the same turn of
+ * the event loop, so each checks again: the first ones use the new slice, the rest wait for
+ * the one after (without the check, 64 agents' turns resumed together ran ~4 ms in one go).
+ */
+export async function room(): Promise<void> {
+  while (spent()) await next();
+}
+
 /** A new slice starts now (called when the runtime resumes from a turn of the event loop). */
 export function begin(): void {
   start = performance.now();

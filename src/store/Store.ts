@@ -417,6 +417,15 @@ export interface Store {
    */
   readonly cluster?: StoreCluster;
 
+  /**
+   * The store applies `batch` calls in the order they were made, each in its transaction,
+   * even while earlier ones are still being written (a writer thread's queue), and retries
+   * a busy database itself before answering: so a caller may have a second batch in flight
+   * before the first is durable, and a later batch never commits ahead of an earlier one.
+   * The runtime's write buffer then keeps two group commits in flight. Absent: one at a time.
+   */
+  readonly pipelined?: boolean;
+
   /** Releases resources (and ownership). Further calls reject with `StoreError`. */
   close(): Promise<void>;
 }

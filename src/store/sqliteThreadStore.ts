@@ -176,6 +176,8 @@ export function sqliteThreadStore(path: string, synchronous: 'FULL' | 'NORMAL'):
 
   const store: Store = {
     kind: 'sqlite',
+    // The writer answers in order and retries a busy database itself (sqliteWriter.ts).
+    pipelined: true,
 
     createAgent: async (record) => void (await one(() => prepareSqliteOp({ op: 'createAgent', record }))),
     getAgent: (id) => reader.getAgent(id),

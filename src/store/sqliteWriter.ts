@@ -12,8 +12,10 @@
  * result slots carry their errors the same way. Every request is answered once its
  * transaction committed (or failed): the calling thread's reads see the commit by then.
  *
- * The requests run synchronously (better-sqlite3), so one never overlaps another; this
- * thread's own event loop is the only one an fsync holds.
+ * The requests run one after the other, in the order they came (a batch the database
+ * refuses as busy is retried before the next request starts): the calling thread may post a
+ * batch before the previous one was answered (the store is `pipelined`). The writes run
+ * synchronously (better-sqlite3); this thread's own event loop is the only one an fsync holds.
  */
 
 import { parentPort, workerData } from 'node:worker_threads';
@@ -62,10 +64,33 @@ try {
 /** Stands for an op the calling thread failed already (its error stays there). */
 const FAILED_THERE = new Error('failed on the calling thread');
 
+/** The requests in the order they came: each starts when the one before it was answered. */
+let queue: Promise<void> = Promise.resolve();
+
 port.on('message', (request: WriterRequest) => {
   if (request.kind === 'crash') throw new Error('the SQLite writer thread was made to crash (a test)');
-  void answer(request).then((reply) => port.postMessage(reply));
+  queue = queue.then(() => answer(request)).then((reply) => port.postMessage(reply));
 });
+
+/** How often a busy database is retried before a batch fails (10 ms, 20 ms, … 1 s: about 6 s in all, as the runtime's write buffer does for a store on its own thread). */
+const BUSY_RETRIES = 10;
+
+/**
+ * Runs a batch, retrying while the database is busy (another connection holds its write
+ * lock). The retries happen here, before any later request runs: the calling thread may
+ * have posted the next batch already (the store is `pipelined`), and it must not commit
+ * ahead of this one.
+ */
+async function executeRetrying(writer: SqliteWriter, action: string, ops: (SqlitePreparedOp | Error)[]): Promise<StoreOpResult[]> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return writer.execute(action, ops);
+    } catch (error) {
+      if (!(error instanceof StoreError) || !error.retryable || attempt >= BUSY_RETRIES) throw error;
+    }
+    await new Promise<void>((resolve) => setTimeout(resolve, Math.min(10 * 2 ** attempt, 1_000)));
+  }
+}
 
 async function answer(request: Exclude<WriterRequest, { kind: 'crash' }>): Promise<WriterReply> {
   const { id } = request;
@@ -73,7 +98,8 @@ async function answer(request: Exclude<WriterRequest, { kind: 'crash' }>): Promi
     if (store === null || writer === null) throw openFailure ?? new StoreError(`The SQLite writer thread could not open "${path}"`);
     switch (request.kind) {
       case 'batch': {
-        const results = writer.execute(
+        const results = await executeRetrying(
+          writer,
           request.action,
           request.ops.map((op) => op ?? FAILED_THERE),
         );

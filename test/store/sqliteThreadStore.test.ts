@@ -218,6 +218,29 @@ describe('sqliteStore, writer thread: errors keep their classes and fields', () 
     expect((await store.append([msg('alice', 'm1')]))[0]).toMatchObject({ seq: 1 });
   });
 
+  it('pipelined: a batch the database refuses as busy is retried by the writer before the next one runs, so batches commit in call order', async () => {
+    const file = dbFile();
+    const store = thread(file);
+    expect(store.pipelined).toBe(true);
+    await store.createAgent(agent('alice'));
+    const raw = new Database(file);
+    try {
+      raw.exec('BEGIN IMMEDIATE');
+      // Longer than the writer's busy timeout (5 s): the first batch's first try fails busy.
+      const release = setTimeout(() => raw.exec('ROLLBACK'), 5_600);
+      const first = store.batch([{ op: 'append', request: msg('alice', 'm1') }]);
+      const second = store.batch([{ op: 'append', request: msg('alice', 'm2') }]);
+      const [a, b] = await Promise.all([first, second]);
+      clearTimeout(release);
+      expect(a[0]).toMatchObject({ ok: true, value: { seq: 1, duplicate: false } });
+      expect(b[0]).toMatchObject({ ok: true, value: { seq: 2, duplicate: false } });
+    } finally {
+      if (raw.inTransaction) raw.exec('ROLLBACK');
+      raw.close();
+    }
+    expect((await store.pending('alice', 10)).map((m) => m.messageId)).toEqual(['m1', 'm2']);
+  }, 30_000);
+
   it('a damaged row reads back as StoreCorruptionError (reads run on this thread)', async () => {
     const file = dbFile();
     const store = thread(file);
