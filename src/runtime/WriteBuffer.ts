@@ -20,8 +20,9 @@
  *
  * Pipelining: with a store that writes its batches in order on another thread
  * (`Store.pipelined`: sqliteStore's writer thread), the next batch is handed over while the
- * previous one is still being written (two in flight), so the runtime's own work overlaps
- * the store's instead of waiting for every fsync. Answers still come in batch order.
+ * previous one is still being written (up to PIPELINE_DEPTH in flight; the writer merges the
+ * ones waiting into one transaction), so the runtime's own work overlaps the store's instead
+ * of waiting for every fsync. Answers still come in batch order.
  */
 import type { Clock } from '../clock.js';
 import { StoreError } from '../errors.js';
@@ -30,6 +31,12 @@ import type { Store, StoreOp, StoreOpResult } from '../store/Store.js';
 
 /** Ops in one batch at most (about 1–2 ms of SQLite work on the benchmark machine: it bounds the work between two turns of the event loop). */
 export const MAX_OPS = 96;
+/**
+ * Batches in flight at most on a pipelined store: while the writer thread syncs one, the
+ * runtime hands over what the next turns of the event loop wrote, and the writer merges
+ * what waits into one transaction (sqliteWriter.ts).
+ */
+export const PIPELINE_DEPTH = 8;
 /** How often a busy store is retried (10 ms, 20 ms, … 1 s: about 6 s in all). */
 export const STORE_RETRIES = 10;
 
@@ -46,7 +53,7 @@ export class WriteBuffer {
   #inFlight = 0;
   /** Settles when the last batch's answers have all been handed out. */
   #handout: Promise<void> = Promise.resolve();
-  /** Batches in flight at most: two for a store that keeps their order (`Store.pipelined`), else one. */
+  /** Batches in flight at most: PIPELINE_DEPTH for a store that keeps their order (`Store.pipelined`), else one. */
   readonly #depth: number;
   /** Batches written and ops in them (for stats and benchmarks). */
   readonly counts = { batches: 0, ops: 0 };
@@ -55,7 +62,7 @@ export class WriteBuffer {
     private readonly store: Store,
     private readonly clock: Clock,
   ) {
-    this.#depth = store.pipelined === true ? 2 : 1;
+    this.#depth = store.pipelined === true ? PIPELINE_DEPTH : 1;
   }
 
   /** Queues one op; resolves with its value once the batch holding it is durable. */

@@ -24,7 +24,7 @@ import {
   StoreError,
   StoreLockedError,
 } from '../../src/errors.js';
-import type { AppendRequest, Store, StoreOwner } from '../../src/store/Store.js';
+import type { AppendRequest, Store, StoreOpResult, StoreOwner } from '../../src/store/Store.js';
 import { sqliteStore } from '../../src/store/sqliteStore.js';
 import { sqliteWriterThread } from '../../src/store/sqliteThreadStore.js';
 import { describeStore } from './describeStore.js';
@@ -240,6 +240,38 @@ describe('sqliteStore, writer thread: errors keep their classes and fields', () 
     }
     expect((await store.pending('alice', 10)).map((m) => m.messageId)).toEqual(['m1', 'm2']);
   }, 30_000);
+
+  it('batches handed over while the writer waits are written together: each gets its own answers, and a failing op fails alone', async () => {
+    const file = dbFile();
+    const store = thread(file);
+    await store.createAgent(agent('alice'));
+    const raw = new Database(file);
+    let answers: StoreOpResult[][];
+    try {
+      raw.exec('BEGIN IMMEDIATE');
+      // The first batch waits for the lock inside the writer; the next ones queue behind it.
+      const release = setTimeout(() => raw.exec('ROLLBACK'), 200);
+      answers = await Promise.all([
+        store.batch([{ op: 'append', request: msg('alice', 'm1') }]),
+        store.batch([{ op: 'append', request: msg('alice', 'm2') }, { op: 'append', request: msg('nobody', 'x') }]),
+        store.batch([{ op: 'append', request: msg('alice', 'm3') }]),
+        store.batch([{ op: 'append', request: msg('nobody', 'y') }]),
+        store.batch([{ op: 'append', request: msg('alice', 'm4') }, { op: 'append', request: msg('alice', 'm2') }]),
+      ]);
+      clearTimeout(release);
+    } finally {
+      if (raw.inTransaction) raw.exec('ROLLBACK');
+      raw.close();
+    }
+    expect(answers.map((a) => a.map((r) => (r.ok ? { seq: (r.value as { seq: number }).seq, duplicate: (r.value as { duplicate: boolean }).duplicate } : (r.error as Error).name)))).toEqual([
+      [{ seq: 1, duplicate: false }],
+      [{ seq: 2, duplicate: false }, 'AgentNotFoundError'],
+      [{ seq: 3, duplicate: false }],
+      ['AgentNotFoundError'],
+      [{ seq: 4, duplicate: false }, { seq: 2, duplicate: true }],
+    ]);
+    expect((await store.pending('alice', 10)).map((m) => m.messageId)).toEqual(['m1', 'm2', 'm3', 'm4']);
+  });
 
   it('a damaged row reads back as StoreCorruptionError (reads run on this thread)', async () => {
     const file = dbFile();
