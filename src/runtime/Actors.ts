@@ -4,6 +4,7 @@
  * effects a turn produces — messages to send, agents to spawn, outputs — gathered on the
  * turn, to be committed with it.
  */
+import { copyPlain } from '../plainCopy.js';
 import { createActor, fromPromise, type Actor, type AnyActorRef, type AnyStateMachine } from 'xstate';
 import type { Clock } from '../clock.js';
 import type { AgentDefinition } from '../defineAgent.js';
@@ -107,8 +108,8 @@ export class Actors {
 
   #turnContext(entry: Entry, turn: Turn, state: unknown, message: Message): TurnContext<unknown> {
     return {
-      state: structuredClone(state),
-      message: structuredClone(message),
+      state: copyPlain(state),
+      message: copyPlain(message),
       get signal() {
         turn.abort ??= new AbortController();
         if (turn.interrupted && !turn.abort.signal.aborted) turn.abort.abort(new Error('interrupted'));

@@ -2,6 +2,7 @@
  * Snapshots of an agent's logic as the runtime stores and answers them, and when a turn of
  * a machine is over. Pure functions over XState actors.
  */
+import { copyPlain } from '../plainCopy.js';
 import { fromPromise, type AnyActorRef } from 'xstate';
 import { isTurnLogic } from '../fromTurn.js';
 import type { AgentDefinition } from '../defineAgent.js';
@@ -39,8 +40,8 @@ export function notPersistable(agentId: string, err: unknown): TypeError {
 export function resultState(def: AgentDefinition, snapshot: unknown): unknown {
   if (snapshot === undefined || snapshot === null) return undefined;
   const s = snapshot as { value?: unknown; context?: { state?: unknown } };
-  if (isTurnLogic(def.logic)) return structuredClone(s.context?.state);
-  return structuredClone({ value: s.value, context: s.context });
+  if (isTurnLogic(def.logic)) return copyPlain(s.context?.state);
+  return copyPlain({ value: s.value, context: s.context });
 }
 
 /** The state value of a machine snapshot, unless it says nothing (`{}`: a machine without states). */

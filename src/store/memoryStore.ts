@@ -8,7 +8,7 @@
  * and never awaits in between, so a call that rejects has changed nothing and two calls
  * never interleave. A `batch` runs its ops one after the other in the same way: an op that
  * fails has changed nothing, and the ops after it see what the ops before it wrote; the
- * whole batch fails only on a closed store (a memory store is never fenced). Whatever goes in or comes out is copied with `structuredClone`, so no
+ * whole batch fails only on a closed store (a memory store is never fenced). Whatever goes in or comes out is copied (src/plainCopy.ts), so no
  * caller ever shares an object with the store.
  *
  * It remembers every message id an agent ever received (idempotency holds for consumed
@@ -33,6 +33,7 @@
  */
 
 import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } from '../errors.js';
+import { copyPlain } from '../plainCopy.js';
 import { assertLimit } from '../validate.js';
 import {
   checkCancel,
@@ -430,7 +431,7 @@ export function memoryStore(): Store {
     async getAgent(id) {
       checkOpen();
       const agent = agents.get(id);
-      return agent === undefined ? null : structuredClone(agent.record);
+      return agent === undefined ? null : copyPlain(agent.record);
     },
 
     async getAgents(ids) {
@@ -438,7 +439,7 @@ export function memoryStore(): Store {
       const out: AgentRecord[] = [];
       for (const id of new Set(ids)) {
         const agent = agents.get(id);
-        if (agent !== undefined) out.push(structuredClone(agent.record));
+        if (agent !== undefined) out.push(copyPlain(agent.record));
       }
       return out;
     },
@@ -463,7 +464,7 @@ export function memoryStore(): Store {
           next = out[out.length - 1]!.id;
           break;
         }
-        out.push(structuredClone(record));
+        out.push(copyPlain(record));
       }
       return { agents: out, cursor: next };
     },
@@ -492,7 +493,7 @@ export function memoryStore(): Store {
       checkOpen();
       if (limit !== Number.POSITIVE_INFINITY) assertLimit(limit, 'limit');
       const agent = agents.get(agentId);
-      return agent === undefined ? [] : structuredClone(agent.mailbox.first(limit));
+      return agent === undefined ? [] : copyPlain(agent.mailbox.first(limit));
     },
 
     async mailboxSize(agentId) {
@@ -513,7 +514,7 @@ export function memoryStore(): Store {
     async loadSnapshot(agentId) {
       checkOpen();
       const agent = agents.get(agentId);
-      return agent === undefined ? null : structuredClone(agent.snapshot);
+      return agent === undefined ? null : copyPlain(agent.snapshot);
     },
 
     async note(agentId, entry) {
@@ -526,7 +527,7 @@ export function memoryStore(): Store {
       const { limit } = options;
       if (limit !== undefined) assertLimit(limit, 'limit');
       const entries = agents.get(agentId)?.rollout.last(limit) ?? [];
-      return structuredClone(entries);
+      return copyPlain(entries);
     },
 
     async agentsWithPending() {
@@ -546,7 +547,7 @@ export function memoryStore(): Store {
     async dueTimers(now, limit) {
       checkOpen();
       checkDue(now, limit);
-      return structuredClone(timers.due(now, limit));
+      return copyPlain(timers.due(now, limit));
     },
 
     async nextDeadline() {
@@ -557,7 +558,7 @@ export function memoryStore(): Store {
     async timers(agentId, limit = Number.POSITIVE_INFINITY) {
       checkOpen();
       if (limit !== Number.POSITIVE_INFINITY) assertLimit(limit, 'limit');
-      return structuredClone(timers.of(agentId).slice(0, limit));
+      return copyPlain(timers.of(agentId).slice(0, limit));
     },
 
     async batch(ops) {
@@ -594,47 +595,13 @@ export function memoryStore(): Store {
   };
 }
 
-const NOT_PLAIN = Symbol('not plain');
-
-/** A copy of plain JSON-shaped data (objects, arrays, primitives), or NOT_PLAIN. */
-function plainCopy(v: unknown, depth: number): unknown {
-  if (typeof v !== 'object' || v === null) {
-    return typeof v === 'function' || typeof v === 'symbol' || typeof v === 'bigint' ? NOT_PLAIN : v;
-  }
-  if (depth > 64) return NOT_PLAIN; // deep (or a cycle): structuredClone decides
-  if (Array.isArray(v)) {
-    if (Object.getPrototypeOf(v) !== Array.prototype) return NOT_PLAIN;
-    const out = new Array<unknown>(v.length);
-    for (let i = 0; i < v.length; i++) {
-      const c = plainCopy(v[i], depth + 1);
-      if (c === NOT_PLAIN) return NOT_PLAIN;
-      out[i] = c;
-    }
-    return out;
-  }
-  const proto: unknown = Object.getPrototypeOf(v);
-  if (proto !== Object.prototype && proto !== null) return NOT_PLAIN;
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(v)) {
-    if (key === '__proto__') return NOT_PLAIN;
-    const c = plainCopy((v as Record<string, unknown>)[key], depth + 1);
-    if (c === NOT_PLAIN) return NOT_PLAIN;
-    out[key] = c;
-  }
-  return out;
-}
-
 /**
- * Copies a value on its way in; a value that cannot be copied (a function, …) is refused.
- * Plain JSON-shaped data (what the runtime writes) is copied by a walk of its own, several
- * times faster than `structuredClone` for the small values of a turn; anything else
- * (a cycle, a Date, a Map…) goes through `structuredClone` as before.
+ * Copies a value on its way in (copyPlain: a walk of its own for plain data, else
+ * `structuredClone`); a value that cannot be copied (a function, …) is refused.
  */
 function copyIn<T>(value: T, what: string): T {
   try {
-    const fast = plainCopy(value, 0);
-    if (fast !== NOT_PLAIN) return fast as T;
-    return structuredClone(value);
+    return copyPlain(value);
   } catch (cause) {
     throw new StoreError(
       `Cannot store ${what}: it is not plain data (${cause instanceof Error ? cause.message : String(cause)}). ` +
