@@ -162,6 +162,15 @@ export function copyMessage(message: unknown): Message {
  */
 export function copyJson<T = unknown>(value: unknown, name: string, options: { dropUndefined?: boolean } = {}): T {
   const dropUndefined = options.dropUndefined === true;
+  // The common case in one walk; anything it is not sure of, the full walk below decides.
+  fastBytes = 0;
+  let fast: unknown = NOT_FAST;
+  try {
+    fast = fastCopy(value, dropUndefined, 0);
+  } catch {
+    // a getter or a Proxy trap threw: the full walk names the path
+  }
+  if (fast !== NOT_FAST) return fast as T;
   const path: (string | number)[] = [];
   const ancestors: object[] = [];
   let bytes = 0;
@@ -233,6 +242,77 @@ export function copyJson<T = unknown>(value: unknown, name: string, options: { d
   }
   assertJson(result, name);
   return result as T;
+}
+
+const NOT_FAST = Symbol('not fast');
+/** An upper bound of the JSON text's UTF-8 bytes seen so far by `fastCopy`. */
+let fastBytes = 0;
+
+/**
+ * The fast path of `copyJson`: copies plain JSON data in one walk, reading each property
+ * once, and checks it as it goes: finite numbers, strings, booleans, null, plain objects
+ * and arrays, no `undefined` (left out of objects with `dropUndefined`), no hole, no
+ * `__proto__` or symbol key, at most MAX_JSON_DEPTH deep (a cycle goes deeper), and an
+ * upper bound of its JSON text (6 bytes per string unit, 25 per number) within
+ * MAX_JSON_BYTES. Anything else, NOT_FAST: the full walk decides and says why. Whatever it
+ * accepts, the full walk accepts, with the same copy.
+ */
+function fastCopy(v: unknown, dropUndefined: boolean, depth: number): unknown {
+  switch (typeof v) {
+    case 'string':
+      fastBytes += 6 * v.length + 2;
+      return fastBytes > MAX_JSON_BYTES ? NOT_FAST : v;
+    case 'number':
+      fastBytes += 25;
+      return Number.isFinite(v) ? v : NOT_FAST;
+    case 'boolean':
+      fastBytes += 5;
+      return v;
+    case 'object':
+      if (v === null) {
+        fastBytes += 4;
+        return v;
+      }
+      break;
+    default:
+      return NOT_FAST;
+  }
+  if (depth >= MAX_JSON_DEPTH) return NOT_FAST;
+  if (Array.isArray(v)) {
+    if (Object.getPrototypeOf(v) !== Array.prototype) return NOT_FAST;
+    const length = v.length;
+    fastBytes += length + 2;
+    if (fastBytes > MAX_JSON_BYTES) return NOT_FAST;
+    const out = new Array<unknown>(length);
+    for (let i = 0; i < length; i++) {
+      const item: unknown = v[i];
+      if (item === undefined) return NOT_FAST;
+      const c = fastCopy(item, dropUndefined, depth + 1);
+      if (c === NOT_FAST) return NOT_FAST;
+      out[i] = c;
+    }
+    return out;
+  }
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return NOT_FAST;
+  if (Object.getOwnPropertySymbols(v).length > 0) return NOT_FAST;
+  const out: Record<string, unknown> = {};
+  const keys = Object.keys(v);
+  fastBytes += keys.length + 2;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    if (key === '__proto__') return NOT_FAST;
+    fastBytes += 6 * key.length + 3;
+    const item: unknown = (v as Record<string, unknown>)[key];
+    if (item === undefined) {
+      if (dropUndefined) continue;
+      return NOT_FAST;
+    }
+    const c = fastCopy(item, dropUndefined, depth + 1);
+    if (c === NOT_FAST) return NOT_FAST;
+    out[key] = c;
+  }
+  return out;
 }
 
 function protoKey(walk: Walk): never {

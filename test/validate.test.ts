@@ -7,6 +7,7 @@ import {
   assertJson,
   assertMessage,
   assertPositiveDurationOrNull,
+  copyJson,
   describeValue,
 } from '../src/validate.js';
 
@@ -312,6 +313,75 @@ describe('assertJson', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('copyJson', () => {
+  // Its fast path (one walk) must accept exactly what the full walk accepts, with the same copy.
+  const seed = process.env.RESIDENCY_SEED ? Number(process.env.RESIDENCY_SEED) : Date.now() % 2 ** 31;
+  const anything = fc.anything({
+    maxDepth: 4,
+    withBigInt: true,
+    withBoxedValues: true,
+    withDate: true,
+    withMap: true,
+    withSet: true,
+    withNullPrototype: true,
+    withObjectString: true,
+    withSparseArray: true,
+    withTypedArray: true,
+    withUnicodeString: true,
+  });
+
+  // Values JSON cannot hold, alone and inside objects and arrays (rare in fc.anything's draws).
+  const odd = fc.constantFrom<unknown>(NaN, Infinity, -Infinity, -0, undefined, 1n, Symbol('s'), () => 1, new Date(0), [, 1], Object.create(null));
+  const oddInside = fc.oneof(odd, fc.dictionary(fc.string(), fc.oneof(odd, fc.integer())), fc.array(fc.oneof(odd, fc.string())));
+
+  it('copies what assertJson accepts, into fresh objects, and refuses the rest with a TypeError', () => {
+    console.log(`copyJson against assertJson: seed ${seed} (RESIDENCY_SEED=${seed} reruns it)`);
+    fc.assert(
+      fc.property(fc.oneof(anything, fc.jsonValue({ maxDepth: 6 }), oddInside), (value) => {
+        let accepted = true;
+        try {
+          assertJson(value, 'input');
+        } catch {
+          accepted = false;
+        }
+        let copy: unknown;
+        let error: unknown = null;
+        try {
+          copy = copyJson(value, 'input');
+        } catch (e) {
+          error = e;
+        }
+        if (!accepted) {
+          expect(error).toBeInstanceOf(TypeError);
+          return;
+        }
+        expect(error).toBeNull();
+        // Plain objects with Object.prototype (a null-prototype object too), -0 as JSON writes it.
+        expect(normalizeNegativeZero(copy)).toStrictEqual(JSON.parse(JSON.stringify(value)));
+        if (typeof value === 'object' && value !== null) expect(copy).not.toBe(value);
+      }),
+      { numRuns: 1000, seed },
+    );
+  });
+
+  it('dropUndefined leaves undefined properties out; without it they are refused; sizes and depths as assertJson', () => {
+    expect(copyJson({ a: 1, b: undefined, c: { d: undefined } }, 'snapshot', { dropUndefined: true })).toStrictEqual({ a: 1, c: {} });
+    expect(() => copyJson({ a: 1, b: undefined }, 'input')).toThrow(TypeError);
+    expect(() => copyJson([1, undefined], 'input', { dropUndefined: true })).toThrow(TypeError);
+    expect(() => copyJson({ s: 'x'.repeat(MiB) }, 'input')).toThrow(/at most 1 MiB/);
+    expect(copyJson({ s: 'x'.repeat(MiB / 2) }, 'input')).toStrictEqual({ s: 'x'.repeat(MiB / 2) });
+    expect(() => copyJson(nested(65), 'input')).toThrow(/at most 64/);
+    const cyclic: Record<string, unknown> = { a: {} };
+    (cyclic['a'] as Record<string, unknown>)['back'] = cyclic;
+    expect(() => copyJson(cyclic, 'input')).toThrow(/circular reference to `input`/);
+    expect(() => copyJson(JSON.parse('{"a":{"__proto__":{"x":1}}}'), 'input')).toThrow(/no key named "__proto__"/);
+    let reads = 0;
+    const withGetter = { get n() { reads++; return 1; } };
+    expect(copyJson(withGetter, 'input')).toStrictEqual({ n: 1 });
+    expect(reads).toBe(1);
   });
 });
 
