@@ -3,8 +3,8 @@
  * used both as a residency agent and as a bare XState actor, and a driver that counts
  * handled messages through the `turn.finished` event.
  */
-import { assign, setup } from 'xstate';
-import { createRuntime, defineAgent, memoryStore, type Runtime, type Store } from '../src/index.js';
+import { assign, emit, setup } from 'xstate';
+import { createRuntime, defineAgent, memoryStore, type AgentDefinition, type Runtime, type Store } from '../src/index.js';
 
 export type Inc = { type: 'inc'; by: number };
 
@@ -18,6 +18,23 @@ export const counterMachine = setup({
 });
 
 export const counterAgent = defineAgent({ type: 'counter', logic: counterMachine });
+
+/**
+ * The counter machine with an `emit` action besides (on an event the benches never send):
+ * a machine that may emit, whose agents each keep an emit listener (the memory bench).
+ */
+export const emittingCounterMachine = setup({
+  types: { context: {} as { n: number }, events: {} as Inc | { type: 'tell' } },
+}).createMachine({
+  id: 'counter',
+  context: { n: 0 },
+  on: {
+    inc: { actions: assign({ n: ({ context, event }) => context.n + (event as Inc).by }) },
+    tell: { actions: emit({ type: 'told' }) },
+  },
+});
+
+export const emittingCounterAgent = defineAgent({ type: 'counter', logic: emittingCounterMachine });
 
 export const inc: Inc = { type: 'inc', by: 1 };
 
@@ -39,11 +56,17 @@ export interface Driven {
  * `onStore` sees the store before the runtime does (the runtime binds its methods when it
  * starts: a wrapper set later is never called).
  */
-export async function drivenRuntime(options: { residentCap: number; runningCap: number; onStore?: (store: Store) => void }): Promise<Driven> {
-  const { onStore, ...caps } = options;
+export async function drivenRuntime(options: {
+  residentCap: number;
+  runningCap: number;
+  onStore?: (store: Store) => void;
+  /** The agent type `counter` (the counter agent by default). */
+  agent?: AgentDefinition;
+}): Promise<Driven> {
+  const { onStore, agent = counterAgent, ...caps } = options;
   const store = memoryStore();
   onStore?.(store);
-  const runtime = await createRuntime({ agents: [counterAgent], store, ...caps });
+  const runtime = await createRuntime({ agents: [agent], store, ...caps });
   let finished = 0;
   let failed = 0;
   const waits: { n: number; resolve: () => void }[] = [];

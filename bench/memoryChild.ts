@@ -6,7 +6,7 @@
  */
 import { createActor } from 'xstate';
 import { agentMachine } from '../machines/agent.js';
-import { agentId, counterMachine, drivenRuntime, inc, populate, type Driven } from './agents.js';
+import { agentId, counterMachine, drivenRuntime, emittingCounterAgent, inc, populate, type Driven } from './agents.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc');
@@ -21,11 +21,11 @@ async function heap(): Promise<number> {
   return process.memoryUsage().heapUsed;
 }
 
-export type Scenario = 'bare' | 'lifecycle' | 'spawned' | 'resident' | 'unloaded' | 'unloadedAsk' | 'evicted' | 'evictedAsk';
+export type Scenario = 'bare' | 'lifecycle' | 'spawned' | 'resident' | 'residentEmitting' | 'unloaded' | 'unloadedAsk' | 'evicted' | 'evictedAsk';
 
 /** Spawns n agents, has each handle one message (`send`, or `ask`), optionally closes them all. */
-async function world(n: number, how: { message: 'none' | 'send' | 'ask'; close: boolean; residentCap?: number }): Promise<Driven> {
-  const d = await drivenRuntime({ residentCap: how.residentCap ?? n, runningCap: 8 });
+async function world(n: number, how: { message: 'none' | 'send' | 'ask'; close: boolean; residentCap?: number; emitting?: boolean }): Promise<Driven> {
+  const d = await drivenRuntime({ residentCap: how.residentCap ?? n, runningCap: 8, ...(how.emitting ? { agent: emittingCounterAgent } : {}) });
   await populate(d, n, 0);
   if (how.message === 'send') {
     for (let i = 0; i < n; i += 1_000) {
@@ -84,13 +84,14 @@ async function main(scenario: Scenario, n: number): Promise<Record<string, numbe
   const how =
     scenario === 'spawned' ? { message: 'none' as const, close: false }
     : scenario === 'resident' ? { message: 'send' as const, close: false }
+    : scenario === 'residentEmitting' ? { message: 'send' as const, close: false, emitting: true }
     : scenario === 'unloaded' ? { message: 'send' as const, close: true }
     : scenario === 'unloadedAsk' ? { message: 'ask' as const, close: true }
     : scenario === 'evicted' ? { message: 'send' as const, close: true, residentCap: 64 }
     : { message: 'ask' as const, close: true, residentCap: 64 };
   let d: Driven | null = await world(n, how);
   const stats = d.runtime.stats();
-  const expected = scenario === 'resident' ? n : 0;
+  const expected = scenario === 'resident' || scenario === 'residentEmitting' ? n : 0;
   if (stats.resident !== expected) throw new Error(`${stats.resident} agents resident, expected ${expected}`);
   const h1 = await heap();
   // Drop the runtime, keep its store: what remains is the store alone.

@@ -14,8 +14,77 @@ import { STATE_EVENT, TURN_LOGIC, isTurnLogic, type TurnContext, type TurnInput 
 
 const WOKEN = Symbol('woken');
 
-/** An error observer for every agent actor: an actor that errors with none makes XState rethrow from a timer. */
-const SILENT = { error: () => {} };
+/**
+ * The error observer of every agent actor (an actor that errors with none makes XState
+ * rethrow from a timer), one object for all of them: `subscribe` would make an observer
+ * and bind its `error` per actor (96 B; about 550 B when the function's name was set by a
+ * transpiler, as tsx does, which makes each bound copy a slow-mode object).
+ */
+const SILENT: { next: undefined; error: (err: unknown) => void; complete: undefined } = { next: undefined, error: () => {}, complete: undefined };
+
+/** Whether a machine has an action that may emit (XState's `emit`, or `enqueueActions`, which can); by machine. */
+const emitting = new WeakMap<AnyStateMachine, boolean>();
+
+/**
+ * Whether the machine may ever emit an event: it has an `emit` action, or an
+ * `enqueueActions` (which may enqueue one), inline or named, anywhere (entry, exit, any
+ * transition: events, `always`, `after`, done and error of invokes). Only those reach an
+ * actor's `on` listeners (a custom action function cannot emit); anything not recognised
+ * counts as emitting. A machine that never emits needs no listener per actor (about 300 B).
+ */
+export function mayEmit(machine: AnyStateMachine): boolean {
+  let found = emitting.get(machine);
+  if (found !== undefined) return found;
+  const named = ((machine.implementations as { actions?: Record<string, unknown> } | undefined)?.actions ?? {}) as Record<string, unknown>;
+  const emits = (action: unknown, depth: number): boolean => {
+    if (depth > 8) return true;
+    if (action == null) return false;
+    if (Array.isArray(action)) return action.some((a) => emits(a, depth + 1));
+    if (typeof action === 'string') return action in named ? emits(named[action], depth + 1) : false;
+    if (typeof action === 'function') {
+      const type = (action as { type?: unknown }).type;
+      if (type === 'xstate.emit' || type === 'xstate.enqueueActions') return true;
+      return false; // another built-in action (assign, raise, sendTo …) or a custom function: neither emits
+    }
+    if (typeof action === 'object' && typeof (action as { type?: unknown }).type === 'string') {
+      const type = (action as { type: string }).type; // a named action with params
+      return type in named ? emits(named[type], depth + 1) : false;
+    }
+    return true;
+  };
+  found = false;
+  try {
+    const nodes: unknown[] = [machine.root];
+    while (nodes.length > 0 && !found) {
+      const n = nodes.pop() as {
+        states?: Record<string, unknown>;
+        entry?: unknown[];
+        exit?: unknown[];
+        transitions?: Map<string, { actions?: unknown[] }[]>;
+        always?: { actions?: unknown[] }[];
+        after?: { actions?: unknown[] }[];
+      };
+      if (!n || typeof n !== 'object' || !(n.transitions instanceof Map)) {
+        found = true;
+        break;
+      }
+      const transitions = [...[...n.transitions.values()].flat(), ...(n.always ?? []), ...(n.after ?? [])];
+      found = emits(n.entry, 0) || emits(n.exit, 0) || transitions.some((t) => emits(t.actions, 0));
+      nodes.push(...Object.values(n.states ?? {}));
+    }
+  } catch {
+    found = true;
+  }
+  emitting.set(machine, found);
+  return found;
+}
+
+/** Adds the shared error observer to the actor: to its observer set when XState's is there, else by `subscribe`. */
+function silence(actor: AnyActorRef): void {
+  const observers = (actor as unknown as { observers?: unknown }).observers;
+  if (observers instanceof Set) observers.add(SILENT);
+  else actor.subscribe(SILENT);
+}
 
 /** The runtime's clock, except that its timers never fire (XState's delays become durable timers). */
 function heldClock(clock: Clock): Clock {
@@ -34,6 +103,8 @@ export class Actors {
   readonly #owner = new WeakMap<AnyActorRef, Entry>();
   /** One clock for every machine agent: the runtime's time, timers that never fire. */
   #held: Clock | null = null;
+  /** What a running agent actor keeps as its options, by clock (see #settleOptions). */
+  readonly #startedOptions = new Map<unknown, { clock: unknown; logger: unknown; devTools: unknown }>();
 
   constructor(
     private readonly o: {
@@ -175,10 +246,11 @@ export class Actors {
     const actor = createActor(logic, snapshot == null ? { input, clock } : { snapshot: snapshot as never, input, clock });
     const initial = actor.getSnapshot() as { status: string; error?: unknown };
     if (initial.status === 'error') throw initial.error ?? new Error('the snapshot does not restore');
-    this.#owner.set(actor, entry);
-    actor.subscribe(SILENT); // the turn or the load reads the error from the snapshot
-    if (!isTurnLogic(entry.def.logic)) {
-      actor.on('*', (ev: { type: string; [k: string]: unknown }) => this.#machineEffect(entry, ev));
+    // The fromTurn logic finds its agent from its actor (machine agents need no such entry).
+    if (isTurnLogic(entry.def.logic)) this.#owner.set(actor, entry);
+    silence(actor); // the turn or the load reads the error from the snapshot
+    if (!isTurnLogic(entry.def.logic) && mayEmit(logic)) {
+      actor.on('*', this.#machineEffect.bind(this, entry)); // bound: lighter than a closure and its context
     }
     this.inspection.created(entry.id, actor);
     try {
@@ -192,7 +264,28 @@ export class Actors {
       this.inspection.stop(actor);
       throw started.error ?? new Error('the logic failed as it started');
     }
+    this.#settleOptions(actor);
     return actor;
+  }
+
+  /**
+   * XState reads an actor's options only while it makes and starts the actor, but keeps
+   * them for the actor's life: the agent's input, the stored snapshot it was restored from
+   * (a resident idle agent keeps none: Entry.lastPersisted is dropped on idle too), and,
+   * since they are XState's defaults spread with keys the defaults lack, a hidden class of
+   * their own (about 230 B per agent). Once the actor runs, one shared object per clock
+   * takes their place, with what XState's defaults hold (clock, logger, devTools).
+   */
+  #settleOptions(actor: AnyActorRef): void {
+    const own = actor as unknown as { options?: { clock?: unknown; logger?: unknown; devTools?: unknown } };
+    const o = own.options;
+    if (!o || typeof o !== 'object') return;
+    let shared = this.#startedOptions.get(o.clock);
+    if (!shared || shared.logger !== o.logger || shared.devTools !== o.devTools) {
+      shared = { clock: o.clock, logger: o.logger, devTools: o.devTools };
+      this.#startedOptions.set(o.clock, shared);
+    }
+    own.options = shared;
   }
 
   /** An event emitted by a machine agent: an effect for the runtime, or an output. */

@@ -227,7 +227,8 @@ export class Host implements Core {
     const entry: Entry = {
       id: record.id,
       def,
-      record,
+      // A copy of its own shape (every field in the object), with the definition's type string.
+      record: { id: record.id, type: def.type, parent: record.parent, pinned: record.pinned, input: record.input, createdAt: record.createdAt },
       lifecycle: null as never,
       actor: null,
       chain: Promise.resolve(),
@@ -251,13 +252,16 @@ export class Host implements Core {
     this.entries.set(record.id, entry);
     const pinned = record.pinned || this.control.pinned(record.id);
     entry.lifecycle = new Lifecycle<AgentContext, AgentEvent>(this.#lifecycleLogic, { id: record.id, pinned, mailbox });
-    entry.lifecycle.subscribe(() => {
-      this.#trackBusy(entry);
-      this.#maybeDrop(entry);
-    });
+    entry.lifecycle.subscribe(this.#afterEvent, entry);
     entry.lifecycle.start();
     return entry;
   }
+
+  /** After every event of an entry's lifecycle: one function for every entry (no closure per agent). */
+  readonly #afterEvent = (entry: Entry): void => {
+    this.#trackBusy(entry);
+    this.#maybeDrop(entry);
+  };
 
   /** Drops one hold taken for an accept in flight. */
   release(entry: Entry): void {

@@ -87,10 +87,13 @@ export class Lifecycle<C extends object, E extends EventObject = EventObject> {
   readonly #c: Compiled;
   #leaf: AnyStateNode;
   #context: Context;
-  #queue: EventObject[] = [];
+  /** Events sent while one is processed (by its own effects), made on first use. */
+  #queue: EventObject[] | null = null;
   #busy = false;
   #stopped = false;
-  #listener: (() => void) | null = null;
+  /** One listener may serve many lifecycles: it is called with this lifecycle's owner. */
+  #listener: ((owner: unknown) => void) | null = null;
+  #owner: unknown = undefined;
 
   constructor(machine: AnyStateMachine, input: unknown) {
     this.#c = compile(machine);
@@ -102,7 +105,7 @@ export class Lifecycle<C extends object, E extends EventObject = EventObject> {
 
   /** Takes the initial eventless transitions (their effects run now, like an actor's start). */
   start(): this {
-    this.#run(() => this.#settle({ type: 'xstate.init' }));
+    this.#run(null);
     return this;
   }
 
@@ -110,38 +113,49 @@ export class Lifecycle<C extends object, E extends EventObject = EventObject> {
     return { value: this.#c.values.get(this.#leaf), context: this.#context as C };
   }
 
-  /** Called after every event has been processed (the runtime's `subscribe`). */
-  subscribe(listener: () => void): void {
-    this.#listener = listener;
+  /**
+   * `listener(owner)` is called after every event has been processed (the runtime's
+   * `subscribe`). Passing the owner lets one listener serve every lifecycle (no closure
+   * per agent).
+   */
+  subscribe<O>(listener: (owner: O) => void, owner: O): void {
+    this.#listener = listener as (owner: unknown) => void;
+    this.#owner = owner;
   }
 
   stop(): void {
     this.#stopped = true;
-    this.#queue.length = 0;
+    this.#queue = null;
   }
 
   /** Processes the event (and any event sent to this lifecycle by its own effects, after it). */
   send(event: E): void {
     if (this.#stopped) return;
-    this.#queue.push(event);
-    if (!this.#busy) this.#run(() => {});
+    if (this.#busy) (this.#queue ??= []).push(event);
+    else this.#run(event);
   }
 
-  /** Runs `first`, then every queued event in order; events sent meanwhile queue up behind. */
-  #run(first: () => void): void {
+  /**
+   * Processes `first` (`null`: the start, its eventless transitions), then every event
+   * queued meanwhile, in order; events sent meanwhile queue up behind.
+   */
+  #run(first: EventObject | null): void {
     this.#busy = true;
     try {
-      first();
-      while (this.#queue.length > 0 && !this.#stopped) {
-        const e = this.#queue.shift()!;
-        const t = this.#select(e, false);
-        if (t) this.#take(t, e);
-        this.#settle(e);
-      }
+      if (first === null) this.#settle({ type: 'xstate.init' });
+      else this.#step(first);
+      while (this.#queue !== null && this.#queue.length > 0 && !this.#stopped) this.#step(this.#queue.shift()!);
     } finally {
       this.#busy = false;
+      if (this.#queue?.length === 0) this.#queue = null;
     }
-    this.#listener?.();
+    this.#listener?.(this.#owner);
+  }
+
+  #step(e: EventObject): void {
+    const t = this.#select(e, false);
+    if (t) this.#take(t, e);
+    this.#settle(e);
   }
 
   /** Takes eventless transitions until none is enabled. */
@@ -181,7 +195,9 @@ export class Lifecycle<C extends object, E extends EventObject = EventObject> {
             partial[k] = typeof v === 'function' ? (v as (x: typeof args, p: unknown) => unknown)(args, undefined) : v;
           }
         }
-        this.#context = { ...this.#context, ...partial };
+        // A copy, then the changes (not `{ ...a, ...b }`): every context keeps one hidden class
+        // and its fields in the object (a two-spread literal gets a class of its own and spills).
+        this.#context = Object.assign({ ...this.#context }, partial);
       } else {
         a({ context: this.#context, event }, undefined);
       }
