@@ -10,7 +10,7 @@
 import { lifecycleOf } from '../../machines/agent.js';
 import type { AgentRecord } from '../store/Store.js';
 import type { Timers } from './Timers.js';
-import type { Core, Entry } from './types.js';
+import { takeLeft, type Core, type Entry } from './types.js';
 
 /** What of the Host this needs. */
 export interface ControlHost extends Pick<Core, 'entries' | 'definitions' | 'inspection' | 'waiters'> {
@@ -73,7 +73,7 @@ export class Control {
       return Promise.resolve();
     }
     return new Promise((resolve, reject) => {
-      entry.leftMemory.push((error) => (error ? reject(error) : resolve()));
+      (entry.leftMemory ??= []).push((error) => (error ? reject(error) : resolve()));
       entry.lifecycle.send({ type: 'close', reason });
     });
   }
@@ -100,7 +100,7 @@ export class Control {
     if (entry.actor) host.inspection.stop(entry.actor);
     entry.actor = null;
     entry.lifecycle.stop();
-    for (const r of entry.leftMemory.splice(0)) r();
+    for (const r of takeLeft(entry)) r();
     if (host.entries.get(id) === entry) host.entries.delete(id);
     host.waiters.busy(entry, false);
   }
@@ -128,7 +128,7 @@ export class Control {
     if (entry.actor) host.inspection.stop(entry.actor);
     entry.actor = null;
     entry.lifecycle.stop();
-    for (const r of entry.leftMemory.splice(0)) r();
+    for (const r of takeLeft(entry)) r();
     host.waiters.busy(entry, false);
     if (host.entries.get(entry.id) === entry) host.entries.delete(entry.id);
   }

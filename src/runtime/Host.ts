@@ -52,6 +52,9 @@ export interface HostOptions {
   history: Retention;
 }
 
+/** An entry's chain when nothing is queued on it: one promise for all of them. */
+const SETTLED: Promise<void> = Promise.resolve();
+
 export class Host implements Core {
   readonly entries = new Map<string, Entry>();
   readonly supervisor: Actor<typeof supervisorMachine>;
@@ -169,9 +172,17 @@ export class Host implements Core {
   // --- Core -------------------------------------------------------------------------
 
   queue(entry: Entry, op: () => Promise<void>): void {
-    entry.chain = entry.chain.then(op).catch((err: unknown) => {
-      this.emitter.emit('error', () => ({ id: entry.id, at: this.clock.now(), error: asError(err), where: 'store' }));
-    });
+    // Once the chain has run out it is the one shared settled promise again (48 B per idle agent).
+    const next: Promise<void> = entry.chain.then(op).then(
+      () => {
+        if (entry.chain === next) entry.chain = SETTLED;
+      },
+      (err: unknown) => {
+        if (entry.chain === next) entry.chain = SETTLED;
+        this.emitter.emit('error', () => ({ id: entry.id, at: this.clock.now(), error: asError(err), where: 'store' }));
+      },
+    );
+    entry.chain = next;
   }
 
   armTimer(at: number): void {
@@ -231,7 +242,7 @@ export class Host implements Core {
       record: { id: record.id, type: def.type, parent: record.parent, pinned: record.pinned, input: record.input, createdAt: record.createdAt },
       lifecycle: null as never,
       actor: null,
-      chain: Promise.resolve(),
+      chain: SETTLED,
       holds: 0,
       turn: null,
       streak: 0,
@@ -241,7 +252,7 @@ export class Host implements Core {
       lastPersisted: undefined,
       lastActiveAt: this.clock.now(),
       destroyed: false,
-      leftMemory: [],
+      leftMemory: null,
       loadFailures: 0,
       sync: null,
       seen: null,

@@ -9,7 +9,7 @@ import { migrateSnapshot } from './migrate.js';
 import { delayChanges } from './delays.js';
 import { describeThrown } from '../validate.js';
 import { asError } from './snapshots.js';
-import type { Core, Entry } from './types.js';
+import { takeLeft, type Core, type Entry } from './types.js';
 
 /** Messages read ahead into the inbox when an agent loads. */
 const READ_AHEAD = 32;
@@ -136,7 +136,7 @@ export class Loads {
             const error = asError(err);
             entry.problem = { error, where: 'flush' };
             entry.lifecycle.send({ type: 'flush.failed' });
-            for (const r of entry.leftMemory.splice(0)) r(error);
+            for (const r of takeLeft(entry)) r(error);
             return;
           }
         }
@@ -148,7 +148,7 @@ export class Loads {
       core.counters.evictions++;
       entry.lifecycle.send({ type: 'flush.done' });
       core.emitter.emit('agent.evicted', () => ({ id: entry.id, at: core.clock.now(), reason }));
-      for (const r of entry.leftMemory.splice(0)) r();
+      for (const r of takeLeft(entry)) r();
     });
   }
 }

@@ -67,7 +67,7 @@ export interface Entry {
   lastActiveAt: number;
   destroyed: boolean;
   /** Waiting for the agent to leave memory (close): called with the error of a flush that failed. */
-  leftMemory: ((error?: Error) => void)[];
+  leftMemory: ((error?: Error) => void)[] | null;
   /** Loads that failed in a row (not corruption): the backoff doubles with each. */
   loadFailures: number;
   /** A shared store: a mailbox count sync (Host.syncMail) is queued, running, or wanted again. */
@@ -118,4 +118,11 @@ export interface Core {
   armTimer(at: number): void;
   /** Messages now in their mailboxes (a turn's outbox after its commit). */
   delivered(accepted: readonly { request: AppendRequest; seq: number; duplicate: boolean }[]): void;
+}
+
+/** The callers waiting for the entry to leave memory, taken (none: the array is made on first use). */
+export function takeLeft(entry: Entry): ((error?: Error) => void)[] {
+  const left = entry.leftMemory;
+  entry.leftMemory = null;
+  return left ?? [];
 }
