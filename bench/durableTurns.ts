@@ -7,8 +7,9 @@
  * loaded and resident before anything is measured (residentCap 64). A round sends 4,000
  * messages round-robin over the 64 agents, `send` without await in one synchronous loop,
  * and ends when 4,000 more `turn.finished` events have been seen: from the first send until
- * every turn finished. runningCap 64 and 8; each on `sqliteStore(file)` (writes on the
- * event loop) and on `sqliteStore(file, { writer: 'thread' })` (writes on a worker thread).
+ * every turn finished. runningCap 64 and 8; each on `sqliteStore(file, { writer: 'main' })`
+ * (writes on the event loop) and on `sqliteStore(file, { writer: 'thread' })` (writes on a
+ * worker thread, the default).
  *
  * Bare side: the statements sqliteStore (as of this bench's writing) runs for one turn,
  * on a copy of its schema (same tables, indexes, foreign keys, pragmas):
@@ -443,8 +444,8 @@ function render(m: IsolatedMeasured[], load: string): string {
     `until the ${fmt(MESSAGES)}th \`turn.finished\` event; each turn is accepted (\`append\`), begun and committed.`,
     `Every candidate in its own process on its own file (bench/isolated.ts); medians of ${ROUNDS} rounds after a warm-up`,
     `round, rounds alternating. Load average ${load}, on ${os.cpus().length} cores. The runtime runs on the store`,
-    "as `sqliteStore(file)` makes it (its writes in the calling thread, on the event loop) and, in the rows \"writer thread\",",
-    "as `sqliteStore(file, { writer: 'thread' })` makes it (every write transaction on a worker thread; reads on the main",
+    "as `sqliteStore(file, { writer: 'main' })` makes it (its writes in the calling thread, on the event loop) and, in the rows \"writer thread\",",
+    "as `sqliteStore(file)` makes it (the default, `{ writer: 'thread' }`: every write transaction on a worker thread; reads on the main",
     'thread through a read-only connection), side by side in the same run.',
     '',
     'The bare side runs the statements sqliteStore runs for a turn, on a copy of its schema (same tables,',

@@ -71,7 +71,7 @@ export async function benchEventLoop(): Promise<string> {
 
 function render(m: IsolatedMeasured[], load: string): string {
   const ms = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : `${fmt(v, v >= 100 ? 0 : v >= 10 ? 1 : 2)} ms`);
-  const storeName = { memory: '`memoryStore()`', sqlite: '`sqliteStore`, FULL', 'sqlite-thread': "`sqliteStore`, FULL, `writer: 'thread'`" } as const;
+  const storeName = { memory: '`memoryStore()`', sqlite: "`sqliteStore`, FULL, `writer: 'main'`", 'sqlite-thread': "`sqliteStore`, FULL, `writer: 'thread'` (the default)" } as const;
   const modeName = { yield: 'yields every 100 sends', broadcast: 'broadcast: one synchronous loop' } as const;
   const table = [
     '| sending | store | p50 | p99 | max | firings | sender\'s own loop | turns/s |',
@@ -100,8 +100,8 @@ function render(m: IsolatedMeasured[], load: string): string {
     '',
     `Lateness of a 1 ms timer in the runtime's process while it handles ${fmt(MESSAGES)} messages for ${AGENTS} resident agents`,
     '(the workload of "Durable turns": trivial `fromTurn` turns, all agents loaded beforehand, runningCap 64),',
-    'on `memoryStore()`, on `sqliteStore(<temp file>)` with `synchronous=FULL` (its writes on the event loop) and on',
-    "`sqliteStore(<temp file>, { writer: 'thread' })` (every write transaction, fsync included, on a worker thread; reads",
+    "on `memoryStore()`, on `sqliteStore(<temp file>, { writer: 'main' })` with `synchronous=FULL` (its writes on the event loop) and on",
+    "`sqliteStore(<temp file>, { writer: 'thread' })`, the default (every write transaction, fsync included, on a worker thread; reads",
     'on the main thread), side by side in the same run, in two sending modes:',
     '',
     '- **yields every 100 sends**: the sender sends without await and awaits a `setImmediate` after every 100',

@@ -123,7 +123,7 @@
  * The methods are async for the contract but run their SQLite work synchronously (it
  * takes microseconds to a few milliseconds), so two calls never interleave.
  *
- * Writer thread. With `{ writer: 'thread' }` the writes (and their fsync) run on a worker
+ * Writer thread. By default (`{ writer: 'thread' }`) the writes (and their fsync) run on a worker
  * thread holding a store of this kind, and the reads here through a read-only one: see
  * sqliteThreadStore.ts. It runs the prepared ops through this file's write paths (the
  * internal exports at the end), so both run the same SQL and checks.
@@ -197,8 +197,9 @@ export interface SqliteStoreOptions {
    * connection (each write transaction, its fsync included, runs there, off the event loop),
    * while this thread reads through a read-only connection of its own; see
    * sqliteThreadStore.ts. 'main': in the calling thread, inside each write call. The default
-   * is 'main'. An in-memory database (':memory:') and a read-only store have no writer
-   * thread: they ignore it.
+   * is 'thread': it keeps the host application's event loop free during every group commit
+   * (docs/benchmarks.md, "SQLite writer: main thread or worker thread"). An in-memory
+   * database (':memory:') and a read-only store have no writer thread: they ignore it.
    */
   writer?: 'main' | 'thread';
 }
@@ -393,7 +394,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   if (readonly && inMemory) {
     throw new TypeError(`Expected \`path\` to name a database file with \`readonly: true\`, got ':memory:' (a new, empty database)`);
   }
-  const writer = options.writer ?? 'main';
+  const writer = options.writer ?? 'thread';
   if (writer !== 'main' && writer !== 'thread') {
     throw new TypeError(`Expected \`writer\` to be 'main' or 'thread', got ${describeValue(writer)}`);
   }

@@ -14,8 +14,11 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FencedError, StoreError, StoreLockedError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, Store, StoreOwner } from '../../src/store/Store.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqliteSchema.js';
-import { setSqliteBusyTimeout, sqliteStore } from '../../src/store/sqliteStore.js';
+import { setSqliteBusyTimeout, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
 import { NO_ACTIVITY } from './sqliteFiles.js';
+
+// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
+const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
 
 const CHILD = fileURLToPath(new URL('./ownerChild.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

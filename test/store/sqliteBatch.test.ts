@@ -11,8 +11,11 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { AgentExistsError, StoreError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, CommitTurn, Store, StoreOp } from '../../src/store/Store.js';
 import { readWal } from '../../src/store/sqliteSchema.js';
-import { setSqliteBusyTimeout, sqliteStore } from '../../src/store/sqliteStore.js';
+import { setSqliteBusyTimeout, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
 import { sqliteFiles, agent, withRaw } from './sqliteFiles.js';
+
+// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
+const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
 
 const { dbFile, track } = sqliteFiles('batch');
 

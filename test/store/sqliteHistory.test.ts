@@ -8,8 +8,11 @@ import fs from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { AgentRecord, AppendRequest, CommitTurn, Retention, Store, StoreOp } from '../../src/store/Store.js';
 import { SCHEMA_VERSION } from '../../src/store/sqliteSchema.js';
-import { setSqlitePurgeBatch, sqlitePurged, sqliteStore } from '../../src/store/sqliteStore.js';
+import { setSqlitePurgeBatch, sqlitePurged, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
 import { sqliteFiles, agent, withRaw, NO_ACTIVITY } from './sqliteFiles.js';
+
+// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
+const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
 
 const { dbFile, track } = sqliteFiles('history');
 

@@ -9,8 +9,11 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FencedError, StoreCorruptionError, StoreError } from '../../src/errors.js';
 import type { AgentRecord, Store, StoreOp, TimerRecord } from '../../src/store/Store.js';
 import { SCHEMA_VERSION, TIMED_FROM } from '../../src/store/sqliteSchema.js';
-import { setSqlitePurgeBatch, sqlitePurged, sqliteStore } from '../../src/store/sqliteStore.js';
+import { setSqlitePurgeBatch, sqlitePurged, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
 import { sqliteFiles, withRaw } from './sqliteFiles.js';
+
+// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
+const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
 
 const { dbFile, track } = sqliteFiles('timers');
 
