@@ -95,14 +95,14 @@ const readBatch = (file: string) => {
  * before the next, sender s writing to agent s. Writes the mean batch size of each
  * round to `batchFile`.
  */
-function durableAccepts(arg: { file: string; synchronous: Sync; senders: number; batchFile?: string }): AsyncCandidate {
+function durableAccepts(arg: { file: string; synchronous: Sync; senders: number; batchFile?: string; writer?: 'main' | 'thread' }): AsyncCandidate {
   let runtime!: Runtime;
   let store!: Store;
   let counts = { calls: 0, rows: 0 };
   let sent = 0;
   return {
     async setup() {
-      store = sqliteStore(arg.file, { synchronous: arg.synchronous });
+      store = sqliteStore(arg.file, { synchronous: arg.synchronous, ...(arg.writer ? { writer: arg.writer } : {}) });
       counts = countAppends(store);
       runtime = await createRuntime({ agents: [counterAgent, blockerAgent], store, residentCap: 1, runningCap: 1 });
       const started = new Promise<void>((resolve) => runtime.on('turn.started', () => resolve()));
@@ -490,6 +490,9 @@ export async function benchDurable(): Promise<string> {
         spec(`\`sqliteStore.batch\` of \`append\` ops alone, ${SENDERS.at(-1)} agents, batches of the runtime's mean`, 'storeAppend', { file: file(`store-${sync}`), synchronous: sync, agents: SENDERS.at(-1)!, batchFile: batchFile(sync, SENDERS.at(-1)!) }, ops.store),
       ];
     });
+    // The store's writes on the calling thread instead of its writer thread (the default), for the decision in "SQLite writer".
+    const n = SENDERS[0]!;
+    acceptSpecs.push(spec(`runtime, ${n} concurrent senders to ${n} agents, \`writer: 'main'\``, 'durableAccepts', { file: file(`rt${n}-FULL-main`), synchronous: 'FULL', senders: n, writer: 'main' }, OPS.FULL.rt[n]));
     const accepts = await compareIsolated(acceptSpecs, { rounds: ACCEPT_ROUNDS, warmup: 1, parallelSetup: true });
 
     const reloadSpecs = (['FULL', 'NORMAL'] as const).flatMap((sync) => [
@@ -506,7 +509,9 @@ export async function benchDurable(): Promise<string> {
   }
 }
 
-function render(accepts: IsolatedMeasured[], reloads: IsolatedMeasured[], where: string, load: string): string {
+function render(measured: IsolatedMeasured[], reloads: IsolatedMeasured[], where: string, load: string): string {
+  const onMain = measured.at(-1)!;
+  const accepts = measured.slice(0, -1);
   const perSync = accepts.length / 2;
   const groups = (['FULL', 'NORMAL'] as const).map((sync, i) => {
     const g = accepts.slice(i * perSync, (i + 1) * perSync);
@@ -572,7 +577,7 @@ function render(accepts: IsolatedMeasured[], reloads: IsolatedMeasured[], where:
   return [
     '## Durable accepts and reloads',
     '',
-    'Through the runtime on `sqliteStore(<temp file>)` (WAL; `synchronous=FULL`, the default, and',
+    'Through the runtime on `sqliteStore(<temp file>)` (its writes on its writer thread, the default; WAL; `synchronous=FULL`, the default, and',
     `NORMAL), against bare better-sqlite3 in the same run, every file in ${where}. Every candidate`,
     'runs in its own process on its own file (bench/isolated.ts); rounds alternate, after a warm-up',
     "round. The absolute figures are those of this machine's disk (a shared virtual disk whose fsync",
@@ -600,6 +605,8 @@ function render(accepts: IsolatedMeasured[], reloads: IsolatedMeasured[], where:
     '',
     `- target ≥ ${fmt(ACCEPT_TARGET)} durable accepts/s with concurrent senders (FULL): ${acceptVerdict}. ` +
       `The bare transactions of the same batch: ${fmt(best.bare.opsPerSec)}/s. NORMAL: ${fmt(bestOf(normal).rt.opsPerSec)}/s at best.`,
+    `- writer: with the store's writes on the calling thread (\`writer: 'main'\`), ${SENDERS[0]} senders (FULL) accept ${fmt(onMain.opsPerSec)}/s: ` +
+      `the writer thread (the default, rows above) accepts ${fmt(full.many[0]!.rt.opsPerSec / onMain.opsPerSec, 2)}× as many (each accept waits for its batch, and a batch on the writer thread pays the hop between threads).`,
     `- group commit pays: with FULL, ${last(full).n} senders accept ${fmt(last(full).rt.opsPerSec / full.rt1.opsPerSec, 1)}× as many messages per second as one sender.`,
     `- \`sqliteStore.batch\` of \`append\` ops alone, at the runtime's batch size, takes ${storeShare(full)} % (FULL) and ${storeShare(normal)} % (NORMAL) of the runtime's time`,
     `  per accept at ${last(full).n} senders, and ${x(full.store, last(full).bare)} (FULL) / ${x(normal.store, last(normal).bare)} (NORMAL) the time of the bare rows: most of an accept is the`,
