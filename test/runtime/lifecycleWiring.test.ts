@@ -64,8 +64,10 @@ describe('runtime.retry', () => {
       await until(() => failed.length === 2, 'the second quarantine');
       // …repaired: retry loads it and its kept message runs.
       known = true;
+      // Its kept message's turn, over once committed (on the store's writer thread: real time, not turns of the loop).
+      const ran = new Promise<void>((resolve) => r2.on('turn.finished', (e) => e.id === 'x' && resolve()));
       expect(await r2.retry('x')).toBe(true);
-      for (let i = 0; i < 200 && (await r2.get('x')).mailbox > 0; i++) await flush(2);
+      await ran;
       expect((await r2.get('x')).mailbox).toBe(0);
       expect((await r2.get('x')).state).toBe('idle');
       expect(await r2.retry('x')).toBe(false); // not quarantined any more
