@@ -173,15 +173,13 @@ export class Host implements Core {
 
   queue(entry: Entry, op: () => Promise<void>): void {
     // Once the chain has run out it is the one shared settled promise again (48 B per idle agent).
-    const next: Promise<void> = entry.chain.then(op).then(
-      () => {
-        if (entry.chain === next) entry.chain = SETTLED;
-      },
-      (err: unknown) => {
-        if (entry.chain === next) entry.chain = SETTLED;
-        this.emitter.emit('error', () => ({ id: entry.id, at: this.clock.now(), error: asError(err), where: 'store' }));
-      },
-    );
+    const ranOut = () => {
+      if (entry.chain === next) entry.chain = SETTLED;
+    };
+    const next: Promise<void> = entry.chain.then(op).then(ranOut, (err: unknown) => {
+      ranOut();
+      this.emitter.emit('error', () => ({ id: entry.id, at: this.clock.now(), error: asError(err), where: 'store' }));
+    });
     entry.chain = next;
   }
 
@@ -299,11 +297,7 @@ export class Host implements Core {
   #trackBusy(entry: Entry): void {
     const snap = entry.lifecycle.getSnapshot();
     const st = lifecycleOf(snap.value);
-    const idle =
-      entry.destroyed ||
-      st === 'failed' ||
-      st === 'destroyed' ||
-      (snap.context.mailbox === 0 && (st === 'idle' || (snap.value as { unloaded?: string }).unloaded === 'dormant'));
+    const idle = entry.destroyed || st === 'failed' || st === 'destroyed' || (snap.context.mailbox === 0 && (st === 'idle' || (snap.value as { unloaded?: string }).unloaded === 'dormant'));
     this.waiters.busy(entry, !idle);
   }
 
