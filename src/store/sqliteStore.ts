@@ -160,7 +160,7 @@ import {
   statsOfRow,
 } from './common.js';
 import { loadedSqliteDriver, sqliteDriver } from './sqliteDriver.js';
-import { sqliteThreadStore } from './sqliteThreadStore.js';
+import { sqliteThreadStore, writerThreadAvailable } from './sqliteThreadStore.js';
 import { checkDatabase, checkFileHeader, COUNTED_FROM, migrate, SCHEMA_VERSION, TIMED_FROM } from './sqliteSchema.js';
 import type {
   AgentRecord,
@@ -198,7 +198,9 @@ export interface SqliteStoreOptions {
    * while this thread reads through a read-only connection of its own; see
    * sqliteThreadStore.ts. 'main': in the calling thread, inside each write call. The default
    * is 'thread': it keeps the host application's event loop free during every group commit
-   * (docs/benchmarks.md, "SQLite writer: main thread or worker thread"). An in-memory
+   * (docs/benchmarks.md, "SQLite writer: main thread or worker thread"), or 'main' where the
+   * writer's entry file cannot be found (residency bundled into an application's own files;
+   * `writerThreadAvailable`). An in-memory
    * database (':memory:') and a read-only store have no writer thread: they ignore it.
    */
   writer?: 'main' | 'thread';
@@ -394,7 +396,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Sto
   if (readonly && inMemory) {
     throw new TypeError(`Expected \`path\` to name a database file with \`readonly: true\`, got ':memory:' (a new, empty database)`);
   }
-  const writer = options.writer ?? 'thread';
+  const writer = options.writer ?? (writerThreadAvailable() ? 'thread' : 'main');
   if (writer !== 'main' && writer !== 'thread') {
     throw new TypeError(`Expected \`writer\` to be 'main' or 'thread', got ${describeValue(writer)}`);
   }

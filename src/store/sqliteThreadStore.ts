@@ -301,6 +301,31 @@ function startWriter(data: WriterData): Worker {
   return new Worker(boot, { ...options, eval: true });
 }
 
+const available = new Map<string, boolean>();
+
+/**
+ * Whether the writer thread can start from the module at `here` (default: this one): its
+ * entry file is next to it (the built package), or, from source, the entry and tsx are
+ * found. False when an application bundled residency into files of its own, without the
+ * writer's entry: `sqliteStore(path)` then writes on the calling thread (the writer thread
+ * is only the default, not a requirement; `{ writer: 'thread' }` still insists).
+ * @internal
+ */
+export function writerThreadAvailable(here = moduleUrl()): boolean {
+  let ok = available.get(here);
+  if (ok === undefined) {
+    try {
+      const ext = nodePath.extname(new URL(here).pathname);
+      ok = fs.existsSync(fileURLToPath(new URL(`./sqliteWriter${ext}`, here)));
+      if (ok && ext === '.ts') tsxApi(here);
+    } catch {
+      ok = false;
+    }
+    available.set(here, ok);
+  }
+  return ok;
+}
+
 /** This module's URL: `import.meta.url`, or `__filename` in a CommonJS build where the bundler leaves `import.meta` empty. */
 function moduleUrl(): string {
   const url = (import.meta as { url?: string }).url;

@@ -308,6 +308,16 @@ describe('the packed package, installed into a fresh project', () => {
     expect(tsc.code).toBe(0);
   });
 
+  it('bundled into an application of its own (esbuild), sqliteStore(path) works: it writes on the calling thread when the writer entry is not there', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    const { build } = await import('esbuild');
+    const out = path.join(app, 'bundle', 'app.mjs');
+    await build({ entryPoints: [path.join(app, 'bundled.mjs')], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: out, external: ['better-sqlite3'], absWorkingDir: app, logLevel: 'silent', banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" } });
+    // better-sqlite3 stays a package, found in the app's node_modules above the bundle.
+    const r = ok(await run(process.execPath, [out], app), 'node bundle/app.mjs');
+    expect(lastJsonLine(r)).toEqual({ n: 5, writerEntryNextToBundle: false });
+  });
+
   it('npx residency demo runs on the installed package and its embedded store', async (ctx) => {
     if (unavailable) ctx.skip(unavailable);
     const db = path.join(tmp, 'demo.db');

@@ -11,7 +11,7 @@ import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_pro
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { build, type Options } from 'tsup';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +26,7 @@ import {
 } from '../../src/errors.js';
 import type { AppendRequest, Store, StoreOpResult, StoreOwner } from '../../src/store/Store.js';
 import { sqliteStore } from '../../src/store/sqliteStore.js';
-import { sqliteWriterThread } from '../../src/store/sqliteThreadStore.js';
+import { sqliteWriterThread, writerThreadAvailable } from '../../src/store/sqliteThreadStore.js';
 import { describeStore } from './describeStore.js';
 import { agent, sqliteFiles, withRaw } from './sqliteFiles.js';
 
@@ -279,6 +279,24 @@ describe('sqliteStore, writer thread: errors keep their classes and fields', () 
     await store.createAgent(agent('alice'));
     withRaw(file, (db) => db.prepare("UPDATE agents SET input = '{not json' WHERE id = 'alice'").run());
     await expect(store.getAgent('alice')).rejects.toBeInstanceOf(StoreCorruptionError);
+  });
+});
+
+describe('sqliteStore: which writer by default', () => {
+  it('the writer thread where its entry is found; the calling thread where it is not (residency bundled into files of its own)', () => {
+    expect(writerThreadAvailable()).toBe(true);
+    const store = track(sqliteStore(dbFile()));
+    expect(sqliteWriterThread(store)).toBeDefined();
+    // A module with no writer entry next to it, as in an application's own bundle.
+    const bundle = fs.mkdtempSync(path.join(os.tmpdir(), 'residency-bundle-'));
+    try {
+      fs.writeFileSync(path.join(bundle, 'app.js'), '');
+      expect(writerThreadAvailable(pathToFileURL(path.join(bundle, 'app.js')).href)).toBe(false);
+      fs.writeFileSync(path.join(bundle, 'sqliteWriter.js'), '');
+      expect(writerThreadAvailable(pathToFileURL(path.join(bundle, 'app2.js')).href)).toBe(true);
+    } finally {
+      fs.rmSync(bundle, { recursive: true, force: true });
+    }
   });
 });
 
