@@ -8,6 +8,7 @@ import {
   assertMessage,
   assertPositiveDurationOrNull,
   copyJson,
+  copyPlain,
   describeValue,
 } from '../src/validate.js';
 
@@ -371,6 +372,21 @@ describe('copyJson', () => {
     const withGetter = { get n() { reads++; return 1; } };
     expect(copyJson(withGetter, 'input')).toStrictEqual({ n: 1 });
     expect(reads).toBe(1);
+  });
+});
+
+describe('copyPlain', () => {
+  it('copies plain data into fresh objects, keeps undefined, and hands anything else to structuredClone', () => {
+    const v = { a: [1, { b: 'x' }], u: undefined, n: null };
+    const c = copyPlain(v);
+    expect(c).toStrictEqual(v);
+    expect(c).not.toBe(v);
+    expect(c.a[1]).not.toBe(v.a[1]);
+    expect('u' in c).toBe(true);
+    const when = new Date(5);
+    expect(copyPlain({ when }).when).toStrictEqual(when);
+    expect(copyPlain({ when }).when).not.toBe(when);
+    expect(() => copyPlain({ f: () => 1 })).toThrow();
   });
 });
 

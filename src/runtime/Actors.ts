@@ -4,7 +4,6 @@
  * effects a turn produces — messages to send, agents to spawn, outputs — gathered on the
  * turn, to be committed with it.
  */
-import { copyPlain } from '../plainCopy.js';
 import { createActor, fromPromise, type Actor, type AnyActorRef, type AnyStateMachine } from 'xstate';
 import type { Clock } from '../clock.js';
 import type { AgentDefinition } from '../defineAgent.js';
@@ -92,7 +91,7 @@ function heldClock(clock: Clock): Clock {
   return { now: () => clock.now(), setTimeout: () => ++n, clearTimeout: () => {} };
 }
 import type { Message } from '../store/Store.js';
-import { assertAgentId, copyJson, copyMessage } from '../validate.js';
+import { assertAgentId, copyJson, copyMessage, copyPlain } from '../validate.js';
 import type { Inspection } from './Inspection.js';
 import { assertTimerKey, timerOf } from './Timers.js';
 import { durableDelaysSupported } from './delays.js';

@@ -2,12 +2,11 @@
  * Snapshots of an agent's logic as the runtime stores and answers them, and when a turn of
  * a machine is over. Pure functions over XState actors.
  */
-import { copyPlain } from '../plainCopy.js';
 import { fromPromise, type AnyActorRef } from 'xstate';
 import { isTurnLogic } from '../fromTurn.js';
 import type { AgentDefinition } from '../defineAgent.js';
 import type { Json } from '../store/Store.js';
-import { copyJson, describeThrown } from '../validate.js';
+import { copyJson, copyPlain, describeThrown } from '../validate.js';
 
 /**
  * The persisted snapshot as it is stored: a plain JSON copy. XState leaves `output`/`error`

@@ -8,7 +8,7 @@
  * and never awaits in between, so a call that rejects has changed nothing and two calls
  * never interleave. A `batch` runs its ops one after the other in the same way: an op that
  * fails has changed nothing, and the ops after it see what the ops before it wrote; the
- * whole batch fails only on a closed store (a memory store is never fenced). Whatever goes in or comes out is copied (src/plainCopy.ts), so no
+ * whole batch fails only on a closed store (a memory store is never fenced). Whatever goes in or comes out is copied (validate.ts copyPlain), so no
  * caller ever shares an object with the store.
  *
  * It remembers every message id an agent ever received (idempotency holds for consumed
@@ -33,8 +33,7 @@
  */
 
 import { AgentExistsError, AgentNotFoundError, StoreError, StoreLockedError } from '../errors.js';
-import { copyPlain } from '../plainCopy.js';
-import { assertLimit } from '../validate.js';
+import { assertLimit, copyPlain } from '../validate.js';
 import {
   checkCancel,
   checkDue,
@@ -595,10 +594,7 @@ export function memoryStore(): Store {
   };
 }
 
-/**
- * Copies a value on its way in (copyPlain: a walk of its own for plain data, else
- * `structuredClone`); a value that cannot be copied (a function, …) is refused.
- */
+/** Copies a value on its way in (copyPlain); a value that cannot be copied (a function, …) is refused. */
 function copyIn<T>(value: T, what: string): T {
   try {
     return copyPlain(value);
@@ -610,8 +606,6 @@ function copyIn<T>(value: T, what: string): T {
     );
   }
 }
-
-
 
 /** The index of the first id greater than `cursor` in sorted `ids`. */
 function firstAfter(ids: readonly string[], cursor: string): number {
