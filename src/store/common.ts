@@ -201,8 +201,8 @@ export function compareTimers(a: Pick<TimerRecord, 'at' | 'agentId' | 'key'>, b:
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
-/** A counters row as the SQL stores keep it (snake_case time), as AgentStats (rule 11). */
-export function statsOfRow(row: {
+/** An agent's counters row as the SQL stores read it (rule 11; snake_case time). */
+export interface CountersRow {
   turns: number;
   failed: number;
   crashed: number;
@@ -210,7 +210,10 @@ export function statsOfRow(row: {
   mailbox: number;
   timers: number;
   last_active_at: unknown;
-}): AgentStats {
+}
+
+/** A counters row as AgentStats (rule 11). */
+export function statsOfRow(row: CountersRow): AgentStats {
   return {
     turns: row.turns,
     failed: row.failed,

@@ -158,6 +158,7 @@ import {
   ownerOf,
   pruneBatch,
   statsOfRow,
+  type CountersRow,
 } from './common.js';
 import { loadedSqliteDriver, sqliteDriver } from './sqliteDriver.js';
 import { sqliteThreadStore, writerThreadAvailable } from './sqliteThreadStore.js';
@@ -232,14 +233,8 @@ interface AgentRow {
   created_at: number;
 }
 
-interface StatsRow {
+interface StatsRow extends CountersRow {
   id: string;
-  turns: number;
-  failed: number;
-  crashed: number;
-  interrupted: number;
-  mailbox: number;
-  timers: number;
   last_active_at: number | null;
 }
 
