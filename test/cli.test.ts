@@ -13,21 +13,13 @@ import { defineAgent } from '../src/defineAgent.js';
 import { fromTurn } from '../src/fromTurn.js';
 import { sqliteStore } from '../src/store/sqliteStore.js';
 import { counterAgent, deferred } from './runtime/helpers.js';
+import { cli } from './runCli.js';
 import { DAMAGE_SAID, damagedDatabase, type Damage } from './inspector/damagedDatabase.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'residency-cli-'));
 const db = join(dir, 'demo.db');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** Runs `main` in-process and collects what it printed. */
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t), isTTY: false };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
 
 /** The files at `path` and next to it (`-wal`, `-shm`): which exist, and the main file's bytes. */
 function filesAt(path: string): { bytes: Buffer | null; wal: boolean; shm: boolean } {

@@ -8,20 +8,10 @@
  * need none.
  */
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import type { Io } from '../../src/cli/format.js';
+import { cli } from '../runCli.js';
 import { pgTest } from '../store/pgTest.js';
 
 const pg = await pgTest('clusterdemo');
-
-/** Runs `main` in-process and collects what it printed. */
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t), isTTY: false };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
 
 describe.skipIf(!pg.available)('residency demo --postgres', () => {
   it('runs three processes on one schema: each runs turns, shards move, every accepted message handled exactly once', async () => {

@@ -15,7 +15,7 @@ import { FencedError, StoreError, StoreLockedError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, Store, StoreOwner } from '../../src/store/Store.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqliteSchema.js';
 import { setSqliteBusyTimeout, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
-import { NO_ACTIVITY } from './sqliteFiles.js';
+import { NO_ACTIVITY, sharedRange } from './sqliteFiles.js';
 
 // The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
 const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
@@ -304,24 +304,6 @@ describe('sqliteStore: one owner per database', () => {
   });
 });
 
-/**
- * Whether another process could take a write lock on SQLite's shared-lock byte range of
- * the file ('free'), or a process holds a lock there ('held'); null without python3.
- * (POSIX F_GETLK, asked from a child process: a process never conflicts with itself.)
- */
-function sharedRange(file: string): 'free' | 'held' | null {
-  const script = [
-    'import fcntl, os, struct, sys',
-    'fd = os.open(sys.argv[1], os.O_RDWR)',
-    'lock = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0x40000002, 510, 0)',
-    'print("free" if struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, lock))[0] == fcntl.F_UNLCK else "held")',
-  ].join('\n');
-  try {
-    return execFileSync('python3', ['-c', script, file]).toString().trim() as 'free' | 'held';
-  } catch {
-    return null;
-  }
-}
 
 it("opening the same file again in this process keeps the first store's SQLite locks (it is not re-read with fs)", async (context) => {
   const file = dbFile();

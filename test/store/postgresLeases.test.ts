@@ -77,6 +77,17 @@ describe.skipIf(!db.available)('Leases (PostgreSQL)', () => {
     return m;
   }
 
+  /** Two members of a new 8-shard schema, both joined, once they hold 4 shards each. */
+  async function balancedPair(leaseTtl: number, timeoutMs?: number): Promise<{ name: string; a: Member; b: Member }> {
+    const name = await schema(8);
+    const a = member(name, 8, leaseTtl);
+    const b = member(name, 8, leaseTtl);
+    await a.leases.join('a', owner);
+    await b.leases.join('b', owner);
+    await waitFor('balanced', () => a.leases.owned().length === 4 && b.leases.owned().length === 4, timeoutMs);
+    return { name, a, b };
+  }
+
   function lostOf(m: Member, reason: string): number[] {
     return m.events.flatMap(({ event }) => (event.type === 'lost' && event.reason === reason ? event.shards : []));
   }
@@ -234,12 +245,7 @@ describe.skipIf(!db.available)('Leases (PostgreSQL)', () => {
 
   it('a member that stops heartbeating expires first, then loses its shards to the other, and fenced() reports them', async () => {
     const ttl = 500;
-    const name = await schema(8);
-    const a = member(name, 8, ttl);
-    const b = member(name, 8, ttl);
-    await a.leases.join('a', owner);
-    await b.leases.join('b', owner);
-    await waitFor('balanced', () => a.leases.owned().length === 4 && b.leases.owned().length === 4);
+    const { name, a, b } = await balancedPair(ttl);
     const aShards = a.leases.owned();
     const oldEpochs = new Map(aShards.map((s) => [s, a.leases.epochOf(s)!]));
     const t0 = performance.now();
@@ -273,12 +279,7 @@ describe.skipIf(!db.available)('Leases (PostgreSQL)', () => {
 
   it('takes over just after the stopped member\'s leases expire, not at its next heartbeat', async () => {
     const ttl = 3_000;
-    const name = await schema(8);
-    const a = member(name, 8, ttl);
-    const b = member(name, 8, ttl);
-    await a.leases.join('a', owner);
-    await b.leases.join('b', owner);
-    await waitFor('balanced', () => a.leases.owned().length === 4 && b.leases.owned().length === 4);
+    const { name, a, b } = await balancedPair(ttl);
     // The worst phase for a heartbeat-driven takeover: a's last renewal comes just after one of
     // b's heartbeats, so each of b's heartbeats finds a's leases a little short of expiring.
     let bBeats = 0;
@@ -377,12 +378,7 @@ describe.skipIf(!db.available)('Leases (PostgreSQL)', () => {
 
   it('a graceful release hands every shard over at once, much faster than the lease ttl', async () => {
     const ttl = 3_000;
-    const name = await schema(8);
-    const a = member(name, 8, ttl);
-    const b = member(name, 8, ttl);
-    await a.leases.join('a', owner);
-    await b.leases.join('b', owner);
-    await waitFor('balanced', () => a.leases.owned().length === 4 && b.leases.owned().length === 4, 20_000);
+    const { a, b } = await balancedPair(ttl, 20_000);
     const t0 = performance.now();
     await a.leases.release();
     expect(a.leases.owned()).toEqual([]);
@@ -401,12 +397,7 @@ describe.skipIf(!db.available)('Leases (PostgreSQL)', () => {
   });
 
   it('turns notifications into events: mail and destroyed for owned shards, replies for this member, nothing else', async () => {
-    const name = await schema(8);
-    const a = member(name, 8, 2_000);
-    const b = member(name, 8, 2_000);
-    await a.leases.join('a', owner);
-    await b.leases.join('b', owner);
-    await waitFor('balanced', () => a.leases.owned().length === 4 && b.leases.owned().length === 4);
+    const { name, a, b } = await balancedPair(2_000);
     const notify = (payload: string) => db.query('select pg_notify($1, $2)', [`${name}_wake`, payload]);
     const hints = (m: Member) => m.events.map((e) => e.event).filter((e) => e.type !== 'gained' && e.type !== 'lost');
     for (const payload of [

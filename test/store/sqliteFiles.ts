@@ -2,8 +2,10 @@
  * Temporary SQLite files and stores for the store tests: each test file calls
  * `sqliteFiles(prefix)` once, gets `dbFile()` (a fresh path in a folder of its own) and
  * `track(store)` (closed after each test); everything is removed after the file's tests.
- * Also the fixtures they share: an agent record, a raw connection, zeroed counters.
+ * Also the fixtures they share: an agent record, a raw connection, zeroed counters, and
+ * whether another process holds SQLite's shared-lock range of a file.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,3 +51,22 @@ export function withRaw<T>(file: string, work: (db: Database.Database) => T): T 
 
 /** The counters of an agent that never did anything. */
 export const NO_ACTIVITY: AgentStats = { turns: 0, failed: 0, crashed: 0, interrupted: 0, mailbox: 0, timers: 0, lastActiveAt: null };
+
+/**
+ * Whether another process could take a write lock on SQLite's shared-lock byte range of
+ * the file ('free'), or a process holds a lock there ('held'); null without python3.
+ * (POSIX F_GETLK, asked from a child process: a process never conflicts with itself.)
+ */
+export function sharedRange(file: string): 'free' | 'held' | null {
+  const script = [
+    'import fcntl, os, struct, sys',
+    'fd = os.open(sys.argv[1], os.O_RDWR)',
+    'lock = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0x40000002, 510, 0)',
+    'print("free" if struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, lock))[0] == fcntl.F_UNLCK else "held")',
+  ].join('\n');
+  try {
+    return execFileSync('python3', ['-c', script, file]).toString().trim() as 'free' | 'held';
+  } catch {
+    return null;
+  }
+}

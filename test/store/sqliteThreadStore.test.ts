@@ -28,7 +28,7 @@ import type { AppendRequest, Store, StoreOpResult, StoreOwner } from '../../src/
 import { sqliteStore } from '../../src/store/sqliteStore.js';
 import { sqliteWriterThread, writerThreadAvailable } from '../../src/store/sqliteThreadStore.js';
 import { describeStore } from './describeStore.js';
-import { agent, sqliteFiles, withRaw } from './sqliteFiles.js';
+import { agent, sharedRange, sqliteFiles, withRaw } from './sqliteFiles.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHILD = fileURLToPath(new URL('./threadChild.ts', import.meta.url));
@@ -452,20 +452,6 @@ describe('sqliteStore, writer thread: the process', () => {
   });
 });
 
-/** Whether another process could take SQLite's shared-lock byte range of the file ('free') or a process holds it ('held'); null without python3. */
-function sharedRange(file: string): 'free' | 'held' | null {
-  const script = [
-    'import fcntl, os, struct, sys',
-    'fd = os.open(sys.argv[1], os.O_RDWR)',
-    'lock = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0x40000002, 510, 0)',
-    'print("free" if struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, lock))[0] == fcntl.F_UNLCK else "held")',
-  ].join('\n');
-  try {
-    return execFileSync('python3', ['-c', script, file]).toString().trim() as 'free' | 'held';
-  } catch {
-    return null;
-  }
-}
 
 describe('sqliteStore, writer thread: from the built package', () => {
   // Inside node_modules so that the bundles resolve the package's dependencies as dist/ does.
