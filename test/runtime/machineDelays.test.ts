@@ -12,11 +12,8 @@ import { createMachine } from 'xstate';
 import { createRuntime, type Runtime } from '../../src/createRuntime.js';
 import { defineAgent } from '../../src/defineAgent.js';
 import { manualClock, type ManualClock } from '../../src/clock.js';
-import { sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
+import { sqliteStoreOnThisThread as sqliteStore } from '../store/sqliteFiles.js';
 import { flush, record } from './helpers.js';
-
-// Writes on this thread: the manual clock's steps wait a fixed number of turns of the event loop.
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));

@@ -13,13 +13,10 @@ import { defineAgent } from '../../src/defineAgent.js';
 import { fromTurn } from '../../src/fromTurn.js';
 import { manualClock, type ManualClock } from '../../src/clock.js';
 import { memoryStore } from '../../src/store/memoryStore.js';
-import { sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
+import { sqliteStoreOnThisThread as sqliteStore } from '../store/sqliteFiles.js';
 import type { Store } from '../../src/store/Store.js';
 import { AgentNotFoundError } from '../../src/errors.js';
 import { flush, record, until } from './helpers.js';
-
-// Writes on this thread: the manual clock's steps wait a fixed number of turns of the event loop.
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));

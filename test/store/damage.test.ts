@@ -13,11 +13,8 @@ import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { StoreCorruptionError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, Store } from '../../src/store/Store.js';
-import { sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
-import { sqliteFiles } from './sqliteFiles.js';
 
-// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
+import { sqliteFiles, sqliteStoreOnThisThread as sqliteStore } from './sqliteFiles.js';
 
 const { dbFile, track } = sqliteFiles('damage');
 

@@ -16,10 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { AgentRecord, CommitTurn, Store, StoreOp } from '../../src/store/Store.js';
-import { sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
-
-// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
+import { sqliteStoreOnThisThread as sqliteStore } from './sqliteFiles.js';
 
 const N = 64;
 const folder = process.argv[2] ?? os.tmpdir();

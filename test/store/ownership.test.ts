@@ -14,11 +14,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FencedError, StoreError, StoreLockedError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, Store, StoreOwner } from '../../src/store/Store.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqliteSchema.js';
-import { setSqliteBusyTimeout, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
-import { NO_ACTIVITY, sharedRange } from './sqliteFiles.js';
-
-// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
+import { setSqliteBusyTimeout } from '../../src/store/sqliteStore.js';
+import { NO_ACTIVITY, sharedRange, sqliteStoreOnThisThread as sqliteStore } from './sqliteFiles.js';
 
 const CHILD = fileURLToPath(new URL('./ownerChild.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -303,7 +300,6 @@ describe('sqliteStore: one owner per database', () => {
     await expect(store.rollout('alice')).rejects.toMatchObject({ code: 'STORE_ERROR', retryable: false });
   });
 });
-
 
 it("opening the same file again in this process keeps the first store's SQLite locks (it is not re-read with fs)", async (context) => {
   const file = dbFile();

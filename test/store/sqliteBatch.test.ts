@@ -11,14 +11,10 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { AgentExistsError, StoreError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, CommitTurn, Store, StoreOp } from '../../src/store/Store.js';
 import { readWal } from '../../src/store/sqliteSchema.js';
-import { setSqliteBusyTimeout, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
-import { sqliteFiles, agent, withRaw } from './sqliteFiles.js';
-
-// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
+import { setSqliteBusyTimeout } from '../../src/store/sqliteStore.js';
+import { sqliteFiles, agent, withRaw, sqliteStoreOnThisThread as sqliteStore } from './sqliteFiles.js';
 
 const { dbFile, track } = sqliteFiles('batch');
-
 
 function msg(agentId: string, messageId: string): AppendRequest {
   return { agentId, messageId, message: { type: 'inc' }, at: 2_000 };
@@ -27,7 +23,6 @@ function msg(agentId: string, messageId: string): AppendRequest {
 function turn(agentId: string, seq: number, fields: Partial<CommitTurn> = {}): CommitTurn {
   return { agentId, seq, outcome: 'done', at: 3_000, durationMs: 1, ...fields };
 }
-
 
 /** How many transactions the WAL holds (each one synced once at synchronous=FULL). */
 function walCommits(file: string): number {

@@ -12,6 +12,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach } from 'vitest';
 import type { AgentRecord, AgentStats, Store } from '../../src/store/Store.js';
+import { sqliteStore } from '../../src/store/sqliteStore.js';
 
 export function sqliteFiles(prefix: string): { dbFile: () => string; track: (store: Store) => Store } {
   const tempDirs: string[] = [];
@@ -70,3 +71,11 @@ export function sharedRange(file: string): 'free' | 'held' | null {
     return null;
   }
 }
+
+/**
+ * sqliteStore with its writes on the calling thread (`writer: 'main'`): for the tests of that
+ * store's own internals (WAL and fsync counts, busy timeouts, settings), and for tests that
+ * step a manual clock a fixed number of turns of the event loop. sqliteThreadStore.test.ts
+ * covers the writer thread, the default.
+ */
+export const sqliteStoreOnThisThread: typeof sqliteStore = (path, options) => sqliteStore(path, { writer: 'main', ...options });

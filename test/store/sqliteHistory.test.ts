@@ -8,14 +8,10 @@ import fs from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { AgentRecord, AppendRequest, CommitTurn, Retention, Store, StoreOp } from '../../src/store/Store.js';
 import { SCHEMA_VERSION } from '../../src/store/sqliteSchema.js';
-import { setSqlitePurgeBatch, sqlitePurged, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
-import { sqliteFiles, agent, withRaw, NO_ACTIVITY } from './sqliteFiles.js';
-
-// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
+import { setSqlitePurgeBatch, sqlitePurged } from '../../src/store/sqliteStore.js';
+import { sqliteFiles, agent, withRaw, NO_ACTIVITY, sqliteStoreOnThisThread as sqliteStore } from './sqliteFiles.js';
 
 const { dbFile, track } = sqliteFiles('history');
-
 
 function msg(agentId: string, messageId: string, at = 2_000): AppendRequest {
   return { agentId, messageId, message: { type: 'inc' }, at };
@@ -37,7 +33,6 @@ async function turns(store: Store, id: string, from: number, to: number, retain?
   const results = await store.batch(ops);
   expect(results.filter((r) => !r.ok)).toEqual([]);
 }
-
 
 /** The agent's rows in each table, counted on a raw connection. */
 function rowsOf(file: string, id: string): { agents: number; messages: number; rollout: number; snapshots: number } {

@@ -6,11 +6,9 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { AgentNotFoundError, StoreCorruptionError, StoreError } from '../../src/errors.js';
 import type { AgentRecord, AppendRequest, Store } from '../../src/store/Store.js';
 import { APPLICATION_ID, SCHEMA_VERSION } from '../../src/store/sqliteSchema.js';
-import { sqliteSettings, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
+import { sqliteSettings } from '../../src/store/sqliteStore.js';
+import { sqliteStoreOnThisThread as sqliteStore } from './sqliteFiles.js';
 import { describeStore } from './describeStore.js';
-
-// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
 
 const tempDirs: string[] = [];
 

@@ -9,11 +9,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FencedError, StoreCorruptionError, StoreError } from '../../src/errors.js';
 import type { AgentRecord, Store, StoreOp, TimerRecord } from '../../src/store/Store.js';
 import { SCHEMA_VERSION, TIMED_FROM } from '../../src/store/sqliteSchema.js';
-import { setSqlitePurgeBatch, sqlitePurged, sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
-import { sqliteFiles, withRaw } from './sqliteFiles.js';
-
-// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
+import { setSqlitePurgeBatch, sqlitePurged } from '../../src/store/sqliteStore.js';
+import { sqliteFiles, withRaw, sqliteStoreOnThisThread as sqliteStore } from './sqliteFiles.js';
 
 const { dbFile, track } = sqliteFiles('timers');
 
@@ -24,7 +21,6 @@ function agent(id: string): AgentRecord {
 function timer(agentId: string, key: string, at: number): TimerRecord {
   return { agentId, key, at, message: { type: 'remind', key } };
 }
-
 
 async function ok(store: Store, ops: StoreOp[]): Promise<unknown[]> {
   return (await store.batch(ops)).map((r) => {

@@ -13,10 +13,7 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors.js';
 import { readWal } from '../../src/store/sqliteSchema.js';
-import { sqliteStore as openSqliteStore } from '../../src/store/sqliteStore.js';
-
-// The store with its writes on this thread (sqliteThreadStore.test.ts covers the writer thread).
-const sqliteStore: typeof openSqliteStore = (path, options) => openSqliteStore(path, { writer: 'main', ...options });
+import { sqliteStoreOnThisThread as sqliteStore } from './sqliteFiles.js';
 
 const tempDirs: string[] = [];
 const connections: Database.Database[] = [];
