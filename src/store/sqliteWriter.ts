@@ -61,6 +61,12 @@ try {
   openFailure = error;
 }
 
+/** The store and its write paths, or why this thread could not open them. */
+function opened(): { store: Store; writer: SqliteWriter } {
+  if (store === null || writer === null) throw openFailure ?? new StoreError(`The SQLite writer thread could not open "${path}"`);
+  return { store, writer };
+}
+
 /** Stands for an op the calling thread failed already (its error stays there). */
 const FAILED_THERE = new Error('failed on the calling thread');
 
@@ -139,7 +145,7 @@ async function executeRetrying(writer: SqliteWriter, action: string, ops: (Sqlit
 /** Batches written in one transaction; an answer each (all fail alike if the transaction does). */
 async function answerBatches(batches: Extract<WriterRequest, { kind: 'batch' }>[]): Promise<WriterReply[]> {
   try {
-    if (store === null || writer === null) throw openFailure ?? new StoreError(`The SQLite writer thread could not open "${path}"`);
+    const { writer } = opened();
     const action = batches.length === 1 ? batches[0]!.action : `write ${batches.length} batches of ${batches.reduce((n, b) => n + b.ops.length, 0)} operations`;
     const results = await executeRetrying(
       writer,
@@ -161,7 +167,7 @@ async function answerBatches(batches: Extract<WriterRequest, { kind: 'batch' }>[
 async function answer(request: Exclude<WriterRequest, { kind: 'crash' | 'batch' }>): Promise<WriterReply> {
   const { id } = request;
   try {
-    if (store === null || writer === null) throw openFailure ?? new StoreError(`The SQLite writer thread could not open "${path}"`);
+    const { store, writer } = opened();
     switch (request.kind) {
       case 'one':
         return { id, ok: true, value: writer.runOne(request.op) };
